@@ -1,0 +1,44 @@
+"""Errors edge raises, and the few exceptions handlers may raise on purpose."""
+
+from __future__ import annotations
+
+__all__ = [
+    "EdgeError",
+    "ConfigError",
+    "SchemaError",
+    "EnqueueError",
+    "StoreError",
+    "Retry",
+]
+
+
+class EdgeError(Exception):
+    """Base class of every error edge raises on purpose."""
+
+
+class ConfigError(EdgeError):
+    """A step file, stream file or CLI option is wrong; the message says where and how to fix it."""
+
+
+class SchemaError(EdgeError):
+    """Data did not match a schema; ``errors`` lists every problem with its JSON path."""
+
+    def __init__(self, message: str, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class EnqueueError(EdgeError):
+    """``ctx.enqueue`` was called with a topic or data the step may not publish."""
+
+
+class StoreError(EdgeError):
+    """The data directory cannot be opened or written (permissions, full disk)."""
+
+
+class Retry(Exception):
+    """Raised by a queue handler to ask for a retry after ``delay`` seconds; not logged as an error."""
+
+    def __init__(self, delay: float | None = None):
+        super().__init__(f"retry requested (delay={delay})")
+        self.delay = delay
