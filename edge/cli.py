@@ -1,0 +1,390 @@
+"""The ``edge`` command. Exit codes: 0 ok, 1 runtime error, 2 usage error.
+
+Only this module configures output and calls ``sys.exit``/``os._exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .errors import EdgeError
+from .settings import Settings
+
+__all__ = ["main", "run"]
+
+#: Commands that act on a running app talk to it on --port first, else open --data-dir.
+_CLIENT_TIMEOUT = 5.0
+
+
+class UsageError(EdgeError):
+    """Bad command-line usage (exit code 2)."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    code = run(sys.argv[1:] if argv is None else argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def _common(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
+    parser.add_argument("--dir", help="project directory (EDGE_DIR, default .)")
+    parser.add_argument("--data-dir", help="LMDB directory (EDGE_DATA_DIR, default <dir>/.edge)")
+    parser.add_argument("--port", help="HTTP port (EDGE_PORT, default 3000)")
+    parser.add_argument("--host", help="bind address (EDGE_HOST, default 0.0.0.0)")
+    if server:
+        parser.add_argument("--durability", help="durable|relaxed (EDGE_DURABILITY, default durable)")
+        parser.add_argument("--max-body", help="largest request body, e.g. 1m (EDGE_MAX_BODY, default 1m)")
+        parser.add_argument("--cors-origins", help="comma-separated origins or * (EDGE_CORS_ORIGINS, default none)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge", description="A Step runtime for small machines.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("start", help="serve the app (JSON logs; refuses to start with broken steps)")
+    _common(p, server=True)
+    p = sub.add_parser("dev", help="serve the app, reload on change, readable logs")
+    _common(p, server=True)
+    p.add_argument("--no-reload", action="store_true", help="do not watch step files")
+    p = sub.add_parser("steps", help="validate and list steps, triggers and flows")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("openapi", help="print the OpenAPI document of the HTTP steps")
+    _common(p)
+
+    p = sub.add_parser("state", help="read or write state")
+    state = p.add_subparsers(dest="action", metavar="ACTION")
+    for name, args in (("get", ("group", "key")), ("set", ("group", "key", "value")), ("list", ())):
+        q = state.add_parser(name, help={"get": "print one value", "set": "store a JSON value",
+                                         "list": "list groups, or a group's keys"}[name])
+        for arg in args:
+            q.add_argument(arg)
+        if name == "list":
+            q.add_argument("group", nargs="?")
+        q.add_argument("--json", action="store_true")
+        _common(q)
+
+    for name in ("logs", "traces"):
+        p = sub.add_parser(name, help=f"show recent {name}")
+        p.add_argument("--limit", type=int, default=50)
+        p.add_argument("--trace", help="only this trace id")
+        p.add_argument("--step", help="only this step")
+        p.add_argument("--json", action="store_true")
+        _common(p)
+
+    for extend in _EXTENSIONS:
+        extend(sub, _common)
+    return parser
+
+
+#: Later layers (queues, build, ...) add subcommands: ``fn(subparsers, add_common)``.
+_EXTENSIONS: list = []
+#: ``command -> fn(args) -> int`` for those subcommands.
+_HANDLERS: dict = {}
+
+
+def extend(add_parsers, **handlers) -> None:
+    _EXTENSIONS.append(add_parsers)
+    _HANDLERS.update(handlers)
+
+
+def run(argv: list[str]) -> int:
+    _load_extensions()
+    parser = build_parser()
+    if not argv:
+        argv = ["start"] if getattr(sys, "frozen", False) else argv
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        handler = _HANDLERS.get(args.command) or globals()[f"cmd_{args.command}"]
+        return handler(args)
+    except UsageError as exc:
+        print(f"edge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except EdgeError as exc:
+        print(f"edge {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load_extensions() -> None:
+    if _EXTENSIONS:
+        return
+    import importlib
+
+    for module in ("edge.queues_cli", "edge.build"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def settings_from(args, **extra) -> Settings:
+    flags = {
+        "dir": getattr(args, "dir", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "port": getattr(args, "port", None),
+        "host": getattr(args, "host", None),
+        "durability": getattr(args, "durability", None),
+        "max_body": getattr(args, "max_body", None),
+        "cors_origins": getattr(args, "cors_origins", None),
+        **extra,
+    }
+    return Settings.from_env(**flags)
+
+
+def discover_project(settings):
+    from .steps import discover
+
+    return discover(Path(settings.dir).resolve())
+
+
+def _print_discovery_problems(discovery, *, file=sys.stderr) -> None:
+    for error in discovery.errors:
+        print(f"error: {error.message}", file=file)
+    for path in discovery.unsupported:
+        print(f"skipped: {path}: TypeScript/JavaScript steps are not supported yet; port the step to Python", file=file)
+
+
+# -- serving -------------------------------------------------------------------------------
+
+def cmd_start(args, *, mode: str = "start") -> int:
+    settings = settings_from(args, mode=mode)
+    discovery = discover_project(settings)
+    _print_discovery_problems(discovery)
+    if discovery.errors and mode == "start":
+        print(f"edge start: {len(discovery.errors)} step file(s) failed to load; fix them "
+              "(`edge steps` lists them) or run `edge dev` to serve the rest", file=sys.stderr)
+        return 1
+    if not discovery.steps:
+        where = ", ".join(str(Path(settings.dir) / d) for d in ("steps", "src"))
+        print(f"edge {mode}: no steps found under {where}: add a *_step.py file "
+              "(see `edge new NAME` for a scaffold)", file=sys.stderr)
+    from .server import run_server
+
+    code = run_server(settings, discovery)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Granian's Rust threads may still run: skip interpreter finalisation (STACK-NOTES 8).
+    os._exit(code)
+
+
+def cmd_dev(args) -> int:
+    if args.no_reload or os.environ.get("EDGE_DEV_CHILD"):
+        return cmd_start(args, mode="dev")
+    from .devserver import supervise
+
+    return supervise(sys.argv[1:] if sys.argv[1:2] == ["dev"] else ["dev"], settings_from(args))
+
+
+# -- inspection ----------------------------------------------------------------------------
+
+def cmd_steps(args) -> int:
+    settings = settings_from(args)
+    discovery = discover_project(settings)
+    if args.json:
+        out = [{
+            "name": s.name, "file": s.file, "flows": list(s.flows),
+            "triggers": [_describe_trigger(t) for t in s.triggers],
+            "enqueues": [e.topic for e in s.enqueues],
+        } for s in discovery.steps]
+        print(json.dumps({"steps": out, "errors": [e.message for e in discovery.errors],
+                          "unsupported": list(discovery.unsupported)}, indent=2))
+    else:
+        for s in sorted(discovery.steps, key=lambda s: s.name):
+            flows = f"  [{', '.join(s.flows)}]" if s.flows else ""
+            print(f"{s.name}  ({s.file}){flows}")
+            for t in s.triggers:
+                print(f"    {_trigger_line(t)}")
+            if s.enqueues:
+                print(f"    enqueues: {', '.join(e.topic for e in s.enqueues)}")
+        _print_discovery_problems(discovery, file=sys.stdout)
+        print(f"{len(discovery.steps)} step(s), {len(discovery.errors)} error(s)")
+    return 1 if discovery.errors else 0
+
+
+def _describe_trigger(t) -> dict:
+    from .context import describe_trigger
+
+    return describe_trigger(t)
+
+
+def _trigger_line(t) -> str:
+    if t.type == "http":
+        return f"http   {t.method} {t.path}"
+    if t.type == "queue":
+        return f"queue  {t.topic} ({t.config.type})"
+    if t.type == "cron":
+        return f"cron   {t.expression}" + (f" {t.timezone}" if t.timezone else "")
+    if t.type == "state":
+        return "state  " + (" ".join(f"{k}={v}" for k, v in (("group", t.group), ("key", t.key)) if v) or "any change")
+    return f"stream {t.stream_name}"
+
+
+def cmd_openapi(args) -> int:
+    from .openapi import build_openapi
+
+    discovery = discover_project(settings_from(args))
+    _print_discovery_problems(discovery)
+    print(json.dumps(build_openapi(discovery.steps), indent=2))
+    return 0
+
+
+# -- talking to a running app, or to its data directory ---------------------------------------
+
+def call_server(settings, method: str, path: str, body: Any = None, query: dict | None = None):
+    """``(status, json)`` from the running server, or None when nothing listens on --port."""
+    from urllib.parse import urlencode
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    url = f"http://{host}:{settings.port}{path}"
+    if query:
+        url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("content-type", "application/json")
+    if settings.token:
+        request.add_header("authorization", f"Bearer {settings.token}")
+    try:
+        with urllib.request.urlopen(request, timeout=_CLIENT_TIMEOUT) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, (ConnectionRefusedError, FileNotFoundError)) or "refused" in str(reason).lower():
+            return None
+        raise EdgeError(f"cannot reach the edge server at {url}: {reason}") from None
+
+
+def open_store(settings):
+    from .store import Store
+
+    if not Path(settings.data_dir).exists():
+        raise EdgeError(f"no data directory at {settings.data_dir}: start the app once, or pass --data-dir")
+    return Store.open(settings.data_dir, settings.durability)
+
+
+def _server_error(status: int, body) -> EdgeError:
+    detail = body.get("detail") or body.get("error") if isinstance(body, dict) else body
+    return EdgeError(f"the server answered {status}: {detail}")
+
+
+def cmd_state(args) -> int:
+    settings = settings_from(args)
+    if args.action is None:
+        raise UsageError("say get, set or list: `edge state get GROUP KEY`")
+    if args.action == "set":
+        try:
+            value = json.loads(args.value)
+        except ValueError as exc:
+            raise UsageError(f"VALUE must be JSON (quote strings: '\"on\"'): {exc}") from None
+    answer = None
+    if args.action == "get":
+        answer = call_server(settings, "GET", "/__edge/state", query={"group": args.group, "key": args.key})
+    elif args.action == "set":
+        answer = call_server(settings, "POST", "/__edge/state", {"group": args.group, "key": args.key, "value": value})
+    else:
+        answer = call_server(settings, "GET", "/__edge/state", query={"group": args.group})
+    if answer is not None:
+        status, body = answer
+        if status == 404 and args.action == "get":
+            print(f"edge state get: no value at group {args.group!r} key {args.key!r}", file=sys.stderr)
+            return 1
+        if status >= 400:
+            raise _server_error(status, body)
+        result = body.get("value") if args.action in ("get", "set") else body.get("items", body.get("groups"))
+    else:
+        from .state import StateStore
+
+        store = open_store(settings)
+        try:
+            state = StateStore(store)
+            if args.action == "get":
+                result = state.get_nowait(args.group, args.key)
+                if result is None:
+                    print(f"edge state get: no value at group {args.group!r} key {args.key!r}", file=sys.stderr)
+                    return 1
+            elif args.action == "set":
+                result = state.set_sync(args.group, args.key, value)
+            elif args.group:
+                result = dict(state.items_nowait(args.group))
+            else:
+                result = state.list_groups_nowait()
+        finally:
+            store.close()
+    if args.json or args.action in ("get", "set"):
+        print(json.dumps(result, indent=None if args.action != "list" else 2))
+    elif isinstance(result, dict):
+        for key, value in result.items():
+            print(f"{key}\t{json.dumps(value)}")
+    else:
+        for group in result:
+            print(group)
+    return 0
+
+
+def _recent(args, kind: str) -> list[dict]:
+    settings = settings_from(args)
+    answer = call_server(settings, "GET", f"/__edge/{kind}", query={
+        "limit": args.limit, "trace_id": args.trace, "step": args.step})
+    if answer is not None:
+        status, body = answer
+        if status >= 400:
+            raise _server_error(status, body)
+        return body["logs" if kind == "logs" else "spans"]
+    import msgspec
+
+    from .tracing import read_logs, read_spans
+
+    store = open_store(settings)
+    try:
+        reader = read_logs if kind == "logs" else read_spans
+        return msgspec.to_builtins(reader(store, limit=args.limit, trace_id=args.trace, step=args.step))
+    finally:
+        store.close()
+
+
+def cmd_logs(args) -> int:
+    for record in _recent(args, "logs"):
+        if args.json:
+            print(json.dumps(record))
+            continue
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["time"]))
+        step = f" [{record['step']}]" if record.get("step") else ""
+        trace = f" ({record['trace_id']})" if record.get("trace_id") else ""
+        data = record.get("data")
+        extra = f" {json.dumps(data)}" if data else ""
+        print(f"{stamp} {record['level'].upper():5}{step}{trace} {record['msg']}{extra}")
+    return 0
+
+
+def cmd_traces(args) -> int:
+    for span in _recent(args, "traces"):
+        if args.json:
+            print(json.dumps(span))
+            continue
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(span["start"]))
+        error = f"  {span['error']}" if span.get("error") else ""
+        print(f"{stamp} {span['trace_id']} {span['step']:24} {span['trigger']:6} "
+              f"{span['duration_ms']:9.3f} ms  {span['status']}{error}")
+    return 0

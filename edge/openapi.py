@@ -1,0 +1,56 @@
+"""An OpenAPI 3.1 document built from the HTTP steps and their schemas."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .schema import compile_schema
+
+__all__ = ["build_openapi"]
+
+_PARAM = re.compile(r":([A-Za-z0-9_]+)")
+
+
+def build_openapi(steps, *, title: str = "edge app", version: str = "0.1.0") -> dict[str, Any]:
+    paths: dict[str, dict] = {}
+    for step in sorted(steps, key=lambda s: s.name):
+        for trigger in step.triggers:
+            if trigger.type != "http":
+                continue
+            path = _PARAM.sub(r"{\1}", trigger.path)
+            operation: dict[str, Any] = {
+                "operationId": step.name if len(step.triggers) == 1 else f"{step.name}_{trigger.index}",
+                "summary": step.description or step.name,
+            }
+            if step.flows:
+                operation["tags"] = list(step.flows)
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in _PARAM.findall(trigger.path)
+            ]
+            for query in trigger.query_params or ():
+                entry = {"name": query.get("name"), "in": "query", "schema": {"type": "string"}}
+                if query.get("description"):
+                    entry["description"] = query["description"]
+                params.append(entry)
+            if params:
+                operation["parameters"] = params
+            if trigger.body_schema is not None:
+                schema = compile_schema(trigger.body_schema, where=f"{step.file}: triggers[{trigger.index}].bodySchema")
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": schema.json_schema()}},
+                }
+            responses: dict[str, Any] = {}
+            for status, spec in (trigger.response_schema or {}).items():
+                schema = compile_schema(spec, where=f"{step.file}: triggers[{trigger.index}].responseSchema[{status}]")
+                responses[str(status)] = {
+                    "description": f"{status} response",
+                    "content": {"application/json": {"schema": schema.json_schema()}},
+                }
+            if not responses:
+                responses["200"] = {"description": "OK"}
+            operation["responses"] = responses
+            paths.setdefault(path, {})[trigger.method.lower()] = operation
+    return {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths}

@@ -1,0 +1,351 @@
+"""The RSGI application: parses and checks requests on the asyncio side, runs handlers in trio.
+
+Everything synchronous (routing, body limits, JSON parsing, schema validation) happens on the
+asyncio side, so a bad request never costs a hop into trio. A good one hops once: the handler
+runs as a trio task and hands its response back through an asyncio future that is resolved in
+a ``finally`` (STACK-NOTES 4), so no request can hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qsl
+
+import trio
+
+from ..api import ApiRequest
+from ..errors import SchemaError
+from ..runtime import HandlerError, Runtime, Skipped, maybe_await
+from ..tracing import new_id
+from .responses import JSON, BadResult, build_response, error_response, json_body
+from .routing import Router
+
+__all__ = ["EdgeApp", "Endpoint"]
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+#: ``async fn(app, request) -> (status, body)``: the runtime's own ``/__edge/...`` endpoints.
+Endpoint = Callable[["EdgeApp", ApiRequest], Awaitable[tuple[int, Any]]]
+
+
+class EdgeApp:
+    def __init__(self, runtime: Runtime, settings):
+        self.runtime = runtime
+        self.settings = settings
+        self.max_body = settings.max_body
+        self.router = Router()
+        for step in runtime.steps.values():
+            for trigger in step.triggers:
+                if trigger.type == "http":
+                    self.router.add(trigger.method, trigger.path, step, trigger)
+        #: (method, path) -> Endpoint; services add theirs (emit, dlq, ...).
+        self.endpoints: dict[tuple[str, str], Endpoint] = {}
+        #: ``async fn(scope, proto)`` for WebSocket connections (the streams service sets it).
+        self.websocket = None
+        self.nursery: trio.Nursery | None = None
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._scopes: set[trio.CancelScope] = set()
+        self.cors = tuple(settings.cors_origins)
+
+    # -- entry point ----------------------------------------------------------------------
+
+    async def __rsgi__(self, scope, proto) -> None:
+        if scope.proto == "ws":
+            if self.websocket is None or self.runtime.stopping:
+                proto.close(1013 if self.runtime.stopping else 1008)
+                return
+            await self.websocket(scope, proto)
+            return
+        self.inflight += 1
+        self.idle.clear()
+        try:
+            status, headers, body = await self._http(scope, proto)
+        except Exception as exc:  # a bug in edge itself: still answer, and say where to look
+            error_id = new_id(6)
+            self.runtime.tracer.exception(f"edge failed on {scope.method} {scope.path} (error_id {error_id})", exc)
+            status, headers, body = error_response(500, error_id=error_id)
+            headers.append(("x-trace-id", error_id))
+        finally:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self.idle.set()
+        if scope.method == "HEAD":
+            body = b""
+        proto.response_bytes(status, headers, body)
+
+    async def _http(self, scope, proto):
+        req_headers = scope.headers
+        trace_id = _trace_id(req_headers)
+        origin = req_headers.get("origin")
+        status, headers, body = await self._dispatch(scope, proto, req_headers, trace_id, origin)
+        headers.append(("x-trace-id", trace_id))
+        if origin is not None and self._cors_allows(origin):
+            headers.append(("access-control-allow-origin", "*" if "*" in self.cors else origin))
+            headers.append(("access-control-expose-headers", "x-trace-id"))
+            if "*" not in self.cors:
+                headers.append(("vary", "origin"))
+        return status, headers, body
+
+    async def _dispatch(self, scope, proto, req_headers, trace_id, origin):
+        method, path = scope.method, scope.path
+        if self.runtime.stopping:
+            return error_response(503, detail="edge is shutting down; retry shortly")
+        if method == "OPTIONS" and req_headers.get("access-control-request-method"):
+            return self._preflight(path, req_headers, origin)
+
+        endpoint = self.endpoints.get((method, path)) if path.startswith("/__edge/") else None
+        if path.startswith("/__edge/"):
+            if endpoint is None:
+                allowed = sorted(m for (m, p) in self.endpoints if p == path)
+                if allowed:
+                    return _not_allowed(allowed)
+                return error_response(404, path=path)
+            token = self.settings.token
+            if token and not _token_ok(req_headers, token):
+                return error_response(401, detail="this endpoint needs the token in EDGE_TOKEN: send 'Authorization: Bearer <token>'")
+            match = None
+        else:
+            match, allowed = self.router.match(method, path)
+            if match is None:
+                if allowed:
+                    if method == "OPTIONS":
+                        return 204, [("allow", ", ".join(allowed + ["OPTIONS"]))], b""
+                    return _not_allowed(allowed)
+                return error_response(404, path=path)
+
+        raw, problem = await self._read_body(proto, req_headers)
+        if problem is not None:
+            return problem
+        content_type = (req_headers.get("content-type") or "").split(";")[0].strip().lower()
+        schema = self.runtime.schema_for(match.step, match.trigger) if match else None
+        try:
+            body = _parse_body(raw, content_type, schema)
+        except _BadBody as bad:
+            return bad.response
+        query = _query(scope.query_string)
+        request = ApiRequest(
+            method, path, match.params if match else {}, query,
+            {k.lower(): v for k, v in req_headers.items()}, body, raw,
+        )
+        if endpoint is not None:
+            return await self._in_trio(self._run_endpoint, endpoint, request)
+        return await self._in_trio(self._run_step, match, request, trace_id)
+
+    # -- request pieces -------------------------------------------------------------------
+
+    async def _read_body(self, proto, headers):
+        declared = headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self.max_body:
+                    return b"", _too_large(self.max_body)
+            except ValueError:
+                return b"", error_response(400, detail=f"bad Content-Length header: {declared!r}")
+            if declared == "0":
+                return b"", None
+        chunks, size = [], 0
+        async for chunk in proto:
+            size += len(chunk)
+            if size > self.max_body:
+                return b"", _too_large(self.max_body)
+            chunks.append(chunk)
+        return b"".join(chunks), None
+
+    def _preflight(self, path, headers, origin):
+        _, allowed = self.router.match("GET", path)
+        if path.startswith("/__edge/"):
+            allowed = sorted({m for (m, p) in self.endpoints if p == path})
+        if not allowed:
+            return error_response(404, path=path)
+        out = [("allow", ", ".join(allowed + ["OPTIONS"]))]
+        if origin is not None and self._cors_allows(origin):
+            out += [
+                ("access-control-allow-methods", ", ".join(allowed + ["OPTIONS"])),
+                ("access-control-allow-headers", headers.get("access-control-request-headers") or "content-type"),
+                ("access-control-max-age", "600"),
+            ]
+        return 204, out, b""
+
+    def _cors_allows(self, origin: str) -> bool:
+        return "*" in self.cors or origin in self.cors
+
+    # -- into trio and back ---------------------------------------------------------------
+
+    async def _in_trio(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.nursery.start_soon(self._resolve, future, fn, *args)
+        return await future
+
+    async def _resolve(self, future, fn, *args):
+        response = None
+        try:
+            with trio.CancelScope() as scope:
+                self._scopes.add(scope)
+                response = await fn(*args)
+        finally:
+            self._scopes.discard(scope)
+            if response is None:
+                response = error_response(503, detail="edge stopped before the handler finished; retry")
+            if not future.done():
+                future.set_result(response)
+
+    async def _run_step(self, match, request, trace_id):
+        runtime = self.runtime
+        step, trigger = match.step, match.trigger
+        middleware = trigger.middleware
+        handler = None
+        if middleware:
+            from ..steps import call_handler
+
+            async def handler(ctx):
+                async def chain(i):
+                    if i == len(middleware):
+                        return await call_handler(step, request, ctx, trigger)
+                    return await maybe_await(middleware[i](request, ctx, lambda: chain(i + 1)))
+
+                return await chain(0)
+
+        try:
+            result, ctx = await runtime.invoke(step, trigger, request, trace_id=trace_id, handler=handler)
+            response = build_response(result)
+            # Durable before the client hears 2xx: the outbox commits first.
+            await runtime.commit_outbox(ctx)
+            return response
+        except Skipped:
+            return error_response(422, error="Request condition not met", skipped=True)
+        except HandlerError as exc:
+            return error_response(500, error_id=exc.error_id)
+        except BadResult as exc:
+            error_id = new_id(6)
+            runtime.tracer.log("error", f"{step.name}: {exc} (error_id {error_id})", trace_id=trace_id, step=step.name)
+            return error_response(500, error_id=error_id)
+
+    async def _run_endpoint(self, endpoint, request):
+        try:
+            status, body = await endpoint(self, request)
+        except _BadBody as bad:
+            return bad.response
+        except SchemaError as exc:
+            return error_response(400, error=str(exc), errors=exc.errors)
+        except Exception as exc:
+            from ..errors import EdgeError
+
+            if isinstance(exc, EdgeError):
+                return error_response(400, detail=str(exc))
+            raise
+        if isinstance(body, (bytes, str)):
+            return status, [("content-type", "text/plain; charset=utf-8")], body if isinstance(body, bytes) else body.encode()
+        return status, [("content-type", JSON)], json_body(body)
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def cancel_inflight(self) -> None:
+        for scope in list(self._scopes):
+            scope.cancel()
+
+
+class _BadBody(Exception):
+    def __init__(self, response):
+        self.response = response
+
+
+def _parse_body(raw: bytes, content_type: str, schema):
+    if not raw:
+        if schema is not None:
+            return _validate(schema, None, raw_empty=True)
+        return None
+    is_json = content_type in ("application/json", "") or content_type.endswith("+json")
+    if schema is not None and not is_json:
+        raise _BadBody(error_response(
+            415, detail=f"this endpoint takes application/json, got {content_type}",
+        ))
+    if is_json:
+        if schema is not None:
+            try:
+                return schema.decode_json(raw)
+            except SchemaError as exc:
+                return _schema_problem(exc)
+        try:
+            return _decode_json(raw)
+        except ValueError as exc:
+            if content_type == "":
+                return raw.decode("utf-8", "replace")
+            raise _BadBody(error_response(400, error="Malformed JSON", detail=str(exc))) from None
+    if content_type.startswith("text/") or content_type == "application/x-www-form-urlencoded":
+        return raw.decode("utf-8", "replace")
+    return raw
+
+
+def _validate(schema, value, raw_empty=False):
+    try:
+        return schema.validate(value)
+    except SchemaError as exc:
+        if raw_empty:
+            raise _BadBody(error_response(400, error="Invalid request body", errors=[{"path": "$", "message": "body is empty; expected JSON"}])) from None
+        return _schema_problem(exc)
+
+
+def _schema_problem(exc: SchemaError):
+    if str(exc).startswith("Malformed JSON"):
+        raise _BadBody(error_response(400, error="Malformed JSON", detail=str(exc).removeprefix("Malformed JSON: ")))
+    raise _BadBody(error_response(400, error="Invalid request body", errors=exc.errors))
+
+
+def _decode_json(raw: bytes):
+    import msgspec
+
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _query(query_string: str) -> dict:
+    if not query_string:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(query_string, keep_blank_values=True):
+        if key in out:
+            current = out[key]
+            out[key] = current + [value] if isinstance(current, list) else [current, value]
+        else:
+            out[key] = value
+    return out
+
+
+def _trace_id(headers) -> str:
+    given = headers.get("x-trace-id")
+    if given and _TRACE_ID.match(given):
+        return given
+    parent = headers.get("traceparent")
+    if parent:
+        match = _TRACEPARENT.match(parent.strip().lower())
+        if match:
+            return match.group(1)
+    return new_id(16)
+
+
+def _token_ok(headers, token: str) -> bool:
+    given = headers.get("authorization") or ""
+    if given.lower().startswith("bearer "):
+        given = given[7:].strip()
+    else:
+        given = headers.get("x-edge-token") or ""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def _not_allowed(allowed):
+    status, headers, body = error_response(405, allowed=allowed)
+    headers.append(("allow", ", ".join(allowed)))
+    return status, headers, body
+
+
+def _too_large(limit: int):
+    return error_response(413, detail=f"request body is over the {limit}-byte limit (--max-body / EDGE_MAX_BODY)", limit=limit)

@@ -1,0 +1,177 @@
+"""One process, two loops: asyncio hosts Granian's embedded RSGI server, trio runs as its guest.
+
+Order matters (STACK-NOTES 2–8): signal handlers are registered before trio starts; on
+SIGTERM/SIGINT new requests get 503, in-flight ones get ``grace`` seconds, then are cancelled
+(answered 503); WebSockets are closed by the app with a close frame; Granian stops; trio's
+runtime is cancelled, which flushes logs and stops the store writer after committing; only
+then does the asyncio loop end. The caller exits with ``os._exit`` (no Rust panic at exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from typing import Callable
+
+import trio
+from granian.constants import Interfaces
+from granian.server.embed import Server
+
+from ..runtime import Runtime
+from .app import EdgeApp
+
+__all__ = ["serve", "ServerHandle"]
+
+
+class ServerHandle:
+    """What the caller learns once the server listens."""
+
+    def __init__(self, app: EdgeApp, port: int):
+        self.app = app
+        self.port = port
+
+
+def _reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:
+    """Bind ``port`` (0: any free one) with SO_REUSEPORT so Granian's listener can share it.
+
+    Granian binds in its worker on Linux and does not report the port it got; holding our own
+    socket on the same address until Granian listens tells us the port without a race.
+    """
+    if port != 0:
+        return None, port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind((host, 0))
+    return holder, holder.getsockname()[1]
+
+
+def serve(runtime: Runtime, settings, *, on_ready: Callable[[ServerHandle], None] | None = None,
+          install: Callable[[EdgeApp], None] | None = None) -> int:
+    """Run the server until SIGTERM/SIGINT; return the exit code."""
+    return asyncio.run(_serve(runtime, settings, on_ready, install))
+
+
+async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    app = EdgeApp(runtime, settings)
+    if install is not None:
+        install(app)
+    started: asyncio.Future = loop.create_future()
+    trio_done: asyncio.Future = loop.create_future()
+    cancel_scope = trio.CancelScope()
+
+    async def trio_main():
+        with cancel_scope:
+            async with trio.open_nursery() as nursery:
+                app.nursery = nursery
+                await nursery.start(runtime.serve)
+                if not started.done():
+                    started.set_result(None)
+                await trio.sleep_forever()
+
+    def done_callback(outcome):
+        if not started.done():
+            started.set_result(None)
+        if not trio_done.done():
+            trio_done.set_result(outcome)
+
+    trio.lowlevel.start_guest_run(
+        trio_main,
+        run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+        run_sync_soon_not_threadsafe=loop.call_soon,
+        done_callback=done_callback,
+        host_uses_signal_set_wakeup_fd=True,
+    )
+    await started
+    if trio_done.done():  # the runtime failed to start
+        return _report(runtime, trio_done.result())
+
+    holder, port = _reserve_port(settings.host, settings.port)
+    server = Server(
+        app,
+        address=settings.host,
+        port=port,
+        interface=Interfaces.RSGI,
+        websockets=True,
+        log_enabled=False,
+        backlog=1024,
+    )
+    serving = loop.create_task(server.serve())
+    try:
+        await _wait_listening(settings.host, port, serving)
+    except OSError as exc:
+        stop.set()
+        runtime.tracer.log("error", f"cannot listen on {settings.host}:{port}: {exc}; pick another --port (or EDGE_PORT)")
+        code = 1
+    else:
+        code = 0
+        runtime.tracer.log("info", f"edge listening on http://{settings.host}:{port} "
+                                   f"({len(runtime.steps)} steps, data in {settings.data_dir})")
+        if on_ready is not None:
+            on_ready(ServerHandle(app, port))
+    finally:
+        if holder is not None:
+            holder.close()
+
+    waiters = [loop.create_task(stop.wait()), serving, trio_done]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if trio_done.done() and not stop.is_set():
+        code = _report(runtime, trio_done.result()) or 1
+
+    # Graceful stop: 503 for new requests, a bounded grace for in-flight ones.
+    runtime.stopping = True
+    if app.inflight:
+        try:
+            await asyncio.wait_for(app.idle.wait(), timeout=settings.grace)
+        except asyncio.TimeoutError:
+            runtime.tracer.log("warn", f"{app.inflight} request(s) still running after {settings.grace}s; cancelling them")
+            app.cancel_inflight()
+            await asyncio.wait_for(app.idle.wait(), timeout=5)
+    closer = getattr(app, "close_websockets", None)
+    if closer is not None:
+        await closer()
+    server.stop()
+    if not serving.done():
+        await serving
+    if not trio_done.done():
+        loop.call_soon(cancel_scope.cancel)
+    outcome = await trio_done
+    error = _report(runtime, outcome)
+    runtime.close()
+    runtime.tracer.log("info", "edge stopped")
+    return code or error
+
+
+async def _wait_listening(host: str, port: int, serving: asyncio.Task) -> None:
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    for _ in range(200):
+        if serving.done():
+            serving.result()
+            raise OSError("the server exited")
+        try:
+            reader, writer = await asyncio.open_connection(target, port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.01)
+    raise OSError("the server did not start listening within 2 s")
+
+
+def _report(runtime: Runtime, outcome) -> int:
+    try:
+        outcome.unwrap()
+    except trio.Cancelled:
+        return 0
+    except BaseException as exc:  # the runtime crashed: say so, exit 1
+        runtime.tracer.exception(f"edge runtime failed: {type(exc).__name__}: {exc}", exc)
+        sys.stderr.flush()
+        return 1
+    return 0

@@ -1,0 +1,68 @@
+"""The runtime's own endpoints under ``/__edge/`` (guarded by EDGE_TOKEN when it is set)."""
+
+from __future__ import annotations
+
+from ..errors import EdgeError
+from ..openapi import build_openapi
+from ..tracing import read_logs, read_spans
+
+__all__ = ["install_core_endpoints"]
+
+
+def install_core_endpoints(app) -> None:
+    app.endpoints[("GET", "/__edge/health")] = health
+    app.endpoints[("GET", "/__edge/openapi.json")] = openapi
+    app.endpoints[("GET", "/__edge/state")] = state_get
+    app.endpoints[("POST", "/__edge/state")] = state_set
+    app.endpoints[("GET", "/__edge/logs")] = logs
+    app.endpoints[("GET", "/__edge/traces")] = traces
+
+
+async def health(app, request):
+    return 200, app.runtime.health()
+
+
+async def openapi(app, request):
+    return 200, build_openapi(app.runtime.steps.values())
+
+
+async def state_get(app, request):
+    """``?group=G&key=K`` -> the value; ``?group=G`` -> {key: value}; no group -> the group list."""
+    state = app.runtime.state
+    group, key = request.query_params.get("group"), request.query_params.get("key")
+    if not group:
+        return 200, {"groups": state.list_groups_nowait()}
+    if key:
+        value = state.get_nowait(group, key)
+        if value is None:
+            return 404, {"error": "Not Found", "detail": f"no state at group {group!r} key {key!r}"}
+        return 200, {"group": group, "key": key, "value": value}
+    return 200, {"group": group, "items": dict(state.items_nowait(group))}
+
+
+async def state_set(app, request):
+    body = request.body
+    if not isinstance(body, dict) or not {"group", "key", "value"} <= body.keys():
+        raise EdgeError('POST /__edge/state takes {"group": ..., "key": ..., "value": ...}')
+    value = await app.runtime.state.set(body["group"], body["key"], body["value"])
+    return 200, {"group": body["group"], "key": body["key"], "value": value}
+
+
+def _limit(request) -> int:
+    try:
+        return max(1, min(10_000, int(request.query_params.get("limit", 100))))
+    except ValueError:
+        raise EdgeError("limit: expected an integer") from None
+
+
+async def logs(app, request):
+    app.runtime.tracer.flush()
+    q = request.query_params
+    records = read_logs(app.runtime.store, limit=_limit(request), trace_id=q.get("trace_id"), step=q.get("step"))
+    return 200, {"logs": records}
+
+
+async def traces(app, request):
+    q = request.query_params
+    spans = read_spans(app.runtime.store, limit=_limit(request), trace_id=q.get("trace_id"), step=q.get("step"))
+    return 200, {"spans": spans}

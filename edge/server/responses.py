@@ -1,0 +1,78 @@
+"""Turning handler results and errors into ``(status, headers, body)`` triples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ..api import ApiResponse
+
+__all__ = ["build_response", "error_response", "json_body", "STATUS_TEXT"]
+
+STATUS_TEXT = {
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
+    422: "Unprocessable Entity", 500: "Internal Server Error", 503: "Service Unavailable",
+}
+
+JSON = "application/json"
+
+
+def _enc_hook(obj: Any) -> Any:
+    from ..schema import to_builtins
+
+    value = to_builtins(obj)
+    if value is obj:
+        raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+    return value
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def json_body(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+def error_response(status: int, **fields: Any) -> tuple[int, list, bytes]:
+    body = {"error": fields.pop("error", STATUS_TEXT.get(status, "Error")), **fields}
+    return status, [("content-type", JSON)], _encoder.encode(body)
+
+
+class BadResult(Exception):
+    """A handler returned something that is not a response."""
+
+
+def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """``{"status", "body", "headers"?}`` / ``ApiResponse`` / bare body -> a response triple."""
+    headers: dict = {}
+    if isinstance(result, ApiResponse):
+        status, body, headers = result.status, result.body, result.headers or {}
+    elif isinstance(result, dict) and ("status" in result or "status_code" in result):
+        status = result.get("status", result.get("status_code"))
+        body = result.get("body")
+        headers = result.get("headers") or {}
+    elif result is None:
+        return 204, [], b""
+    else:
+        status, body = 200, result
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise BadResult(f"handler returned status {status!r}; expected an int between 100 and 599")
+    out = [(str(k).lower(), str(v)) for k, v in headers.items()]
+    has_type = any(k == "content-type" for k, _ in out)
+    if body is None:
+        payload = b""
+    elif isinstance(body, bytes):
+        payload = body
+        if not has_type:
+            out.append(("content-type", "application/octet-stream"))
+    elif isinstance(body, str):
+        payload = body.encode()
+        if not has_type:
+            out.append(("content-type", "text/plain; charset=utf-8"))
+    else:
+        payload = _encoder.encode(body)
+        if not has_type:
+            out.append(("content-type", JSON))
+    return status, out, payload

@@ -1,0 +1,82 @@
+"""Matching request paths to HTTP triggers: ``/todos/:id`` (or ``{id}``) patterns."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+__all__ = ["Router", "Match"]
+
+
+class Match:
+    __slots__ = ("step", "trigger", "params")
+
+    def __init__(self, step, trigger, params: dict[str, str]):
+        self.step = step
+        self.trigger = trigger
+        self.params = params
+
+
+class Router:
+    """Static paths in a dict, patterned ones in a list; both keyed by method."""
+
+    def __init__(self):
+        self._static: dict[str, dict[str, tuple]] = {}
+        self._patterns: list[tuple[tuple[str, ...], dict[str, tuple]]] = []
+
+    def add(self, method: str, path: str, step, trigger) -> None:
+        parts = _split(path)
+        if not any(p.startswith(":") for p in parts):
+            self._static.setdefault("/" + "/".join(parts), {})[method] = (step, trigger)
+            return
+        for pattern, methods in self._patterns:
+            if pattern == parts:
+                methods[method] = (step, trigger)
+                return
+        self._patterns.append((parts, {method: (step, trigger)}))
+
+    def match(self, method: str, path: str) -> tuple[Match | None, list[str]]:
+        """Return ``(match, allowed_methods)``: no match and no methods means 404."""
+        parts = _split(path)
+        methods = self._static.get("/" + "/".join(parts))
+        params: dict[str, str] = {}
+        if methods is None:
+            for pattern, candidate in self._patterns:
+                if len(pattern) != len(parts):
+                    continue
+                found = {}
+                for want, got in zip(pattern, parts):
+                    if want.startswith(":"):
+                        found[want[1:]] = unquote(got)
+                    elif want != got:
+                        break
+                else:
+                    methods, params = candidate, found
+                    break
+        if methods is None:
+            return None, []
+        entry = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
+        if entry is None:
+            return None, sorted(methods)
+        return Match(entry[0], entry[1], params), sorted(methods)
+
+    def routes(self) -> list[tuple[str, str, Any, Any]]:
+        out = []
+        for path, methods in self._static.items():
+            for method, (step, trigger) in methods.items():
+                out.append((method, path, step, trigger))
+        for parts, methods in self._patterns:
+            for method, (step, trigger) in methods.items():
+                out.append((method, "/" + "/".join(parts), step, trigger))
+        return out
+
+
+def _split(path: str) -> tuple[str, ...]:
+    parts = []
+    for part in path.split("/"):
+        if not part:
+            continue
+        if part.startswith("{") and part.endswith("}"):
+            part = ":" + part[1:-1]
+        parts.append(part)
+    return tuple(parts)

@@ -1,0 +1,88 @@
+"""Settings: CLI flags, else EDGE_* environment variables, else defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "parse_size"]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    dir: Path = Path(".")
+    host: str = "0.0.0.0"
+    port: int = 3000
+    data_dir: Path = Path(".edge")
+    durability: str = "durable"
+    max_body: int = 1 << 20
+    #: "dev" (readable logs, reload, broken steps skipped) or "start" (JSON logs, strict).
+    mode: str = "start"
+    token: str | None = None
+    #: Seconds in-flight work gets to finish on SIGTERM before it is cancelled.
+    grace: float = 10.0
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **flags) -> "Settings":
+        """Build settings: a flag given (not None) wins over ``EDGE_<NAME>``, which wins over the default.
+
+        Raises:
+            ConfigError: a value cannot be parsed; the message names the flag and the variable.
+        """
+        env = os.environ if env is None else env
+        values = {}
+        for name, field_type in (
+            ("dir", Path), ("host", str), ("port", int), ("data_dir", Path),
+            ("durability", str), ("max_body", "size"), ("token", str), ("grace", float),
+            ("cors_origins", "list"), ("log_level", str),
+        ):
+            raw = flags.get(name)
+            source = f"--{name.replace('_', '-')}"
+            if raw is None:
+                var = f"EDGE_{name.upper()}"
+                if var not in env or env[var] == "":
+                    continue
+                raw, source = env[var], var
+            values[name] = _parse(raw, field_type, source)
+        if "mode" in flags and flags["mode"] is not None:
+            values["mode"] = flags["mode"]
+        durability = values.get("durability", "durable")
+        if durability not in ("durable", "relaxed"):
+            raise ConfigError(f'--durability: expected "durable" or "relaxed", got "{durability}"')
+        port = values.get("port", 3000)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"--port: expected 0..65535, got {port}")
+        settings = cls(**values)
+        if "data_dir" not in values:
+            settings = msgspec.structs.replace(settings, data_dir=settings.dir / ".edge")
+        return settings
+
+
+def _parse(raw, kind, source):
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if kind == "size":
+            return parse_size(raw)
+        if kind == "list":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return kind(raw)
+    except ValueError:
+        expected = {int: "an integer", float: "a number", "size": "a size such as 1048576, 512k or 4m"}.get(kind, kind)
+        raise ConfigError(f'{source}: expected {expected}, got "{raw}"') from None
+
+
+def parse_size(text: str | int) -> int:
+    """Parse ``1048576``, ``512k``, ``4m``, ``1MiB`` into bytes."""
+    if isinstance(text, int):
+        return text
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(value[-1:], 1)
+    if scale != 1:
+        value = value[:-1]
+    return int(float(value) * scale)

@@ -1,0 +1,236 @@
+"""State: a grouped key-value store in LMDB (``group``, ``key`` -> JSON value, stored as msgpack).
+
+Every change can be observed inside its own write transaction (``on_change``), so the state
+triggers it fires are stored atomically with it: a change is never committed without them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import msgspec
+
+from .errors import EdgeError
+
+__all__ = ["StateStore", "apply_ops", "StateError"]
+
+_SEP = b"\x00"
+_pack = msgspec.msgpack.Encoder()
+_unpack = msgspec.msgpack.Decoder()
+
+#: ``on_change(txn, event_type, group, key, old, new)`` runs in the writer's transaction.
+ChangeHook = Callable[[Any, str, str, str, Any, Any], None]
+
+
+class StateError(EdgeError):
+    """A state call had bad arguments (empty group, a bad update op)."""
+
+
+def _key(group: str, key: str) -> bytes:
+    if not isinstance(group, str) or not group:
+        raise StateError(f"state group must be a non-empty string, got {group!r}")
+    if not isinstance(key, str) or not key:
+        raise StateError(f"state key must be a non-empty string, got {key!r}")
+    if "\x00" in group:
+        raise StateError(f"state group must not contain NUL: {group!r}")
+    return group.encode() + _SEP + key.encode()
+
+
+def _to_builtins(value: Any) -> Any:
+    from .schema import to_builtins
+
+    return to_builtins(value)
+
+
+class StateStore:
+    """``ctx.state``'s storage. Reads are synchronous under the hood; writes are group-committed."""
+
+    def __init__(self, store, on_change: ChangeHook | None = None):
+        self.store = store
+        self.on_change = on_change
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_nowait(self, group: str, key: str) -> Any:
+        raw = self.store.read(lambda t: t.get("state", _key(group, key)))
+        return None if raw is None else _unpack.decode(raw)
+
+    def get_group_nowait(self, group: str) -> list[Any]:
+        prefix = _key(group, "x")[:-1]
+        return self.store.read(lambda t: [_unpack.decode(v) for _, v in t.scan("state", prefix)])
+
+    def items_nowait(self, group: str) -> list[tuple[str, Any]]:
+        prefix = _key(group, "x")[:-1]
+        return self.store.read(
+            lambda t: [(k[len(prefix):].decode(), _unpack.decode(v)) for k, v in t.scan("state", prefix)]
+        )
+
+    def list_groups_nowait(self) -> list[str]:
+        def scan(t):
+            groups, start = [], b""
+            while True:
+                item = next(t.scan("state", b"", start=start), None) if start else t.first("state")
+                if item is None:
+                    return groups
+                group = item[0].split(_SEP, 1)[0]
+                groups.append(group.decode())
+                start = group + b"\x01"
+
+        return self.store.read(scan)
+
+    async def get(self, group: str, key: str) -> Any:
+        return self.get_nowait(group, key)
+
+    async def get_group(self, group: str) -> list[Any]:
+        return self.get_group_nowait(group)
+
+    async def list_groups(self) -> list[str]:
+        return self.list_groups_nowait()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _set_op(self, group, key, value):
+        k = _key(group, key)
+        value = _to_builtins(value)
+        packed = _pack.encode(value)
+
+        def op(t):
+            old = t.get("state", k)
+            t.put("state", k, packed)
+            if self.on_change is not None:
+                old_value = None if old is None else _unpack.decode(old)
+                self.on_change(t, "created" if old is None else "updated", group, key, old_value, value)
+            return value
+
+        return op
+
+    def _delete_op(self, group, key):
+        k = _key(group, key)
+
+        def op(t):
+            old = t.get("state", k)
+            if old is None:
+                return None
+            t.delete("state", k)
+            old_value = _unpack.decode(old)
+            if self.on_change is not None:
+                self.on_change(t, "deleted", group, key, old_value, None)
+            return old_value
+
+        return op
+
+    def _clear_op(self, group):
+        prefix = _key(group, "x")[:-1]
+
+        def op(t):
+            items = list(t.scan("state", prefix))
+            for k, v in items:
+                t.delete("state", k)
+                if self.on_change is not None:
+                    self.on_change(t, "deleted", group, k[len(prefix):].decode(), _unpack.decode(v), None)
+            return len(items)
+
+        return op
+
+    def _update_op(self, group, key, ops):
+        k = _key(group, key)
+        ops = _check_ops(ops)
+
+        def op(t):
+            raw = t.get("state", k)
+            old = None if raw is None else _unpack.decode(raw)
+            new = apply_ops(old, ops)
+            t.put("state", k, _pack.encode(new))
+            if self.on_change is not None:
+                self.on_change(t, "created" if raw is None else "updated", group, key, old, new)
+            return new
+
+        return op
+
+    async def set(self, group: str, key: str, value: Any) -> Any:
+        """Store ``value`` (JSON-able, a Struct or a pydantic model); return it as stored."""
+        return await self.store.write(self._set_op(group, key, value))
+
+    async def delete(self, group: str, key: str) -> Any:
+        """Remove a key; return its old value (None when there was none)."""
+        return await self.store.write(self._delete_op(group, key))
+
+    async def clear(self, group: str) -> int:
+        """Remove every key of ``group``; return how many there were."""
+        return await self.store.write(self._clear_op(group))
+
+    async def update(self, group: str, key: str, ops: list[dict] | dict) -> Any:
+        """Apply update ops atomically (in the writer's transaction); return the new value."""
+        return await self.store.write(self._update_op(group, key, ops))
+
+    # Synchronous forms, for the CLI (no writer thread) and Motia's un-awaited 0.x calls.
+    def set_sync(self, group, key, value):
+        return self.store.write_sync(self._set_op(group, key, value))
+
+    def delete_sync(self, group, key):
+        return self.store.write_sync(self._delete_op(group, key))
+
+
+_OPS = ("set", "merge", "increment", "decrement", "remove")
+
+
+def _check_ops(ops) -> list[dict]:
+    if isinstance(ops, dict):
+        ops = [ops]
+    if not isinstance(ops, list) or not ops:
+        raise StateError("state.update: ops must be a non-empty list of {type, path, value|by}")
+    checked = []
+    for i, op in enumerate(ops):
+        kind = op.get("type") if isinstance(op, dict) else None
+        if kind not in _OPS:
+            raise StateError(
+                f"state.update: ops[{i}].type: expected one of {', '.join(_OPS)}, got {kind!r}"
+            )
+        path = op.get("path")
+        if path is None or path == "":
+            parts = []
+        elif isinstance(path, str):
+            parts = path.split(".")
+        elif isinstance(path, (list, tuple)):
+            parts = [str(p) for p in path]
+        else:
+            raise StateError(f"state.update: ops[{i}].path: expected a dotted string, got {path!r}")
+        checked.append({**op, "path": parts, "value": _to_builtins(op.get("value"))})
+    return checked
+
+
+def apply_ops(value: Any, ops: list[dict]) -> Any:
+    """Apply update ops to a copy of ``value`` and return it (pure; used inside the write txn)."""
+    root = {"v": copy.deepcopy(value)}
+    for i, op in enumerate(ops):
+        parts = ["v", *op["path"]]
+        parent = root
+        for part in parts[:-1]:
+            child = parent.get(part) if isinstance(parent, dict) else None
+            if not isinstance(child, dict):
+                child = {}
+                parent[part] = child
+            parent = child
+        leaf = parts[-1]
+        kind = op["type"]
+        if kind == "set":
+            parent[leaf] = op["value"]
+        elif kind == "merge":
+            current = parent.get(leaf)
+            if not isinstance(op["value"], dict):
+                raise StateError(f"state.update: ops[{i}] merge: value must be an object, got {op['value']!r}")
+            parent[leaf] = {**(current if isinstance(current, dict) else {}), **op["value"]}
+        elif kind in ("increment", "decrement"):
+            by = op.get("by", op.get("value"))
+            by = 1 if by is None else by
+            current = parent.get(leaf) or 0
+            if not isinstance(current, (int, float)) or not isinstance(by, (int, float)):
+                raise StateError(
+                    f"state.update: ops[{i}] {kind} at {'.'.join(op['path']) or '(root)'}: "
+                    f"needs numbers, found {current!r} and by={by!r}"
+                )
+            parent[leaf] = current + by if kind == "increment" else current - by
+        elif kind == "remove":
+            parent.pop(leaf, None)
+    return root.get("v")

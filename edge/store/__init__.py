@@ -1,0 +1,311 @@
+"""The store: one LMDB environment, read on the event loop thread, written by one writer thread.
+
+Every write is a function ``fn(txn)`` handed to :meth:`Store.write`. The writer thread drains
+whatever functions are waiting into one LMDB transaction and one fsync (group commit), then
+wakes every waiting trio task at once. A function that raises is rolled back alone (it runs in
+a nested transaction); the rest of its batch commits.
+
+Only this package imports ``lmdb``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import lmdb
+import trio
+
+from ..errors import StoreError
+
+__all__ = ["Store", "Txn", "TABLES"]
+
+T = TypeVar("T")
+
+#: Named LMDB databases. Adding one is cheap; renaming one loses its data.
+TABLES = ("meta", "state", "queue", "dlq", "streams", "cron", "logs", "spans")
+
+#: First map size. LMDB's own default (10 MiB) is "set low to encourage a crash"; the map is
+#: virtual address space, not disk, and doubles whenever it fills.
+INITIAL_MAP_SIZE = 64 << 20
+#: Largest single growth step, so a big store does not reserve gigabytes at once.
+MAX_GROWTH = 1 << 30
+#: Upper bound of functions per transaction: keeps one batch's latency bounded under load.
+MAX_BATCH = 2048
+
+_STOP = object()
+
+
+class Txn:
+    """A transaction over the named tables; what write and read functions receive."""
+
+    __slots__ = ("_txn", "_dbs")
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]):
+        self._txn = txn
+        self._dbs = dbs
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=self._dbs[table])
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._txn.put(key, value, db=self._dbs[table])
+
+    def delete(self, table: str, key: bytes) -> bool:
+        return self._txn.delete(key, db=self._dbs[table])
+
+    def scan(
+        self, table: str, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` for keys starting with ``prefix``, in key order.
+
+        ``start`` (forward only) skips to the first key ``>= start`` within the prefix.
+        """
+        cursor = self._txn.cursor(db=self._dbs[table])
+        if reverse:
+            end = _prefix_end(prefix)
+            positioned = cursor.set_range(end) if end is not None else cursor.last()
+            if positioned and end is not None:
+                positioned = cursor.prev()
+            elif not positioned:
+                positioned = cursor.last()
+            while positioned:
+                key = cursor.key()
+                if not key.startswith(prefix):
+                    if key < prefix:
+                        return
+                else:
+                    yield key, cursor.value()
+                positioned = cursor.prev()
+            return
+        if not cursor.set_range(start if start is not None and start > prefix else prefix):
+            return
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def first(self, table: str, prefix: bytes = b"") -> tuple[bytes, bytes] | None:
+        for item in self.scan(table, prefix):
+            return item
+        return None
+
+    def count(self, table: str) -> int:
+        return self._txn.stat(self._dbs[table])["entries"]
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None: no bound)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class _Op:
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[Txn], Any], done: Callable[["_Op"], None] | None):
+        self.fn = fn
+        self.done = done
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Store:
+    """The LMDB environment under the data directory, with its writer thread.
+
+    Use :meth:`open`; call :meth:`start_writer` from inside trio before :meth:`write`.
+    """
+
+    def __init__(self, env: lmdb.Environment, path: Path, durability: str):
+        self.path = path
+        self.durability = durability
+        self._env = env
+        self._dbs = {name: env.open_db(name.encode()) for name in TABLES}
+        self._ops: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        #: Figures for `GET /__edge/health` and the benchmarks.
+        self.commits = 0
+        self.ops_committed = 0
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, durability: str = "durable") -> "Store":
+        """Open (creating if needed) the store in directory ``path``.
+
+        Raises:
+            StoreError: the directory cannot be created or written, or is not an edge store.
+        """
+        if durability not in ("durable", "relaxed"):
+            raise StoreError(f'--durability: expected "durable" or "relaxed", got "{durability}"')
+        path = Path(path)
+        fix = "pass --data-dir (or EDGE_DATA_DIR) naming a writable directory"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(f"cannot write to the data directory {path}: {exc.strerror}; {fix}") from None
+        data_file = path / "data.mdb"
+        map_size = max(INITIAL_MAP_SIZE, data_file.stat().st_size if data_file.exists() else 0)
+        try:
+            env = lmdb.open(
+                str(path),
+                map_size=map_size,
+                max_dbs=len(TABLES) + 2,
+                # durable: fsync data and meta on each commit; relaxed keeps LMDB's integrity
+                # (no corruption) but a power cut may undo the last committed batch.
+                sync=True,
+                metasync=durability == "durable",
+                readahead=False,  # random access on small RAM: do not pull pages we never read
+                lock=True,
+            )
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the store in {path}: {exc}; {fix}") from None
+        return cls(env, path, durability)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a read transaction on the calling thread and return its result."""
+        with self._env.begin(buffers=False) as txn:
+            return fn(Txn(txn, self._dbs))
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def start_writer(self) -> None:
+        """Start the writer thread; must be called from inside trio."""
+        if self._thread is not None:
+            return
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.Thread(target=self._writer_loop, name="edge-store-writer", daemon=True)
+        self._thread.start()
+
+    async def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in the next group commit; return its result once it is durable.
+
+        ``fn`` must be synchronous and may run more than once (a batch is replayed after the
+        map grows), so it must not have side effects outside the transaction. Cancelling the
+        caller does not cancel the write: it completes, the caller just stops waiting.
+        """
+        if self._thread is None:
+            return self.write_sync(fn)
+        task = trio.lowlevel.current_task()
+        op = _Op(fn, lambda op: trio.lowlevel.reschedule(task))
+        self._ops.put(op)
+        # A write once submitted completes; the caller cannot abandon it half way.
+        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def write_nowait(self, fn: Callable[[Txn], Any]) -> None:
+        """Queue ``fn`` for the next group commit without waiting (logs, spans)."""
+        if self._thread is None:
+            self.write_sync(fn)
+            return
+        self._ops.put(_Op(fn, None))
+
+    def write_sync(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in its own transaction on the calling thread (CLI, tests, no writer)."""
+        op = _Op(fn, None)
+        self._commit([op])
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def _writer_loop(self) -> None:
+        ops = self._ops
+        while True:
+            first = ops.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    op = ops.get_nowait()
+                except queue.Empty:
+                    break
+                if op is _STOP:
+                    stop = True
+                    break
+                batch.append(op)
+            self._commit(batch)
+            waiting = [op for op in batch if op.done is not None]
+            if waiting:
+                try:
+                    self._token.run_sync_soon(_wake, waiting)
+                except trio.RunFinishedError:
+                    pass
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Op]) -> None:
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    for op in batch:
+                        op.error = None
+                        child = self._env.begin(write=True, parent=txn)
+                        try:
+                            op.result = op.fn(Txn(child, self._dbs))
+                        except lmdb.MapFullError:
+                            child.abort()
+                            raise
+                        except Exception as exc:  # the op fails alone; its batch commits
+                            child.abort()
+                            op.error = exc
+                        else:
+                            child.commit()
+                self.commits += 1
+                self.ops_committed += len(batch)
+                return
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.Error as exc:
+                error = self._describe(exc)
+                for op in batch:
+                    op.error = error
+                return
+
+    def _grow(self) -> None:
+        size = self._env.info()["map_size"]
+        self._env.set_mapsize(size + min(size, MAX_GROWTH))
+
+    def _describe(self, exc: lmdb.Error) -> StoreError:
+        text = str(exc)
+        if "No space left" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+            return StoreError(
+                f"the disk holding the data directory {self.path} is full; nothing was written. "
+                "Free space on that disk or move --data-dir"
+            )
+        return StoreError(f"writing to the store in {self.path} failed: {text}")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop_writer(self) -> None:
+        """Commit what is queued and stop the writer thread (blocks until it has)."""
+        if self._thread is not None:
+            self._ops.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop_writer()
+        self._env.close()
+
+    def info(self) -> dict[str, Any]:
+        info = self._env.info()
+        return {"path": str(self.path), "map_size": info["map_size"], "durability": self.durability}
+
+
+def _wake(ops: list[_Op]) -> None:
+    for op in ops:
+        op.done(op)

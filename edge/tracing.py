@@ -1,0 +1,205 @@
+"""Spans and log records: printed to stdout, kept (bounded) in LMDB for `edge logs` / `edge traces`.
+
+Records are buffered in memory and flushed to the store once a second in one write: they are
+diagnostics, not data, and must not add an fsync or a page write per request.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Any, TextIO
+
+import msgspec
+import trio
+
+__all__ = ["Tracer", "Span", "LogRecord", "new_id", "read_logs", "read_spans"]
+
+#: How many log records and spans the store keeps; older ones are trimmed on flush.
+MAX_KEPT = 10_000
+#: Records waiting for a flush beyond this are dropped (counted), so memory stays bounded.
+MAX_PENDING = 5_000
+FLUSH_INTERVAL = 1.0
+
+_LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
+_COLOURS = {"debug": "\x1b[90m", "info": "\x1b[36m", "warn": "\x1b[33m", "error": "\x1b[31m"}
+
+
+class LogRecord(msgspec.Struct, omit_defaults=True):
+    time: float
+    level: str
+    msg: str
+    trace_id: str | None = None
+    step: str | None = None
+    flows: tuple[str, ...] = ()
+    data: Any = None
+
+
+class Span(msgspec.Struct, omit_defaults=True):
+    trace_id: str
+    span_id: str
+    step: str
+    trigger: str
+    start: float
+    duration_ms: float
+    status: str  # "ok" | "error" | "skipped"
+    error: str | None = None
+    error_id: str | None = None
+    parent: str | None = None
+
+
+def new_id(nbytes: int = 8) -> str:
+    import os
+
+    return os.urandom(nbytes).hex()
+
+
+_json = msgspec.json.Encoder()
+_pack = msgspec.msgpack.Encoder()
+_unpack_log = msgspec.msgpack.Decoder(LogRecord)
+_unpack_span = msgspec.msgpack.Decoder(Span)
+
+
+class Tracer:
+    """Writes log lines and spans; one per runtime."""
+
+    def __init__(self, store=None, *, mode: str = "start", out: TextIO | None = None, level: str = "info"):
+        self.store = store
+        self.mode = mode
+        self.out = out if out is not None else sys.stdout
+        self.level = _LEVELS.get(level, 20)
+        self.colour = mode == "dev" and getattr(self.out, "isatty", lambda: False)()
+        self._logs: deque = deque()
+        self._spans: deque = deque()
+        self.dropped = 0
+        self._seq = {"logs": 0, "spans": 0}
+        if store is not None:
+            for table in ("logs", "spans"):
+                last = store.read(lambda t, table=table: next(t.scan(table, reverse=True), None))
+                self._seq[table] = int.from_bytes(last[0], "big") if last else 0
+
+    # -- logs -----------------------------------------------------------------------------
+
+    def log(self, level: str, msg: str, *, trace_id=None, step=None, flows=(), data=None) -> None:
+        if _LEVELS.get(level, 20) < self.level:
+            return
+        level = "warn" if level == "warning" else level
+        record = LogRecord(time.time(), level, str(msg), trace_id, step, tuple(flows), data)
+        self._emit(record)
+        self._buffer(self._logs, record)
+
+    def exception(self, msg: str, exc: BaseException, **fields) -> None:
+        """Log an error with its traceback (the traceback goes to stdout and the store)."""
+        tb = "".join(traceback.format_exception(exc))
+        data = dict(fields.pop("data", None) or {})
+        data["traceback"] = tb
+        self.log("error", msg, data=data, **fields)
+
+    def _emit(self, record: LogRecord) -> None:
+        try:
+            if self.mode == "dev":
+                self.out.write(self._readable(record))
+            else:
+                self.out.write(_json.encode(record).decode() + "\n")
+            self.out.flush()
+        except (ValueError, OSError, TypeError):
+            pass  # a closed or broken stdout must not take a handler down
+
+    def _readable(self, r: LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(r.time)) + f".{int(r.time * 1000) % 1000:03d}"
+        level = r.level.upper().ljust(5)
+        if self.colour:
+            level = f"{_COLOURS.get(r.level, '')}{level}\x1b[0m"
+        where = f" [{r.step}]" if r.step else ""
+        trace = f" ({r.trace_id[:8]})" if r.trace_id else ""
+        line = f"{stamp} {level}{where}{trace} {r.msg}"
+        data = r.data
+        if data:
+            tb = data.get("traceback") if isinstance(data, dict) else None
+            rest = {k: v for k, v in data.items() if k != "traceback"} if tb else data
+            if rest:
+                try:
+                    line += " " + _json.encode(rest).decode()
+                except TypeError:
+                    line += f" {rest!r}"
+            if tb:
+                line += "\n" + tb.rstrip()
+        return line + "\n"
+
+    # -- spans ----------------------------------------------------------------------------
+
+    def record_span(self, span: Span) -> None:
+        self._buffer(self._spans, span)
+
+    def _buffer(self, buffer: deque, item) -> None:
+        if self.store is None:
+            return
+        if len(buffer) >= MAX_PENDING:
+            buffer.popleft()
+            self.dropped += 1
+        buffer.append(item)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Hand buffered records to the store writer (does not wait for the commit)."""
+        if self.store is None or not (self._logs or self._spans):
+            return
+        batches = []
+        for table, buffer in (("logs", self._logs), ("spans", self._spans)):
+            if not buffer:
+                continue
+            items = []
+            while buffer:
+                self._seq[table] += 1
+                items.append((self._seq[table].to_bytes(8, "big"), _pack.encode(buffer.popleft())))
+            batches.append((table, items, self._seq[table] - MAX_KEPT))
+        self.store.write_nowait(lambda t: _append(t, batches))
+
+    async def serve_flush(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(FLUSH_INTERVAL)
+                self.flush()
+        finally:
+            self.flush()
+
+
+def _append(txn, batches) -> None:
+    for table, items, keep_after in batches:
+        for key, value in items:
+            txn.put(table, key, value)
+        if keep_after > 0:
+            bound = keep_after.to_bytes(8, "big")
+            stale = [key for key, _ in txn.scan(table) if key <= bound] if txn.count(table) > MAX_KEPT else []
+            for key in stale:
+                txn.delete(table, key)
+
+
+def read_logs(store, *, limit: int = 100, trace_id: str | None = None, step: str | None = None) -> list[LogRecord]:
+    """The most recent log records, oldest first."""
+    return _read(store, "logs", _unpack_log, limit, trace_id, step)
+
+
+def read_spans(store, *, limit: int = 100, trace_id: str | None = None, step: str | None = None) -> list[Span]:
+    return _read(store, "spans", _unpack_span, limit, trace_id, step)
+
+
+def _read(store, table, decoder, limit, trace_id, step):
+    def scan(t):
+        out = []
+        for _, value in t.scan(table, reverse=True):
+            record = decoder.decode(value)
+            if trace_id and record.trace_id != trace_id:
+                continue
+            if step and record.step != step:
+                continue
+            out.append(record)
+            if len(out) >= limit:
+                break
+        return out[::-1]
+
+    return store.read(scan)
