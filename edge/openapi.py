@@ -30,9 +30,9 @@ def build_openapi(steps, *, title: str = "edge app", version: str = "0.1.0") -> 
                 for name in _PARAM.findall(trigger.path)
             ]
             for query in trigger.query_params or ():
-                entry = {"name": query.get("name"), "in": "query", "schema": {"type": "string"}}
-                if query.get("description"):
-                    entry["description"] = query["description"]
+                entry = {"name": query.name, "in": "query", "schema": {"type": "string"}}
+                if query.description:
+                    entry["description"] = query.description
                 params.append(entry)
             if params:
                 operation["parameters"] = params

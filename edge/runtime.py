@@ -104,7 +104,7 @@ class Runtime:
             if handler is not None:
                 result = await handler(ctx)
             else:
-                result = await call_handler(step, input, ctx, trigger)
+                result = await call_handler(step, input, ctx)
             return result, ctx
         except (Skipped, trio.Cancelled):
             if status != "skipped":

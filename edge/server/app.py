@@ -207,7 +207,7 @@ class EdgeApp:
             async def handler(ctx):
                 async def chain(i):
                     if i == len(middleware):
-                        return await call_handler(step, request, ctx, trigger)
+                        return await call_handler(step, request, ctx)
                     return await maybe_await(middleware[i](request, ctx, lambda: chain(i + 1)))
 
                 return await chain(0)

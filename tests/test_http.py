@@ -1,0 +1,357 @@
+"""HTTP triggers end to end: a real `edge start` process on port 0, real sockets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from .conftest import EdgeServer, write_project
+
+PROJECT = {
+    "steps/echo_step.py": """
+        config = {
+            "name": "Echo",
+            "flows": ["demo"],
+            "triggers": [{
+                "type": "http", "method": "POST", "path": "/echo",
+                "bodySchema": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "count": {"type": "integer", "minimum": 1},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["name"],
+                },
+            }],
+        }
+
+        async def handler(req, ctx):
+            ctx.logger.info("echo", {"name": req.body["name"]})
+            return {"status": 200, "body": {"got": req.body, "trace": ctx.trace_id}}
+    """,
+    "steps/items/get_item_step.py": """
+        config = {
+            "name": "GetItem",
+            "triggers": [{"type": "http", "method": "GET", "path": "/items/{id}/parts/:part"}],
+        }
+
+        def handler(req, ctx):   # a sync handler
+            return {
+                "status": 200,
+                "body": {
+                    "params": req.path_params, "query": req.query_params,
+                    "agent": req.headers.get("x-agent"), "zero_x": req["pathParams"]["id"],
+                    "trigger": ctx.trigger,
+                },
+            }
+    """,
+    "steps/items/put_item_step.py": """
+        config = {"name": "PutItem", "triggers": [{"type": "http", "method": "PUT", "path": "/items/:id/parts/:part"}]}
+
+        async def handler(req):   # one-argument handler
+            return {"status": 204}
+    """,
+    "steps/kinds_step.py": """
+        from edge.api import ApiResponse
+
+        config = {"name": "Kinds", "triggers": [{"type": "http", "method": "POST", "path": "/kinds/:kind"}]}
+
+        async def handler(req, ctx):
+            kind = req.path_params["kind"]
+            if kind == "text":
+                return {"status": 200, "body": "plain " + req.body}
+            if kind == "bytes":
+                return ApiResponse(201, bytes(reversed(req.raw_body)), {"x-made-by": "edge"})
+            if kind == "created":
+                return {"status_code": 201, "body": [1, 2, 3]}
+            return {"status": 200, "body": {"type": type(req.body).__name__}}
+    """,
+    "steps/boom_step.py": """
+        config = {"name": "Boom", "triggers": [{"type": "http", "method": "GET", "path": "/boom"}]}
+
+        async def handler(req, ctx):
+            raise RuntimeError("database password is hunter2")
+    """,
+    "steps/guarded_step.py": """
+        def only_admins(req, ctx):
+            return req.headers.get("x-role") == "admin"
+
+        async def stamp(req, ctx, next):
+            response = await next()
+            response["headers"] = {"x-middleware": "yes"}
+            return response
+
+        config = {
+            "name": "Guarded",
+            "triggers": [{"type": "http", "method": "GET", "path": "/guarded",
+                          "condition": only_admins, "middleware": [stamp]}],
+        }
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": {"ok": True}}
+    """,
+    "steps/counter_step.py": """
+        config = {"name": "Counter", "triggers": [{"type": "http", "method": "POST", "path": "/counter/:name"}]}
+
+        async def handler(req, ctx):
+            value = await ctx.state.update("counters", req.path_params["name"], [{"type": "increment", "path": "n"}])
+            await ctx.state.set("seen", req.path_params["name"], {"at": 1})
+            return {"status": 200, "body": value}
+    """,
+    "steps/slow_step.py": """
+        import trio
+
+        config = {"name": "Slow", "triggers": [{"type": "http", "method": "GET", "path": "/slow"}]}
+
+        async def handler(req, ctx):
+            await trio.sleep(float(req.query_params.get("s", "1")))
+            return {"status": 200, "body": {"slept": True}}
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("http")
+    project = write_project(root / "app", PROJECT)
+    srv = EdgeServer(project, root / "data", args=["--max-body", "1k"],
+                     env={"EDGE_CORS_ORIGINS": "http://dash.local"}).start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def client(server):
+    with server.client() as c:
+        yield c
+
+
+def test_json_echo_with_trace_id(client):
+    r = client.post("/echo", json={"name": "ada", "count": 2}, headers={"x-trace-id": "trace-abc"})
+    assert r.status_code == 200
+    assert r.json() == {"got": {"name": "ada", "count": 2}, "trace": "trace-abc"}
+    assert r.headers["x-trace-id"] == "trace-abc"
+
+
+def test_traceparent_sets_trace_id(client):
+    r = client.post("/echo", json={"name": "x"},
+                    headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    assert r.json()["trace"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_every_response_has_a_trace_id(client):
+    r = client.get("/nope")
+    assert len(r.headers["x-trace-id"]) == 32
+
+
+def test_schema_errors_list_every_path(client):
+    r = client.post("/echo", json={"count": 0, "tags": ["a", 3]})
+    assert r.status_code == 400
+    assert r.json() == {
+        "error": "Invalid request body",
+        "errors": [
+            {"path": "$.count", "message": "must be >= 1, got 0"},
+            {"path": "$.tags[1]", "message": "expected string, got integer"},
+            {"path": "$.name", "message": 'missing required property "name"'},
+        ],
+    }
+
+
+def test_malformed_json(client):
+    r = client.post("/echo", content=b'{"name": ', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json() == {"error": "Malformed JSON", "detail": "Input data was truncated"}
+
+
+def test_wrong_content_type_for_schema(client):
+    r = client.post("/echo", content=b"name=ada", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    assert r.json() == {"error": "Unsupported Media Type", "detail": "this endpoint takes application/json, got text/plain"}
+
+
+def test_body_over_max_body(client):
+    r = client.post("/echo", json={"name": "x" * 2000})
+    assert r.status_code == 413
+    assert r.json() == {
+        "error": "Payload Too Large",
+        "detail": "request body is over the 1024-byte limit (--max-body / EDGE_MAX_BODY)",
+        "limit": 1024,
+    }
+
+
+def test_body_over_max_body_without_content_length(client):
+    def chunks():
+        for _ in range(10):
+            yield b"x" * 200
+
+    r = client.post("/kinds/json", content=chunks())
+    assert r.status_code == 413
+
+
+def test_path_params_both_syntaxes_query_and_headers(client):
+    r = client.get("/items/a%20b/parts/7?x=1&x=2&y=", headers={"x-agent": "curl"})
+    assert r.status_code == 200
+    assert r.json() == {
+        "params": {"id": "a b", "part": "7"},
+        "query": {"x": ["1", "2"], "y": ""},
+        "agent": "curl",
+        "zero_x": "a b",
+        "trigger": {"type": "http", "index": 0, "path": "/items/:id/parts/:part", "method": "GET"},
+    }
+
+
+def test_unknown_path_is_404(client):
+    r = client.get("/missing")
+    assert r.status_code == 404
+    assert r.json() == {"error": "Not Found", "path": "/missing"}
+
+
+def test_wrong_method_is_405_with_allow(client):
+    r = client.delete("/items/1/parts/2")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, PUT"
+    assert r.json() == {"error": "Method Not Allowed", "allowed": ["GET", "PUT"]}
+
+
+def test_one_argument_handler_and_204(client):
+    r = client.put("/items/1/parts/2")
+    assert r.status_code == 204
+    assert r.content == b""
+
+
+def test_text_bytes_and_status_code_bodies(client):
+    r = client.post("/kinds/text", content=b"hello", headers={"content-type": "text/plain"})
+    assert (r.status_code, r.text, r.headers["content-type"]) == (200, "plain hello", "text/plain; charset=utf-8")
+    r = client.post("/kinds/bytes", content=b"\x01\x02\x03", headers={"content-type": "application/octet-stream"})
+    assert (r.status_code, r.content, r.headers["x-made-by"]) == (201, b"\x03\x02\x01", "edge")
+    r = client.post("/kinds/created")
+    assert (r.status_code, r.json()) == (201, [1, 2, 3])
+
+
+def test_handler_error_is_500_with_error_id_and_no_leak(client, server):
+    r = client.get("/boom")
+    assert r.status_code == 500
+    body = r.json()
+    assert set(body) == {"error", "error_id"}
+    assert body["error"] == "Internal Server Error"
+    assert "hunter2" not in r.text
+    time.sleep(0.2)
+    logged = [rec for rec in server.logs() if rec.get("data", {}).get("error_id") == body["error_id"]]
+    assert logged and "RuntimeError: database password is hunter2" in logged[0]["data"]["traceback"]
+
+
+def test_false_condition_is_422(client):
+    r = client.get("/guarded")
+    assert r.status_code == 422
+    assert r.json() == {"error": "Request condition not met", "skipped": True}
+
+
+def test_middleware_wraps_handler(client):
+    r = client.get("/guarded", headers={"x-role": "admin"})
+    assert r.status_code == 200
+    assert r.headers["x-middleware"] == "yes"
+
+
+def test_cors_preflight_and_simple_request(client):
+    r = client.options("/echo", headers={"origin": "http://dash.local", "access-control-request-method": "POST",
+                                         "access-control-request-headers": "content-type"})
+    assert r.status_code == 204
+    assert r.headers["access-control-allow-origin"] == "http://dash.local"
+    assert "POST" in r.headers["access-control-allow-methods"]
+    r = client.post("/echo", json={"name": "a"}, headers={"origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_state_update_is_atomic_under_concurrency(client, server):
+    def hit():
+        with server.client() as c:
+            for _ in range(20):
+                assert c.post("/counter/hits").status_code == 200
+
+    threads = [threading.Thread(target=hit) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    r = client.get("/__edge/state", params={"group": "counters", "key": "hits"})
+    assert r.json()["value"] == {"n": 100}
+
+
+def test_health_and_openapi(client):
+    health = client.get("/__edge/health").json()
+    assert health["status"] == "ok"
+    assert health["steps"] == len(PROJECT)
+    doc = client.get("/__edge/openapi.json").json()
+    assert doc["openapi"] == "3.1.0"
+    echo = doc["paths"]["/echo"]["post"]
+    assert echo["requestBody"]["content"]["application/json"]["schema"]["required"] == ["name"]
+    assert echo["tags"] == ["demo"]
+    params = doc["paths"]["/items/{id}/parts/{part}"]["get"]["parameters"]
+    assert [p["name"] for p in params] == ["id", "part"]
+
+
+def test_spans_recorded_for_invocations(client, server):
+    client.post("/echo", json={"name": "span"}, headers={"x-trace-id": "span-trace"})
+    time.sleep(1.3)  # spans are flushed to the store once a second
+    spans = client.get("/__edge/traces", params={"trace_id": "span-trace"}).json()["spans"]
+    assert [(s["step"], s["trigger"], s["status"]) for s in spans] == [("Echo", "http", "ok")]
+
+
+def test_token_guards_runtime_endpoints(edge_server):
+    srv = edge_server({"steps/a_step.py": PROJECT["steps/boom_step.py"]}, env={"EDGE_TOKEN": "s3cret"})
+    with srv.client() as c:
+        r = c.get("/__edge/health")
+        assert r.status_code == 401
+        assert r.json()["detail"] == "this endpoint needs the token in EDGE_TOKEN: send 'Authorization: Bearer <token>'"
+        assert c.get("/__edge/health", headers={"authorization": "Bearer s3cret"}).status_code == 200
+    assert srv.stop() == 0
+
+
+def test_sigterm_finishes_inflight_then_503_and_exit_0(edge_server):
+    srv = edge_server({"steps/slow_step.py": PROJECT["steps/slow_step.py"]})
+    results = {}
+
+    def slow():
+        with srv.client() as c:
+            results["slow"] = c.get("/slow", params={"s": "1"})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    with srv.client() as c:
+        try:
+            late = c.get("/slow", params={"s": "0"})
+            assert late.status_code == 503
+        except httpx.TransportError:
+            pass  # the listener may already be closed: refused is also a correct answer
+    t.join()
+    assert results["slow"].status_code == 200
+    assert srv.proc.wait(15) == 0
+    assert "panicked" not in srv.output
+
+
+def test_grace_period_bounds_inflight(edge_server):
+    srv = edge_server({"steps/slow_step.py": PROJECT["steps/slow_step.py"]}, env={"EDGE_GRACE": "0.5"})
+    results = {}
+
+    def slow():
+        with srv.client() as c:
+            results["slow"] = c.get("/slow", params={"s": "30"})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert srv.stop() == 0
+    t.join()
+    assert time.monotonic() - started < 10
+    assert results["slow"].status_code == 503
+    assert results["slow"].json()["error"] == "Service Unavailable"
