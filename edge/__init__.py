@@ -14,6 +14,12 @@ Layer order (a module imports only modules above it):
 Importing edge runs no user code.
 """
 
+from .api import ApiRequest, ApiResponse
 from .errors import ConfigError, EdgeError, Retry, SchemaError
+from .steps.helpers import cron, http, queue, state, stream
 
-__all__ = ["EdgeError", "ConfigError", "SchemaError", "Retry"]
+__all__ = [
+    "ApiRequest", "ApiResponse",
+    "EdgeError", "ConfigError", "SchemaError", "Retry",
+    "http", "queue", "cron", "state", "stream",
+]

@@ -10,8 +10,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +248,8 @@ def cmd_openapi(args) -> int:
 
 def call_server(settings, method: str, path: str, body: Any = None, query: dict | None = None):
     """``(status, json)`` from the running server, or None when nothing listens on --port."""
+    import urllib.error
+    import urllib.request
     from urllib.parse import urlencode
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host

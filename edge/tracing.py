@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from random import getrandbits
 from collections import deque
 from typing import Any, TextIO
 
@@ -19,9 +20,12 @@ __all__ = ["Tracer", "Span", "LogRecord", "new_id", "read_logs", "read_spans"]
 
 #: How many log records and spans the store keeps; older ones are trimmed on flush.
 MAX_KEPT = 10_000
-#: Records waiting for a flush beyond this are dropped (counted), so memory stays bounded.
-MAX_PENDING = 5_000
+#: Records kept per flush interval and table; under load older ones are dropped (counted),
+#: so memory, CPU and disk writes for diagnostics stay bounded whatever the request rate.
+MAX_PENDING = 1_000
 FLUSH_INTERVAL = 1.0
+#: How long a step's log line may wait in the stdout buffer (one write(2) per batch).
+STDOUT_FLUSH_INTERVAL = 0.1
 
 _LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
 _COLOURS = {"debug": "\x1b[90m", "info": "\x1b[36m", "warn": "\x1b[33m", "error": "\x1b[31m"}
@@ -51,9 +55,8 @@ class Span(msgspec.Struct, omit_defaults=True):
 
 
 def new_id(nbytes: int = 8) -> str:
-    import os
-
-    return os.urandom(nbytes).hex()
+    """A random hex id (trace, span, error ids): unique enough, not secret, and cheap."""
+    return f"{getrandbits(nbytes * 8):0{nbytes * 2}x}"
 
 
 _json = msgspec.json.Encoder()
@@ -74,6 +77,9 @@ class Tracer:
         self._logs: deque = deque()
         self._spans: deque = deque()
         self.dropped = 0
+        self._pending_out = False
+        #: None until serve_flush runs: without the flush task every line is flushed at once.
+        self._unflushed_since = None
         self._seq = {"logs": 0, "spans": 0}
         if store is not None:
             for table in ("logs", "spans"):
@@ -103,7 +109,12 @@ class Tracer:
                 self.out.write(self._readable(record))
             else:
                 self.out.write(_json.encode(record).decode() + "\n")
-            self.out.flush()
+            # A flush per line is a write(2) per line; the flush task flushes every
+            # STDOUT_FLUSH_INTERVAL, errors and the runtime's own lines go out at once.
+            if record.level == "error" or record.step is None or self._unflushed_since is None:
+                self.out.flush()
+            else:
+                self._pending_out = True
         except (ValueError, OSError, TypeError):
             pass  # a closed or broken stdout must not take a handler down
 
@@ -159,13 +170,29 @@ class Tracer:
         self.store.write_nowait(lambda t: _append(t, batches))
 
     async def serve_flush(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._unflushed_since = 0.0
         task_status.started()
+        ticks_per_flush = round(FLUSH_INTERVAL / STDOUT_FLUSH_INTERVAL)
         try:
+            tick = 0
             while True:
-                await trio.sleep(FLUSH_INTERVAL)
-                self.flush()
+                await trio.sleep(STDOUT_FLUSH_INTERVAL)
+                self.flush_stdout()
+                tick += 1
+                if tick % ticks_per_flush == 0:
+                    self.flush()
         finally:
+            self._unflushed_since = None
+            self.flush_stdout()
             self.flush()
+
+    def flush_stdout(self) -> None:
+        if self._pending_out:
+            self._pending_out = False
+            try:
+                self.out.flush()
+            except (ValueError, OSError):
+                pass
 
 
 def _append(txn, batches) -> None:
@@ -174,7 +201,11 @@ def _append(txn, batches) -> None:
             txn.put(table, key, value)
         if keep_after > 0:
             bound = keep_after.to_bytes(8, "big")
-            stale = [key for key, _ in txn.scan(table) if key <= bound] if txn.count(table) > MAX_KEPT else []
+            stale = []
+            for key, _ in txn.scan(table):  # oldest first: stop at the first key we keep
+                if key > bound:
+                    break
+                stale.append(key)
             for key in stale:
                 txn.delete(table, key)
 

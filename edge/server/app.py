@@ -131,7 +131,7 @@ class EdgeApp:
         query = _query(scope.query_string)
         request = ApiRequest(
             method, path, match.params if match else {}, query,
-            {k.lower(): v for k, v in req_headers.items()}, body, raw,
+            dict(req_headers.items()), body, raw,
         )
         if endpoint is not None:
             return await self._in_trio(self._run_endpoint, endpoint, request)
@@ -143,12 +143,15 @@ class EdgeApp:
         declared = headers.get("content-length")
         if declared is not None:
             try:
-                if int(declared) > self.max_body:
-                    return b"", _too_large(self.max_body)
+                length = int(declared)
             except ValueError:
                 return b"", error_response(400, detail=f"bad Content-Length header: {declared!r}")
-            if declared == "0":
+            if length > self.max_body:
+                return b"", _too_large(self.max_body)
+            if length == 0:
                 return b"", None
+            # Declared and within the limit: one read (Granian enforces the declared length).
+            return await proto(), None
         chunks, size = [], 0
         async for chunk in proto:
             size += len(chunk)

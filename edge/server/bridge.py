@@ -101,6 +101,8 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
         port=port,
         interface=Interfaces.RSGI,
         websockets=True,
+        runtime_threads=1,
+        blocking_threads=1,
         log_enabled=False,
         backlog=1024,
     )

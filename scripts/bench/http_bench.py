@@ -1,0 +1,105 @@
+"""scripts/bench_http: edge serving a JSON-echo step (logging + tracing on) vs bare Granian RSGI.
+
+Both run embedded with one worker, one after the other, loaded by the same wrk settings on
+loopback. Also reports the idle RSS of `edge start` serving the example app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import free_port, machine, rss_mib, wait_http, wrk  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+ECHO_STEP = '''
+config = {
+    "name": "Echo",
+    "triggers": [{
+        "type": "http", "method": "POST", "path": "/echo",
+        "bodySchema": {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"}},
+                       "required": ["name"]},
+    }],
+}
+
+async def handler(req, ctx):
+    ctx.logger.info("echo", {"name": req.body["name"]})
+    return {"status": 200, "body": {"echo": req.body, "trace_id": ctx.trace_id}}
+'''
+WRK_POST = '''
+wrk.method = "POST"
+wrk.body = '{"name": "ada", "count": 3}'
+wrk.headers["Content-Type"] = "application/json"
+'''
+
+
+def start(cmd, env=None, cwd=None, log=None):
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd,
+                            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="edge-bench-"))
+    (tmp / "app" / "steps").mkdir(parents=True)
+    (tmp / "app" / "steps" / "echo_step.py").write_text(ECHO_STEP)
+    script = tmp / "post.lua"
+    script.write_text(textwrap.dedent(WRK_POST))
+    py = sys.executable
+
+    port = free_port()
+    bare = start([py, str(Path(__file__).parent / "granian_hello.py"), str(port)])
+    wait_http(f"http://127.0.0.1:{port}/")
+    wrk(f"http://127.0.0.1:{port}/", seconds=2, connections=args.connections)  # warm-up
+    granian = wrk(f"http://127.0.0.1:{port}/", seconds=args.seconds, connections=args.connections)
+    stop(bare)
+
+    port = free_port()
+    log = open(tmp / "edge.log", "w")
+    edge = start([py, "-m", "edge", "start", "--dir", str(tmp / "app"), "--data-dir", str(tmp / "data"),
+                  "--port", str(port), "--host", "127.0.0.1"], log=log)
+    wait_http(f"http://127.0.0.1:{port}/__edge/health")
+    url = f"http://127.0.0.1:{port}/echo"
+    wrk(url, seconds=2, connections=args.connections, script=str(script))
+    ours = wrk(url, seconds=args.seconds, connections=args.connections, script=str(script))
+    loaded_rss = rss_mib(edge.pid)
+    stop(edge)
+
+    port = free_port()
+    example = start([py, "-m", "edge", "start", "--dir", str(ROOT), "--data-dir", str(tmp / "example-data"),
+                     "--port", str(port), "--host", "127.0.0.1"])
+    wait_http(f"http://127.0.0.1:{port}/__edge/health")
+    time.sleep(3)
+    idle_rss = rss_mib(example.pid)
+    stop(example)
+
+    ratio = ours["rps"] / granian["rps"]
+    print(f"machine: {machine()}; wrk -t1 -c{args.connections} -d{args.seconds}s on loopback")
+    print(f"{'':32} {'req/s':>10} {'p99 ms':>8}")
+    print(f"{'bare Granian RSGI hello':32} {granian['rps']:>10.0f} {granian['p99_ms']:>8.2f}")
+    print(f"{'edge JSON echo (log + span)':32} {ours['rps']:>10.0f} {ours['p99_ms']:>8.2f}")
+    print(f"ratio edge/granian: {ratio:.2f}  (target >= 0.50)  non-2xx: {ours['non2xx']}")
+    print(f"edge RSS under load: {loaded_rss:.1f} MiB")
+    print(f"idle RSS, edge start serving the example app: {idle_rss:.1f} MiB  (target <= 40 MiB)")
+
+
+if __name__ == "__main__":
+    main()
