@@ -276,10 +276,10 @@ def call_server(settings, method: str, path: str, body: Any = None, query: dict 
         raise EdgeError(f"cannot reach the edge server at {url}: {reason}") from None
 
 
-def open_store(settings):
+def open_store(settings, *, create: bool = False):
     from .store import Store
 
-    if not Path(settings.data_dir).exists():
+    if not create and not Path(settings.data_dir).exists():
         raise EdgeError(f"no data directory at {settings.data_dir}: start the app once, or pass --data-dir")
     return Store.open(settings.data_dir, settings.durability)
 
@@ -316,7 +316,7 @@ def cmd_state(args) -> int:
     else:
         from .state import StateStore
 
-        store = open_store(settings)
+        store = open_store(settings, create=args.action == "set")
         try:
             state = StateStore(store)
             if args.action == "get":
