@@ -42,6 +42,31 @@ async def maybe_await(value):
     return value
 
 
+class _TracerLogger:
+    """The few ``logging.Logger`` methods the cron loop calls, routed to the tracer."""
+
+    def __init__(self, tracer):
+        self._tracer = tracer
+
+    def _log(self, level, msg, *args, **_):
+        self._tracer.log(level, msg % args if args else msg)
+
+    def debug(self, msg, *args, **kw):
+        self._log("debug", msg, *args)
+
+    def info(self, msg, *args, **kw):
+        self._log("info", msg, *args)
+
+    def warning(self, msg, *args, **kw):
+        self._log("warn", msg, *args)
+
+    def error(self, msg, *args, **kw):
+        self._log("error", msg, *args)
+
+    def exception(self, msg, *args, **kw):
+        self._log("error", msg, *args)
+
+
 class Runtime:
     """Per-run state that ``ctx`` reaches. Build with :meth:`open`, run with :meth:`serve`."""
 
@@ -179,8 +204,55 @@ class Runtime:
             self.tracer.flush()
 
     def services(self) -> list:
-        """The ``serve_*`` callables to start; later layers append theirs in :meth:`open`."""
-        return list(getattr(self, "_services", ()))
+        """The ``serve_*`` callables to start: cron (when a step has a cron trigger) and
+        whatever other layers registered with :meth:`add_service`."""
+        services = list(getattr(self, "_services", ()))
+        cron = self._cron_service()
+        if cron is not None:
+            services.append(cron)
+        return services
+
+    def _cron_service(self):
+        from datetime import datetime, timezone
+
+        import msgspec
+
+        from .cron import CronJob, CronSchedule, serve_cron
+
+        jobs, targets = [], {}
+        for step in self.steps.values():
+            for trigger in step.triggers:
+                if trigger.type != "cron":
+                    continue
+                key = f"{step.name}#{trigger.index}"
+                schedule = CronSchedule.parse(trigger.expression, trigger.timezone,
+                                              where=f"{step.file}: triggers[{trigger.index}]")
+                jobs.append(CronJob(key, schedule, trigger.missed))
+                targets[key] = (step, trigger)
+        if not jobs:
+            return None
+
+        def load_last(key: str):
+            raw = self.store.read(lambda t: t.get("cron", key.encode()))
+            return None if raw is None else datetime.fromtimestamp(msgspec.msgpack.decode(raw), timezone.utc)
+
+        async def save_last(key: str, slot) -> None:
+            packed = msgspec.msgpack.encode(slot.timestamp())
+            await self.store.write(lambda t: t.put("cron", key.encode(), packed))
+
+        async def dispatch(job, slot) -> None:
+            step, trigger = targets[job.key]
+            try:
+                _, ctx = await self.invoke(step, trigger, None, trace_id=new_id(16))
+                await self.commit_outbox(ctx)
+            except (Skipped, HandlerError):
+                pass  # logged with its span; the next slot runs as usual
+
+        async def serve(*, task_status=trio.TASK_STATUS_IGNORED):
+            await serve_cron(jobs, dispatch=dispatch, load_last=load_last, save_last=save_last,
+                             logger=_TracerLogger(self.tracer), task_status=task_status)
+
+        return serve
 
     def add_service(self, serve_fn) -> None:
         self.__dict__.setdefault("_services", []).append(serve_fn)

@@ -443,7 +443,13 @@ def _cron_fields(t: _Obj, key: str, hint: str) -> tuple[str, str | None, str]:
     if timezone is not None:
         _check_timezone(t, timezone)
     missed = t.choice("missed", ("skip", "once"), "skip")
-    return " ".join(fields), timezone, missed
+    expression = " ".join(fields)
+    # Field values, ranges and impossible dates: refused here, at discovery, naming the step.
+    from ..cron import CronSchedule
+
+    CronSchedule.parse(expression, timezone, where=f"{t.file}: {t.path or 'config'}",
+                       expression_key=key)
+    return expression, timezone, missed
 
 
 def _check_timezone(t: _Obj, name: str) -> None:
