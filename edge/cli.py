@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
         _common(p)
 
+    p = sub.add_parser("new", help="scaffold a project with one HTTP step")
+    p.add_argument("name", help="directory to create")
+
     for extend in _EXTENSIONS:
         extend(sub, _common)
     return parser
@@ -233,6 +236,35 @@ def _trigger_line(t) -> str:
     if t.type == "state":
         return "state  " + (" ".join(f"{k}={v}" for k, v in (("group", t.group), ("key", t.key)) if v) or "any change")
     return f"stream {t.stream_name}"
+
+
+_SCAFFOLD_STEP = '''config = {
+    "name": "Hello",
+    "description": "Say hello and count visits",
+    "flows": ["hello"],
+    "triggers": [{"type": "http", "method": "GET", "path": "/hello/:name"}],
+}
+
+
+async def handler(request, ctx):
+    name = request.path_params["name"]
+    visits = await ctx.state.update("visits", name, [{"type": "increment", "path": "count"}])
+    ctx.logger.info("said hello", {"name": name})
+    return {"status": 200, "body": {"hello": name, "visits": visits["count"]}}
+'''
+
+
+def cmd_new(args) -> int:
+    target = Path(args.name)
+    if "/" in args.name.strip("/") and not target.parent.exists():
+        raise UsageError(f"the parent directory of {target} does not exist")
+    if target.exists() and any(target.iterdir()):
+        raise EdgeError(f"{target} already exists and is not empty; pick a new name")
+    (target / "steps").mkdir(parents=True, exist_ok=True)
+    (target / "steps" / "hello_step.py").write_text(_SCAFFOLD_STEP)
+    (target / ".gitignore").write_text(".edge/\ndist/\n")
+    print(f"created {target}/steps/hello_step.py\n\n  cd {target}\n  edge dev\n  curl localhost:3000/hello/world")
+    return 0
 
 
 def cmd_openapi(args) -> int:

@@ -165,3 +165,16 @@ def test_dev_reloads_on_change_and_keeps_serving_with_a_broken_step(tmp_path):
         assert "edge dev: steps/broken_step.py, steps/hello_step.py changed; reloading\n" in server.output
     finally:
         assert server.stop() == 0
+
+
+def test_new_scaffolds_a_project_that_serves(tmp_path):
+    result = edge("new", "greeter", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("created greeter/steps/hello_step.py")
+    server = EdgeServer(tmp_path / "greeter", tmp_path / "data").start()
+    try:
+        assert httpx.get(f"{server.url}/hello/pi").json() == {"hello": "pi", "visits": 1}
+    finally:
+        server.kill()
+    again = edge("new", "greeter", cwd=tmp_path)
+    assert (again.returncode, again.stderr.strip()) == (1, "edge new: greeter already exists and is not empty; pick a new name")
