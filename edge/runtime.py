@@ -14,10 +14,11 @@ from typing import Any
 import trio
 
 from .context import Context, StateView
-from .errors import EnqueueError
+from .errors import EnqueueError, Retry
 from .schema import compile_schema
 from .state import StateStore
 from .store import Store
+from .streams import Streams
 from .tracing import Span, Tracer, new_id
 
 __all__ = ["Runtime", "Skipped", "HandlerError"]
@@ -88,7 +89,10 @@ class Runtime:
         self.state_view = StateView(self.state)
         #: Services register themselves here when they start (queues, streams, ...).
         self.queues = None
-        self.streams = None
+        self.streams = Streams(
+            store, discovery.streams, on_change=self._on_stream_change,
+            triggered={t.stream_name for step in discovery.steps for t in step.triggers if t.type == "stream"},
+        )
         self.started = time.time()
         self.stopping = False
 
@@ -138,6 +142,9 @@ class Runtime:
         except HandlerError:
             status = "error"
             raise
+        except Retry:  # raised on purpose (queue handlers): not an error, not logged
+            status, error = "retry", "Retry"
+            raise
         except Exception as exc:
             status, error_id = "error", new_id(6)
             error = f"{type(exc).__name__}: {exc}"
@@ -182,6 +189,12 @@ class Runtime:
         if self.streams is None:
             raise AttributeError("ctx.streams: this app defines no streams (*_stream.py)")
         return self.streams.view(ctx)
+
+    def _on_stream_change(self, txn, change) -> None:
+        """Inside the write txn of a change to a stream some step listens to: store its triggers."""
+        hook = getattr(self.queues, "on_stream_change", None)
+        if hook is not None:
+            hook(txn, change)
 
     def _on_state_change(self, txn, event_type, group, key, old, new) -> None:
         hook = getattr(self.queues, "on_state_change", None)

@@ -23,7 +23,12 @@ def run_server(settings, discovery, *, out=None, on_ready=None) -> int:
     runtime = Runtime.open(settings, discovery, out=out)
 
     def install(app):
+        from ..queues import install as install_queues
+        from .ws import install_streams
+
         install_core_endpoints(app)
+        install_queues(runtime, app)
+        install_streams(runtime, app)
         for installer in INSTALLERS:
             installer(runtime, app)
 

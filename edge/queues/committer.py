@@ -1,0 +1,186 @@
+"""The committer: every queue change of the whole runtime, one LMDB transaction at a time.
+
+Producers (``ctx.enqueue`` outboxes, ``POST /__edge/emit``, redrives) add messages to the
+open :class:`Batch` and wait for it; workers add acks, retries and dead letters without
+waiting (nobody needs to hear that an ack is on disk). The committer hands the batch to the
+store as ONE write function while the next batch fills up, so however many producers and
+workers there are, the disk sees one transaction and one fsync per round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import trio
+
+from ..errors import StoreError
+from . import records as R
+
+__all__ = ["Batch", "Committer", "MAX_PENDING"]
+
+#: Workers stop taking messages while this many changes wait for a commit (the disk cannot
+#: keep up); producers are never refused.
+MAX_PENDING = 20_000
+
+
+class Batch:
+    """Everything the committer writes in its next transaction."""
+
+    __slots__ = ("writes", "inserts", "dead", "redrives", "removed", "counts", "event", "error", "size")
+
+    def __init__(self):
+        self.writes: dict[bytes, bytes | None] = {}  # queue key -> new record, None: delete
+        self.inserts: list[tuple[bytes, bytes]] = []  # (subscription prefix, record)
+        self.dead: list[bytes] = []  # dead letters to add
+        self.redrives: list[tuple[bytes, bytes, bytes]] = []  # (dlq key, prefix, record)
+        self.removed: list = []  # (subscription, key): acked or dead-lettered
+        self.counts: dict = {}  # subscription -> messages inserted for it
+        self.event: trio.Event | None = None  # set once committed (producers wait on it)
+        self.error: BaseException | None = None
+        self.size = 0
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def insert(self, sub, record: bytes) -> None:
+        self.inserts.append((sub.prefix, record))
+        self.counts[sub] = self.counts.get(sub, 0) + 1
+        self.size += 1
+
+    def rewrite(self, key: bytes, record: bytes) -> None:
+        self.writes[key] = record
+        self.size += 1
+
+    def remove(self, sub, key: bytes, dead: bytes | None = None) -> None:
+        self.writes[key] = None
+        self.removed.append((sub, key))
+        if dead is not None:
+            self.dead.append(dead)
+        self.size += 1
+
+    def redrive(self, dlq_key: bytes, sub, record: bytes) -> None:
+        self.redrives.append((dlq_key, sub.prefix, record))
+        self.counts[sub] = self.counts.get(sub, 0) + 1
+        self.size += 1
+
+    def apply(self, txn) -> list[bytes]:
+        """The write function. Pure over ``txn`` (the store may run it twice). Returns the dlq
+        keys redriven (an entry redriven twice at once moves only once)."""
+        put, delete = txn.put, txn.delete
+        for key, value in self.writes.items():
+            if value is None:
+                delete("queue", key)
+            else:
+                put("queue", key, value)
+        moved = [(k, p, r) for k, p, r in self.redrives if delete("dlq", k)]
+        inserts = self.inserts + [(p, r) for _, p, r in moved] if moved else self.inserts
+        if inserts:
+            seq = R.next_seq(txn, R.SEQ_KEY, len(inserts))
+            for prefix, record in inserts:
+                put("queue", prefix + seq.to_bytes(8, "big"), record)
+                seq += 1
+        if self.dead:
+            first = R.next_seq(txn, R.DLQ_SEQ_KEY, len(self.dead))
+            for i, record in enumerate(self.dead):
+                put("dlq", R.dlq_key(first + i), record)
+        return [k for k, _, _ in moved]
+
+
+class Committer:
+    """Owns the open batch and the task that commits it.
+
+    Args:
+        store: the :class:`~edge.store.Store`.
+        log: ``fn(level, msg)`` for commit failures.
+    """
+
+    def __init__(self, store, log: Callable[[str, str], None]):
+        self.store = store
+        self.batch = Batch()
+        self.running = False
+        self.commits = 0  # transactions written (for the benchmark)
+        self._log = log
+        self._work = trio.lowlevel.ParkingLot()
+        self._space = trio.lowlevel.ParkingLot()
+
+    def kick(self) -> None:
+        """Something was added to the batch."""
+        self._work.unpark()
+
+    @property
+    def full(self) -> bool:
+        return self.batch.size >= MAX_PENDING
+
+    async def wait_for_space(self) -> None:
+        await self._space.park()
+
+    async def durable(self) -> None:
+        """Wait until the open batch is committed (raise its error if it failed)."""
+        batch = self.batch
+        if not batch:
+            return
+        if not self.running:
+            self.batch = Batch()
+            self.write_now(batch)
+            return
+        if batch.event is None:
+            batch.event = trio.Event()
+        event = batch.event
+        self._work.unpark()
+        await event.wait()
+        if batch.error is not None:
+            raise batch.error
+
+    def write_now(self, batch: Batch) -> None:
+        """Commit ``batch`` on the calling thread (no committer task: CLI, before start)."""
+        try:
+            self.store.write_sync(batch.apply)
+        except Exception as exc:
+            self._failed(batch, exc)
+            raise batch.error from None
+        self._committed(batch)
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        self.running = True
+        try:
+            while True:
+                while not self.batch:
+                    await self._work.park()
+                batch, self.batch = self.batch, Batch()
+                self._space.unpark_all()
+                try:
+                    await self.store.write(batch.apply)
+                except Exception as exc:  # a full disk, a store error: say so, deliver again later
+                    self._failed(batch, exc)
+                else:
+                    self._committed(batch)
+        finally:
+            self.running = False
+            if self.batch:  # stopping: the store's writer commits this before it exits
+                self.store.write_nowait(self.batch.apply)
+
+    def _committed(self, batch: Batch) -> None:
+        self.commits += 1
+        for sub, key in batch.removed:
+            sub.done_keys.discard(key)
+            sub.stored -= 1
+        for sub, count in batch.counts.items():
+            sub.stored += count
+            if self.running:
+                sub.reload()
+            else:
+                sub.caught_up = False
+        if batch.event is not None:
+            batch.event.set()
+
+    def _failed(self, batch: Batch, exc: BaseException) -> None:
+        if not isinstance(exc, StoreError):
+            exc = StoreError(f"writing queue changes failed: {type(exc).__name__}: {exc}")
+        batch.error = exc
+        if batch.removed:
+            self._log("error", f"{exc}; {len(batch.removed)} handled message(s) stay stored and will be delivered again")
+        for sub, key in batch.removed:
+            sub.rewind(key)  # still stored: the loader finds it again (at least once)
+        if batch.event is not None:
+            batch.event.set()

@@ -1,0 +1,74 @@
+"""The queue endpoints of the runtime's own API (what `edge emit` and `edge dlq` call).
+
+    POST /__edge/emit            {"topic", "data", "messageGroupId"?}  -> 202 once durable
+    GET  /__edge/dlq             ?step=S&limit=N                        -> {"dead_letters": [...]}
+    POST /__edge/dlq/redrive     {"step"?, "id"?}                       -> {"redriven", "skipped"}
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import EdgeError
+from .dlq import list_dead
+from .service import NotFound
+
+__all__ = ["install_endpoints"]
+
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def install_endpoints(app) -> None:
+    app.endpoints[("POST", "/__edge/emit")] = emit
+    app.endpoints[("GET", "/__edge/dlq")] = dlq_list
+    app.endpoints[("POST", "/__edge/dlq/redrive")] = dlq_redrive
+
+
+def _new_trace_id() -> str:
+    from ..tracing import new_id
+
+    return new_id(16)
+
+
+async def emit(app, request):
+    service = app.runtime.queues
+    body = request.body
+    where = "emit"
+    if not isinstance(body, dict):
+        raise EdgeError('POST /__edge/emit takes a JSON object {"topic": "...", "data": ..., "messageGroupId"?: "..."}')
+    topic, data, group = service.parse_event(body, where)
+    if topic not in service.by_topic:
+        topics = ", ".join(f'"{t}"' for t in service.topics) or "none"
+        return 404, {"error": "Not Found",
+                     "detail": f'no step subscribes to topic "{topic}"; nothing was stored (topics with subscribers: {topics})',
+                     "topics": service.topics}
+    given = request.headers.get("x-trace-id")
+    trace_id = given if given and _TRACE_ID.match(given) else _new_trace_id()
+    out = await service.emit(topic, data, group=group, trace_id=trace_id, where=where)
+    return 202, {"topic": topic, "steps": out.steps, "trace_id": trace_id}
+
+
+def _int(value, name: str):
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise EdgeError(f"{name}: expected an integer, got {value!r}") from None
+
+
+async def dlq_list(app, request):
+    q = request.query_params
+    limit = _int(q.get("limit"), "limit")
+    return 200, {"dead_letters": list_dead(app.runtime.store, step=q.get("step") or None, limit=limit)}
+
+
+async def dlq_redrive(app, request):
+    body = request.body if request.body is not None else {}
+    if not isinstance(body, dict) or not set(body) <= {"step", "id"}:
+        raise EdgeError('POST /__edge/dlq/redrive takes {"step"?: "...", "id"?: 17}')
+    try:
+        result = await app.runtime.queues.redrive(step=body.get("step"), dlq_id=_int(body.get("id"), "id"))
+    except NotFound as exc:
+        return 404, {"error": "Not Found", "detail": str(exc)}
+    return 200, result

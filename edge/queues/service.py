@@ -1,0 +1,485 @@
+"""The queue service: durable topics with fan-out, retries, dead letters, FIFO groups, delays.
+
+How a message travels
+---------------------
+1. ``prepare`` (inside ``ctx.enqueue``) checks the topic against the step's ``enqueues``,
+   validates the data against every subscriber's input schema and encodes one record per
+   subscriber. Nothing is stored yet: the records wait in ``ctx.outbox``.
+2. ``commit`` hands them to the :class:`~.committer.Committer`, which writes everything
+   queued since its last commit (enqueues of every producer, acks, retries, dead letters) in
+   ONE store transaction: one fsync. Producers resume once it is durable.
+3. Each :class:`~.window.Subscription` reads its messages from LMDB in key (= commit) order
+   into a bounded window; ``concurrency`` worker tasks take ready ones and run the handler
+   through the injected ``invoke``.
+4. Success: the message's delete and the handler's outbox go into the same commit. Failure:
+   the record is rewritten with attempts+1 and the time of the next attempt; after
+   ``maxRetries`` retries it moves to the dead-letter table, in one transaction.
+
+Everything stored is delivered again after a crash (at least once): memory holds only a
+window over LMDB, rebuilt at start.
+
+This module does not import the runtime: ``invoke`` and the runtime's "condition was false"
+and "handler failed" exception types are injected (see ``edge.queues.attach``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable
+
+import msgspec
+import trio
+
+from ..errors import EnqueueError, Retry, SchemaError
+from ..schema import to_builtins
+from ..steps import QueueConfig
+from . import records as R
+from .committer import Committer
+from .enqueue import Outgoing, check_declared, encode_for, errors_line, parse_event
+from .records import DeadLetter, Message, backoff_delay, encode_dead, encode_message
+from .timers import Timers
+from .window import WINDOW, Subscription, _Msg
+
+__all__ = ["QueueService", "Outgoing", "NotFound", "HEAL_INTERVAL", "INTERNAL_TYPES"]
+
+#: Every so often each subscription looks at LMDB for messages it was not told about
+#: (written by `edge emit` from another process, or after a failed commit).
+HEAL_INTERVAL = 5.0
+#: Trigger types whose invocations go through the queue machinery (SPEC 3.4): each such
+#: trigger is an internal subscription named "@<type>:<index>" (not a topic users can use).
+INTERNAL_TYPES = ("state", "stream")
+#: Delivery settings of those: the queue defaults, FIFO per item (the staging caller passes
+#: the item as the group), so the changes of one item reach the handler in order.
+INTERNAL_CONFIG = QueueConfig(type="fifo")
+
+_RETRY = "retry requested by the handler (Retry)"
+_pack = msgspec.msgpack.Encoder().encode
+
+
+class NotFound(EnqueueError):
+    """A dead letter id that does not exist."""
+
+
+class QueueService:
+    """Durable topics for one runtime. ``serve`` runs the committer, timers and workers.
+
+    Args:
+        store: the :class:`~edge.store.Store`.
+        steps: every discovered step; their queue (and state/stream) triggers become
+            subscriptions.
+        schema_for: ``fn(step, trigger) -> Schema | None`` (compiled input schemas).
+        invoke: ``async fn(step, trigger, input, *, trace_id) -> (result, ctx)``; None for a
+            service that only enqueues (the CLI without a server).
+        skipped, failed: the exception types ``invoke`` raises for a false condition and for
+            a failed handler (``failed`` has ``error_id`` and ``original``).
+        tracer: for log lines (None: silent).
+        wall_clock: seconds since the epoch; due times on disk are wall-clock (they survive
+            a restart), waits in memory use trio's clock.
+        window: messages per subscription held in memory.
+        trigger_inputs: ``{"stream": fn(data) -> event, ...}`` builds a state/stream trigger's
+            input from what was stored.
+    """
+
+    def __init__(self, store, steps: Iterable, *, schema_for: Callable | None = None, invoke=None,
+                 skipped: type | tuple = (), failed: type | tuple = (), tracer=None,
+                 wall_clock: Callable[[], float] = time.time, window: int = WINDOW,
+                 trigger_inputs: dict[str, Callable] | None = None):
+        self.store = store
+        self.tracer = tracer
+        self._invoke = invoke
+        self._skipped = skipped
+        self._failed = failed
+        self._wall = wall_clock
+        self.timers = Timers()
+        self.committer = Committer(store, lambda level, msg: self._log(level, msg))
+        if schema_for is None:
+            from ..schema import compile_schema
+
+            def schema_for(step, trigger):
+                return compile_schema(trigger.input, where=f"{step.file}: triggers[{trigger.index}].input")
+
+        trigger_inputs = trigger_inputs or {}
+        wanted = []  # (step, trigger, topic, config, schema, make_input)
+        for step in steps:
+            seen = set()
+            for trigger in step.triggers:
+                if trigger.type in INTERNAL_TYPES:
+                    wanted.append((step, trigger, f"@{trigger.type}:{trigger.index}", INTERNAL_CONFIG, None,
+                                   trigger_inputs.get(trigger.type)))
+                elif trigger.type == "queue" and trigger.topic in seen:
+                    self._log("warn", f'{step.file}: triggers[{trigger.index}]: step "{step.name}" already '
+                                      f'subscribes to "{trigger.topic}"; this trigger is ignored', step=step.name)
+                elif trigger.type == "queue":
+                    seen.add(trigger.topic)
+                    wanted.append((step, trigger, trigger.topic, trigger.config, schema_for(step, trigger), None))
+        ids = store.write_sync(lambda t: R.register_subscriptions(t, [(w[0].name, w[2]) for w in wanted]))
+        self.subscriptions: list[Subscription] = [
+            Subscription(ids[(step.name, topic)], step, trigger, topic, config, schema, store=store,
+                         timers=self.timers, now_ms=self._now_ms, window=window, make_input=make_input)
+            for step, trigger, topic, config, schema, make_input in wanted
+        ]
+        self.by_topic: dict[str, list[Subscription]] = {}
+        self.by_name: dict[tuple[str, str], Subscription] = {}
+        #: state/stream triggers: (step name, trigger index) -> subscription
+        self.internal: dict[tuple[str, int], Subscription] = {}
+        self._stream_subs: dict[str, list[Subscription]] = {}
+        for sub in self.subscriptions:
+            self.by_name[(sub.step.name, sub.topic)] = sub
+            if sub.trigger.type == "queue":
+                self.by_topic.setdefault(sub.topic, []).append(sub)
+                continue
+            self.internal[(sub.step.name, sub.trigger.index)] = sub
+            if sub.trigger.type == "stream":
+                self._stream_subs.setdefault(sub.trigger.stream_name, []).append(sub)
+        self.unrouted: dict[str, int] = {}
+        self.orphaned: dict[str, int] = {}
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
+        self._staged: set[Subscription] = set()
+        self._barrier_running = False
+
+    def _log(self, level: str, msg: str, *, trace_id=None, step=None, data=None) -> None:
+        if self.tracer is not None:
+            self.tracer.log(level, msg, trace_id=trace_id, step=step, data=data)
+
+    def _now_ms(self) -> int:
+        return int(self._wall() * 1000)
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self.by_topic)
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def prepare(self, ctx, event: Any) -> Outgoing:
+        """``ctx.enqueue(event)``: check and encode; the caller puts the result in ctx.outbox.
+
+        Raises:
+            EnqueueError: a malformed event, or a topic the step did not declare.
+            SchemaError: the data does not match a subscriber's input schema.
+        """
+        step = getattr(ctx, "step", None)
+        topic, data, group = parse_event(event)
+        check_declared(step, topic)
+        return self.outgoing(topic, data, group, ctx.trace_id, step=step)
+
+    def parse_event(self, event: Any, where: str = "ctx.enqueue") -> tuple[str, Any, str | None]:
+        return parse_event(event, where)
+
+    def outgoing(self, topic: str, data: Any, group: str | None, trace_id: str, *, step=None,
+                 where: str = "ctx.enqueue") -> Outgoing:
+        """Validate and encode a message for every subscriber of ``topic``.
+
+        A topic nobody subscribes to gives an Outgoing with no records (and a warning, once
+        per topic): there is nobody to deliver to, so nothing is stored.
+        """
+        subs = self.by_topic.get(topic)
+        if subs:
+            return encode_for(subs, topic, data, group, trace_id, self._now_ms(), where)
+        count = self.unrouted.get(topic, 0)
+        self.unrouted[topic] = count + 1
+        if count == 0:
+            who = f'step "{step.name}" enqueued' if step is not None else "a message was enqueued"
+            self._log("warn", f'{who} to topic "{topic}", which no step subscribes to; the message was '
+                              f"dropped (counted under queues.unrouted in /__edge/health)",
+                      trace_id=trace_id, step=step.name if step is not None else None)
+        return Outgoing(topic, ())
+
+    async def commit(self, outbox: Iterable[Outgoing]) -> None:
+        """Store the prepared messages; return once they are durable (one group commit).
+
+        Raises:
+            StoreError: the store could not be written (nothing of this batch was stored).
+        """
+        batch = self.committer.batch
+        before = batch.size
+        for out in outbox:
+            for sub, record in out.records:
+                batch.insert(sub, record)
+        if batch.size > before:  # nothing to store (no subscribers): nothing to wait for
+            await self.committer.durable()
+
+    def commit_sync(self, outbox: Iterable[Outgoing]) -> None:
+        """:meth:`commit` on the calling thread, for code outside trio (``edge emit`` without
+        a server). Only while the service is not serving."""
+        if self.committer.running:
+            raise RuntimeError("commit_sync while the queue service runs; await commit() instead")
+        from .committer import Batch
+
+        batch = Batch()
+        for out in outbox:
+            for sub, record in out.records:
+                batch.insert(sub, record)
+        if batch:
+            self.committer.write_now(batch)
+
+    async def emit(self, topic: str, data: Any, *, group: str | None = None, trace_id: str,
+                   where: str = "emit") -> Outgoing:
+        """Enqueue from outside a handler (``POST /__edge/emit``); durable when it returns."""
+        out = self.outgoing(topic, data, group, trace_id, where=where)
+        await self.commit([out])
+        return out
+
+    # -- state and stream triggers (stored inside the change's own transaction) -----------
+
+    def stage(self, txn, step_name: str, trigger_index: int, data: Any, *, trace_id: str,
+              group: str | None = None) -> bool:
+        """Store one invocation of a state or stream trigger inside ``txn`` (the write function
+        of the change that fires it), so the change is never committed without it.
+
+        Runs on the store's writer thread. The subscription is told once the transaction has
+        committed. Returns False when the trigger is unknown.
+        """
+        sub = self.internal.get((step_name, trigger_index))
+        if sub is None:
+            return False
+        raw = msgspec.Raw(_pack(to_builtins(data)))
+        seq = R.next_seq(txn, R.SEQ_KEY, 1)
+        record = encode_message(Message(trace_id, raw, self._now_ms(), group))
+        txn.put("queue", sub.prefix + seq.to_bytes(8, "big"), record)
+        token = self._token
+        if token is not None:
+            try:
+                token.run_sync_soon(self._after_stage, sub)
+            except trio.RunFinishedError:
+                pass  # stopping: the next start loads it
+        return True
+
+    def on_stream_change(self, txn, change) -> None:
+        """The runtime's hook for stream changes: stage every stream trigger that listens."""
+        subs = self._stream_subs.get(change.stream)
+        if not subs:
+            return
+        trace_id = getattr(change, "trace_id", None) or _new_trace_id()
+        for sub in subs:
+            trigger = sub.trigger
+            if (trigger.group_id is None or trigger.group_id == change.group) and (
+                    trigger.item_id is None or trigger.item_id == change.id):
+                self.stage(txn, sub.step.name, trigger.index, change.event(), trace_id=trace_id,
+                           group=f"{change.stream}/{change.group}/{change.id}")
+
+    def _after_stage(self, sub: Subscription) -> None:
+        sub.stored += 1
+        self._staged.add(sub)
+        if not self._barrier_running and self._nursery is not None:
+            self._barrier_running = True
+            self._nursery.start_soon(self._barrier)
+
+    async def _barrier(self) -> None:
+        """Reload the subscriptions that got staged messages, once those are committed:
+        ``stage`` ran inside a transaction that may still be committing, and an empty write
+        queued now completes after it (LMDB writes nothing for an empty transaction)."""
+        try:
+            while self._staged:
+                subs, self._staged = self._staged, set()
+                await self.store.write(_nothing)
+                for sub in subs:
+                    sub.reload()
+        finally:
+            self._barrier_running = False
+
+    # -- delivery -------------------------------------------------------------------------
+
+    async def _work(self, sub: Subscription) -> None:
+        ready, lot, committer = sub.ready, sub.lot, self.committer
+        while True:
+            while not ready:
+                await lot.park()
+            if committer.full:
+                await committer.wait_for_space()
+                continue
+            msg = ready.popleft()
+            sub.in_flight += 1
+            try:
+                await self._deliver(sub, msg)
+            except Exception as exc:  # a bug in edge: keep the worker, try the message again
+                if self.tracer is not None:
+                    self.tracer.exception(f"edge failed delivering a message to {sub.label}", exc,
+                                          trace_id=msg.rec.trace, step=sub.step.name)
+                if msg.key in sub.loaded:
+                    sub.hold(msg, 1.0)
+            finally:
+                sub.in_flight -= 1
+
+    async def _deliver(self, sub: Subscription, msg: _Msg) -> None:
+        rec = msg.rec
+        try:
+            data = sub.decode(rec.data)
+        except (SchemaError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            detail = errors_line(exc.errors) if isinstance(exc, SchemaError) else str(exc)
+            rec.attempts += 1
+            self._dead(sub, msg, f'the stored message does not match the input schema of step "{sub.step.name}": '
+                                 f"{detail}", None)
+            return
+        outbox = None
+        error = error_id = delay = None
+        with trio.move_on_after(sub.limit) as scope:
+            try:
+                _, ctx = await self._invoke(sub.step, sub.trigger, data, trace_id=rec.trace)
+                outbox = ctx.outbox
+            except self._skipped:
+                outbox = ()  # condition false: acked, handler not run
+            except Retry as exc:
+                error, delay = _RETRY, exc.delay
+            except self._failed as exc:
+                if isinstance(exc.original, Retry):
+                    error, delay = _RETRY, exc.original.delay
+                else:
+                    error, error_id = str(exc), exc.error_id
+        if outbox is not None:
+            self._ack(sub, msg, outbox)
+            return
+        if scope.cancelled_caught:
+            error = f"TimeoutError: the handler did not finish within {sub.limit:g} s"
+            self._log("error", f"{sub.step.name}: {error}", trace_id=rec.trace, step=sub.step.name)
+        rec.attempts += 1
+        sub.failed += 1
+        if rec.attempts > sub.config.max_retries:
+            self._dead(sub, msg, error, error_id)
+        else:
+            self._retry(sub, msg, backoff_delay(sub.config, rec.attempts) if delay is None else delay,
+                        error, error_id, loud=error_id is not None or scope.cancelled_caught)
+
+    def _ack(self, sub: Subscription, msg: _Msg, outbox) -> None:
+        batch = self.committer.batch
+        batch.remove(sub, msg.key)
+        for out in outbox:  # the handler's enqueues: stored with the ack, in one transaction
+            for target, record in out.records:
+                batch.insert(target, record)
+        self.committer.kick()
+        sub.handled += 1
+        sub.finish(msg)
+
+    def _retry(self, sub: Subscription, msg: _Msg, delay: float, error: str, error_id, *, loud: bool) -> None:
+        rec = msg.rec
+        delay = max(0.0, float(delay))
+        rec.due = self._now_ms() + int(delay * 1000)
+        rec.error = error
+        self.committer.batch.rewrite(msg.key, encode_message(rec))  # attempts and due survive a restart
+        self.committer.kick()
+        self._log("warn" if loud else "info",
+                  f"{sub.step.name}: attempt {rec.attempts} of {sub.config.max_retries + 1} failed; "
+                  f"retrying in {delay:g} s", trace_id=rec.trace, step=sub.step.name,
+                  data={"error": error, "error_id": error_id} if error_id else {"error": error})
+        sub.hold(msg, delay)
+        if not sub.ready:
+            sub.fill()
+
+    def _dead(self, sub: Subscription, msg: _Msg, error: str, error_id: str | None) -> None:
+        rec = msg.rec
+        dead = DeadLetter(step=sub.step.name, topic=sub.topic, data=rec.data, error=error,
+                          attempts=rec.attempts, failed_at=self._wall(), trace_id=rec.trace,
+                          enqueued_at=rec.at / 1000, group=rec.group, error_id=error_id)
+        self.committer.batch.remove(sub, msg.key, encode_dead(dead))
+        self.committer.kick()
+        self._log("error", f"{sub.step.name}: message moved to the dead-letter queue after {rec.attempts} "
+                           f"attempt(s): {error}; `edge dlq list` shows it, `edge dlq redrive` retries it",
+                  trace_id=rec.trace, step=sub.step.name)
+        sub.finish(msg)
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    async def redrive(self, *, step: str | None = None, dlq_id: int | None = None) -> dict:
+        """Put dead letters back on their subscription's queue (attempts reset, same trace).
+
+        Returns:
+            ``{"redriven": [ids], "skipped": [{"id", "reason"}]}``.
+        Raises:
+            NotFound: ``dlq_id`` names no dead letter.
+        """
+        from .dlq import select
+
+        entries = self.store.read(lambda t: select(t, step=step, dlq_id=dlq_id))
+        if dlq_id is not None and not entries:
+            raise NotFound(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
+        batch = self.committer.batch
+        redriven, skipped = [], []
+        now = self._now_ms()
+        for key, dead in entries:
+            sub = self.by_name.get((dead.step, dead.topic))
+            if sub is None:
+                skipped.append({"id": R.dlq_id(key), "reason": f'step "{dead.step}" no longer subscribes to "{dead.topic}"'})
+                continue
+            due = now + sub.delay_ms if sub.delay_ms else 0
+            batch.redrive(key, sub, encode_message(
+                Message(dead.trace_id, dead.data, int(dead.enqueued_at * 1000), dead.group, 0, due)))
+            redriven.append(R.dlq_id(key))
+        if redriven:
+            await self.committer.durable()
+        return {"redriven": redriven, "skipped": skipped}
+
+    # -- serving --------------------------------------------------------------------------
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the committer, the timers and every subscription's workers until cancelled."""
+        if self._invoke is None:
+            raise RuntimeError("QueueService.serve needs invoke")
+        self._count_stored()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.committer.serve)
+            await nursery.start(self.timers.serve)
+            self._token = trio.lowlevel.current_trio_token()
+            self._nursery = nursery
+            try:
+                for sub in self.subscriptions:
+                    for _ in range(sub.concurrency):
+                        nursery.start_soon(self._work, sub)
+                    sub.fill()
+                self.timers.at(HEAL_INTERVAL, self._heal)
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._token = self._nursery = None
+
+    def _heal(self) -> None:
+        for sub in self.subscriptions:
+            if sub.caught_up:
+                sub.reload()
+        self.timers.at(HEAL_INTERVAL, self._heal)
+
+    def _count_stored(self) -> None:
+        live = {sub.prefix: sub for sub in self.subscriptions}
+
+        def count(txn):
+            counts: dict[bytes, int] = {}
+            for key, _ in txn.scan("queue"):
+                counts[key[:4]] = counts.get(key[:4], 0) + 1
+            return counts, R.subscription_names(txn)
+
+        counts, names = self.store.read(count)
+        for prefix, n in counts.items():
+            sub = live.get(prefix)
+            if sub is not None:
+                sub.stored = n
+                continue
+            step, topic = names.get(int.from_bytes(prefix, "big"), ("?", "?"))
+            self.orphaned[f"{step} <- {topic}"] = n
+            self._log("warn", f'{n} stored message(s) for step "{step}" on topic "{topic}" wait for a step that '
+                              f"no longer subscribes to it; they are kept and delivered when it does again")
+
+    def health(self) -> dict:
+        depth, dead = self.store.read(lambda t: (t.count("queue"), t.count("dlq")))
+        subs = [{
+            "step": sub.step.name, "topic": sub.topic, "type": sub.config.type,
+            "depth": sub.stored, "in_flight": sub.in_flight, "retrying": sub.waiting,
+            "handled": sub.handled, "failed_attempts": sub.failed,
+        } for sub in self.subscriptions]
+        return {
+            "depth": depth,
+            "in_flight": sum(s.in_flight for s in self.subscriptions),
+            "retrying": sum(s.waiting for s in self.subscriptions),
+            "dead_letters": dead,
+            "subscriptions": subs,
+            "unrouted": dict(self.unrouted),
+            "orphaned": dict(self.orphaned),
+        }
+
+
+def _nothing(txn) -> None:
+    return None
+
+
+def _new_trace_id() -> str:
+    from ..tracing import new_id
+
+    return new_id(16)

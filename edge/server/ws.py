@@ -1,0 +1,404 @@
+"""The stream WebSocket: Motia's stream protocol (SPEC §9) on the HTTP port.
+
+Client -> server frames are ``{"type": "join"|"leave", "data": {"streamName", "groupId", "id"?,
+"subscriptionId"}}``. They are handled on the asyncio side, one at a time and in order, because
+Granian's socket calls can only be awaited there; a join reads the store and registers with the
+:class:`~edge.streams.Hub` synchronously, so no change can slip between its ``sync`` and the
+live events that follow. Only an async ``canAccess`` hops into trio.
+
+Server -> client frames are queued per socket by ``Client.push`` (called from trio, on the same
+thread) and written by one asyncio task per socket. The queue is bounded: a client that cannot
+keep up is disconnected (close code 1008) the moment its queue would pass ``MAX_BUFFER``, and
+nobody else waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+import trio
+
+from ..streams import AuthContext, Streams, Subscription
+
+__all__ = ["StreamSockets", "install_streams", "MAX_FRAME", "MAX_SUBSCRIPTIONS", "MAX_BUFFER"]
+
+#: Largest client frame handled (bytes); joins are ~200 bytes. Bigger frames get FRAME_TOO_LARGE.
+MAX_FRAME = 64 * 1024
+#: Subscriptions one socket may hold; a join beyond gets TOO_MANY_SUBSCRIPTIONS.
+MAX_SUBSCRIPTIONS = 256
+#: Characters queued for one socket before it is disconnected as too slow. A single frame
+#: (a big group sync) may exceed it when the queue is empty, so the bound per socket is
+#: MAX_BUFFER plus the largest frame.
+MAX_BUFFER = 1 << 20
+#: Seconds sockets get to finish after the close frames on shutdown.
+CLOSE_GRACE = 1.0
+
+#: Close codes (RFC 6455).
+GOING_AWAY, POLICY, TRY_LATER = 1001, 1008, 1013
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+class _Bad(Exception):
+    """A frame the protocol rejects: answered with an error event, the socket stays open."""
+
+    def __init__(self, code: str, message: str, room: tuple | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.room = room
+
+
+class Client:
+    """One WebSocket: its subscriptions, its bounded send queue, and the protocol handling."""
+
+    __slots__ = ("sockets", "proto", "auth", "subs", "rooms", "queue", "queued", "waiter",
+                 "closed", "tasks", "peer")
+
+    def __init__(self, sockets: "StreamSockets", proto, auth: AuthContext | None, peer: str = ""):
+        self.sockets = sockets
+        self.proto = proto
+        self.auth = auth
+        self.peer = peer
+        self.subs: dict[str, tuple] = {}  # subscriptionId -> room
+        self.rooms: collections.Counter = collections.Counter()  # room -> subscriptions in it
+        self.queue: collections.deque[str] = collections.deque()
+        self.queued = 0
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+        self.tasks: tuple = ()
+
+    # -- server -> client -----------------------------------------------------------------
+
+    def push(self, frame: str) -> None:
+        """Queue a frame; never blocks. Overflowing the queue disconnects this client."""
+        if self.closed:
+            return
+        size = len(frame)
+        if self.queue and self.queued + size > MAX_BUFFER:
+            self.sockets.overflowed += 1
+            self.sockets.log("warn", f"stream client {self.peer or '?'} disconnected: it did not read "
+                                     f"{self.queued} queued characters (limit {MAX_BUFFER})")
+            self.close(POLICY)
+            return
+        self.queue.append(frame)
+        self.queued += size
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def write_loop(self, send) -> None:
+        queue = self.queue
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            while queue:
+                frame = queue.popleft()
+                self.queued -= len(frame)
+                await send(frame)
+            if self.closed:
+                return
+            self.waiter = loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    def close(self, code: int) -> None:
+        """Leave every room, drop the queue, send a close frame, stop both loops."""
+        if self.closed:
+            return
+        self.closed = True
+        self.sockets.forget(self)
+        self.queue.clear()
+        self.queued = 0
+        try:
+            self.proto.close(code)
+        except Exception:  # already closed by the peer
+            pass
+        for task in self.tasks:
+            task.cancel()
+
+    # -- client -> server -----------------------------------------------------------------
+
+    def handle(self, raw: str | bytes):
+        """Handle one client frame. Returns None, or an awaitable when ``canAccess`` is async."""
+        try:
+            if len(raw) > MAX_FRAME:
+                raise _Bad("FRAME_TOO_LARGE", f"frames are limited to {MAX_FRAME} bytes, got {len(raw)}")
+            try:
+                message = _decode(raw)
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                raise _Bad("MALFORMED_FRAME", f"not JSON: {exc}") from None
+            if not isinstance(message, dict):
+                raise _Bad("MALFORMED_FRAME", 'expected {"type": "join"|"leave", "data": {...}}')
+            kind = message.get("type")
+            data = message.get("data")
+            if kind not in ("join", "leave"):
+                raise _Bad("UNKNOWN_MESSAGE_TYPE", f'unknown message type {kind!r}; expected "join" or "leave"',
+                           _room_of(data))
+            room, sub_id = _parse_subscription(data)
+            if kind == "leave":
+                self.leave(sub_id, room)
+                return None
+            return self.join(sub_id, room)
+        except _Bad as bad:
+            self.error(bad.room, bad.code, bad.message)
+            return None
+
+    def join(self, sub_id: str, room: tuple):
+        stream_name, group, id = room
+        streams = self.sockets.streams
+        stream = streams.streams.get(stream_name)
+        if stream is None:
+            known = ", ".join(sorted(streams.streams)) or "none"
+            raise _Bad("STREAM_NOT_FOUND", f"no stream named {stream_name!r}; known streams: {known}", room)
+        if sub_id not in self.subs and len(self.subs) >= MAX_SUBSCRIPTIONS:
+            raise _Bad("TOO_MANY_SUBSCRIPTIONS",
+                       f"a socket may hold {MAX_SUBSCRIPTIONS} subscriptions; leave some or open another socket",
+                       room)
+        can_access = stream.definition.can_access
+        if can_access is None:
+            self._subscribe(sub_id, room)
+            return None
+        subscription = Subscription(streamName=stream_name, groupId=group, id=id, subscriptionId=sub_id)
+        try:
+            allowed = can_access(subscription, self.auth)
+        except Exception as exc:
+            self._access_failed(stream, exc)
+            allowed = False
+        if inspect.isawaitable(allowed):
+            return self._join_later(sub_id, room, stream, allowed)
+        self._admit(sub_id, room, allowed)
+        return None
+
+    async def _join_later(self, sub_id, room, stream, pending) -> None:
+        try:
+            allowed = await self.sockets.in_trio(pending)
+        except Exception as exc:
+            self._access_failed(stream, exc)
+            allowed = False
+        if not self.closed:
+            self._admit(sub_id, room, allowed)
+
+    def _admit(self, sub_id, room, allowed) -> None:
+        if allowed:
+            self._subscribe(sub_id, room)
+        else:
+            self.error(room, "STREAM_ACCESS_DENIED", "canAccess denied this subscription")
+
+    def _access_failed(self, stream, exc) -> None:
+        self.sockets.log("error", f"{stream.definition.file or stream.name}: canAccess raised "
+                                  f"{type(exc).__name__}: {exc}; the join is denied")
+
+    def _subscribe(self, sub_id: str, room: tuple) -> None:
+        """Register and answer with ``sync`` in one synchronous step: no event can come between."""
+        previous = self.subs.get(sub_id)
+        if previous is not None and previous != room:
+            self.leave(sub_id, previous)
+        if self.subs.get(sub_id) != room:
+            self.subs[sub_id] = room
+            self.rooms[room] += 1
+            if self.rooms[room] == 1:
+                self.sockets.streams.hub.add(room, self)
+        stream_name, group, id = room
+        streams = self.sockets.streams
+        self.push(streams.hub.frame(stream_name, group, id, streams.sync_event(stream_name, group, id)))
+
+    def leave(self, sub_id: str, room: tuple | None = None) -> None:
+        room = self.subs.pop(sub_id, None)
+        if room is None:
+            return  # leaving twice, or a subscription that was never admitted: nothing to do
+        self.rooms[room] -= 1
+        if self.rooms[room] <= 0:
+            del self.rooms[room]
+            self.sockets.streams.hub.remove(room, self)
+
+    def error(self, room: tuple | None, code: str, message: str) -> None:
+        """Answer with ``{"type": "event", "event": {"type": "error", "data": {code, message}}}``."""
+        stream_name, group, id = room if room is not None else ("", "", None)
+        event = {"type": "event", "event": {"type": "error", "data": {"code": code, "message": message}}}
+        self.push(self.sockets.streams.hub.frame(stream_name, group, id, event))
+
+
+def _room_of(data) -> tuple | None:
+    if isinstance(data, dict):
+        stream_name, group, id = data.get("streamName"), data.get("groupId"), data.get("id")
+        if isinstance(stream_name, str) and isinstance(group, str):
+            return stream_name, group, id if isinstance(id, str) and id else None
+    return None
+
+
+def _parse_subscription(data) -> tuple[tuple, str]:
+    if not isinstance(data, dict):
+        raise _Bad("MALFORMED_FRAME", 'expected "data": {"streamName", "groupId", "id"?, "subscriptionId"}')
+    room = _room_of(data)
+    for field in ("streamName", "groupId"):
+        value = data.get(field)
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise _Bad("MALFORMED_FRAME", f'data.{field} must be a non-empty string, got {value!r}', room)
+    id = data.get("id")
+    if id is not None and (not isinstance(id, str) or "\x00" in id):
+        raise _Bad("MALFORMED_FRAME", f"data.id must be a string, got {id!r}", room)
+    room = (data["streamName"], data["groupId"], id or None)
+    sub_id = data.get("subscriptionId")
+    if sub_id is None:
+        # Hand-written clients may leave it out: the room then names the subscription.
+        sub_id = "/".join(part or "" for part in room)
+    elif not isinstance(sub_id, str) or not sub_id:
+        raise _Bad("MALFORMED_FRAME", f"data.subscriptionId must be a non-empty string, got {sub_id!r}", room)
+    return room, sub_id
+
+
+def client_token(headers, query_string: str) -> tuple[str | None, str | None]:
+    """The auth token a client sent, and the subprotocol to echo (``"Authorization"`` or None).
+
+    Motia's clients send ``Sec-WebSocket-Protocol: Authorization, <token>``; others
+    ``?authToken=<token>``.
+    """
+    offered = [p.strip() for p in (headers.get("sec-websocket-protocol") or "").split(",") if p.strip()]
+    if "Authorization" in offered:
+        rest = offered[offered.index("Authorization") + 1:]
+        if rest:
+            return rest[0], "Authorization"
+    if query_string:
+        values = parse_qs(query_string).get("authToken")
+        if values and values[0]:
+            return values[0], None
+    return None, None
+
+
+class StreamSockets:
+    """Every stream WebSocket of the server: ``app.websocket`` and ``app.close_websockets``."""
+
+    def __init__(self, streams: Streams, tracer=None, nursery_of=None):
+        self.streams = streams
+        self.tracer = tracer
+        self._nursery_of = nursery_of or (lambda: None)
+        self.clients: set[Client] = set()
+        self.handlers: set[asyncio.Future] = set()
+        self.overflowed = 0
+        self.accepted = 0
+
+    def log(self, level: str, message: str) -> None:
+        if self.tracer is not None:
+            self.tracer.log(level, message)
+
+    def forget(self, client: Client) -> None:
+        self.clients.discard(client)
+        hub = self.streams.hub
+        for room in client.rooms:
+            hub.remove(room, client)
+        client.rooms.clear()
+        client.subs.clear()
+
+    async def in_trio(self, awaitable) -> Any:
+        """Await ``awaitable`` (a user coroutine) as a trio task; return its result here in asyncio."""
+        nursery = self._nursery_of()
+        if nursery is None:
+            return await awaitable
+        future = asyncio.get_running_loop().create_future()
+
+        async def run():
+            # Resolved on every path (STACK-NOTES 4), or the join would wait forever.
+            try:
+                result = await awaitable
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            except BaseException:
+                if not future.done():
+                    future.set_exception(RuntimeError("the server is stopping"))
+                raise
+            else:
+                if not future.done():
+                    future.set_result(result)
+
+        nursery.start_soon(run)
+        return await future
+
+    # -- the RSGI entry point -------------------------------------------------------------
+
+    async def __call__(self, scope, proto) -> None:
+        token, subprotocol = client_token(scope.headers, scope.query_string)
+        try:
+            transport = await (proto.accept(subprotocol) if subprotocol and _accepts_subprotocol(proto)
+                               else proto.accept())
+        except Exception:
+            return  # the peer left during the handshake
+        auth = AuthContext(token=token) if token is not None else None
+        client = Client(self, proto, auth, peer=getattr(scope, "client", "") or "")
+        await self.serve_client(client, _receiver(transport), transport.send_str)
+
+    async def serve_client(self, client: Client, receive, send) -> None:
+        """Run one socket: a reader (this task's child) and a writer, until either ends."""
+        self.clients.add(client)
+        self.accepted += 1
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self.handlers.add(done)
+        reader = loop.create_task(self._read_loop(client, receive))
+        writer = loop.create_task(client.write_loop(send))
+        client.tasks = (reader, writer)
+        try:
+            await asyncio.wait(client.tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            client.close(GOING_AWAY)  # no-op when already closed
+            for task in client.tasks:
+                task.cancel()
+            await asyncio.gather(*client.tasks, return_exceptions=True)
+            self.handlers.discard(done)
+            done.set_result(None)
+
+    async def _read_loop(self, client: Client, receive) -> None:
+        while not client.closed:
+            raw = await receive()
+            if raw is None:
+                return
+            pending = client.handle(raw)
+            if pending is not None:
+                await pending  # frames are processed in order: the next waits for this join
+
+    async def close_all(self) -> None:
+        """On shutdown: a close frame (1001 going away) to every socket, then a bounded wait."""
+        for client in list(self.clients):
+            client.close(GOING_AWAY)
+        if self.handlers:
+            await asyncio.wait(list(self.handlers), timeout=CLOSE_GRACE)
+
+
+def _accepts_subprotocol(proto) -> bool:
+    """RSGI's ``accept()`` takes no subprotocol (Granian 2.8); an ASGI adapter's does."""
+    return getattr(proto, "accepts_subprotocol", False)
+
+
+def _receiver(transport):
+    """``receive() -> str | bytes | None`` (None: closed) over Granian's RSGI transport."""
+    from_transport = transport.receive
+
+    async def receive():
+        try:
+            message = await from_transport()
+        except Exception:  # RSGIProtocolClosed
+            return None
+        if message.kind == 0:
+            return None
+        return message.data
+
+    return receive
+
+
+def install_streams(runtime, app) -> None:
+    """Server installer: serve the stream WebSocket on ``app`` (see ``edge.server.INSTALLERS``)."""
+    streams = runtime.streams
+    if streams is None:
+        return
+    sockets = StreamSockets(streams, runtime.tracer, nursery_of=lambda: app.nursery)
+    app.websocket = sockets
+    app.close_websockets = sockets.close_all
+    app.stream_sockets = sockets

@@ -1,0 +1,646 @@
+"""Streams: grouped items (``stream``, ``group``, ``id`` -> JSON object) with live fan-out.
+
+A stream is declared in a ``*_stream.py`` file. ``storageType: "default"`` keeps its items in
+LMDB (table ``streams``, key ``name NUL group NUL id``, msgpack values); ``"memory"`` keeps them
+in RAM only, for high-frequency values that would otherwise wear the SD card.
+
+Every change is pushed to the WebSocket subscribers of its group and of its item through the
+:class:`Hub`, which knows nothing about sockets: a subscriber is anything with
+``push(frame: str)``. Frames are encoded once per change, not once per subscriber.
+
+Order. A durable change is published only after its group commit, and changes are published
+in the order the writer thread committed them (not the order their tasks happened to wake):
+each write stamps its change with a sequence number inside the transaction, and
+:class:`_Ordered` releases stamped changes strictly by that number. Timestamps strictly
+increase per ``(stream, group)``, because Motia's clients drop an update whose timestamp is
+not newer than the last one they saw.
+
+Stream triggers: every change of a stream that some step listens to calls
+``on_change(txn, change)`` inside the write transaction of the change (memory streams: in a
+transaction of its own), so the trigger messages the queue service stores there are
+committed atomically with the change, like state triggers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any, Callable, Iterable
+
+import msgspec
+import trio
+
+from .errors import EdgeError, SchemaError
+from .schema import compile_schema, to_builtins
+from .state import StateError, _check_ops, apply_ops
+
+__all__ = [
+    "Streams",
+    "StreamHandle",
+    "StreamsView",
+    "StreamError",
+    "StreamChange",
+    "StreamEvent",
+    "Record",
+    "Hub",
+    "matching_triggers",
+]
+
+_SEP = b"\x00"
+_pack = msgspec.msgpack.Encoder()
+_unpack = msgspec.msgpack.Decoder()
+_json = msgspec.json.Encoder()
+
+#: LMDB's largest key (bytes); ``name NUL group NUL id`` must fit.
+MAX_KEY = 511
+#: ``(stream, group)`` timestamp entries kept before stale ones are pruned.
+_MAX_CLOCKS = 10_000
+
+#: Event types a change carries (what Motia's clients understand).
+CREATE, UPDATE, DELETE = "create", "update", "delete"
+
+
+class StreamError(EdgeError):
+    """A stream call had bad arguments: unknown stream, empty group or id, data not an object."""
+
+
+class Record(dict):
+    """A dict that also answers attribute access (``sub.group_id``, ``sub.groupId``, ``sub["groupId"]``)."""
+
+    __slots__ = ()
+    #: snake_case attribute -> the dict key it reads.
+    _ALIASES: dict[str, str] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        key = self._ALIASES.get(name, name)
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Subscription(Record):
+    """What ``canAccess(subscription, auth_context)`` receives: streamName, groupId, id, subscriptionId."""
+
+    __slots__ = ()
+    _ALIASES = {"stream_name": "streamName", "group_id": "groupId", "subscription_id": "subscriptionId",
+                "item_id": "id"}
+
+
+class AuthContext(Record):
+    """``auth_context`` of ``canAccess``: the ``token`` the client sent (subprotocol or ``?authToken=``)."""
+
+    __slots__ = ()
+
+
+class StreamEvent(Record):
+    """A stream trigger's input: ``stream_name``, ``group_id``, ``id``, ``event`` ({type, data})."""
+
+    __slots__ = ()
+    _ALIASES = {"stream_name": "streamName", "group_id": "groupId", "item_id": "id"}
+
+
+class StreamChange:
+    """One committed change of an item, as published and as handed to ``on_change``."""
+
+    __slots__ = ("stream", "group", "id", "kind", "data", "old", "seq")
+
+    def __init__(self, stream: str, group: str, id: str, kind: str = UPDATE, data: Any = None):
+        self.stream = stream
+        self.group = group
+        self.id = id
+        self.kind = kind  # create | update | delete
+        self.data = data  # the item (for delete: the item removed)
+        self.old = None  # the item before (None for create)
+        self.seq: int | None = None
+
+    def event(self) -> StreamEvent:
+        """The stream trigger input for this change (plain data: it is stored in a queue)."""
+        return StreamEvent(streamName=self.stream, groupId=self.group, id=self.id,
+                           event={"type": self.kind, "data": self.data})
+
+    def __repr__(self) -> str:
+        return f"StreamChange({self.kind} {self.stream}/{self.group}/{self.id})"
+
+
+def matching_triggers(steps: Iterable, change: StreamChange) -> list[tuple[Any, Any]]:
+    """The ``(step, trigger)`` pairs whose stream trigger listens to ``change``.
+
+    Filters are the trigger's ``streamName``, ``groupId`` and ``itemId``; its ``condition`` is
+    the queue worker's business (it runs with a ctx, at delivery time).
+    """
+    out = []
+    for step in steps:
+        for trigger in step.triggers:
+            if (trigger.type == "stream" and trigger.stream_name == change.stream
+                    and (trigger.group_id is None or trigger.group_id == change.group)
+                    and (trigger.item_id is None or trigger.item_id == change.id)):
+                out.append((step, trigger))
+    return out
+
+
+# --- live fan-out ----------------------------------------------------------------------
+
+
+class Hub:
+    """Rooms of subscribers; ``publish`` encodes a frame once and pushes it to each subscriber once.
+
+    A room is ``(stream, group, None)`` (a group subscription) or ``(stream, group, id)``. A
+    subscriber in both the group room and the item room of a change gets one frame: Motia's
+    client routes a frame with an ``id`` to both its item and its group listeners itself.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self.rooms: dict[tuple, set] = {}
+        self._clock = clock
+        self._last: dict[tuple[str, str], int] = {}
+        self.published = 0
+
+    def add(self, room: tuple, subscriber) -> None:
+        self.rooms.setdefault(room, set()).add(subscriber)
+
+    def remove(self, room: tuple, subscriber) -> None:
+        members = self.rooms.get(room)
+        if members is not None:
+            members.discard(subscriber)
+            if not members:
+                del self.rooms[room]
+
+    def timestamp(self, stream: str, group: str) -> int:
+        """Milliseconds since the epoch, strictly increasing per ``(stream, group)``."""
+        now = int(self._clock() * 1000)
+        key = (stream, group)
+        last = self._last.get(key, 0)
+        ts = now if now > last else last + 1
+        if len(self._last) >= _MAX_CLOCKS and key not in self._last:
+            # Entries older than now cannot force a bump any more: forget them.
+            self._last = {k: v for k, v in self._last.items() if v >= now}
+        self._last[key] = ts
+        return ts
+
+    def frame(self, stream: str, group: str, id: str | None, event: dict) -> str:
+        """Encode one server -> client message (``id`` None: a group message)."""
+        message = {"type": "stream", "timestamp": self.timestamp(stream, group),
+                   "streamName": stream, "groupId": group}
+        if id is not None:
+            message["id"] = id
+        message["event"] = event
+        return _json.encode(message).decode()
+
+    def publish(self, stream: str, group: str, id: str | None, event: dict) -> int:
+        """Push ``event`` to the group room (and the item room when ``id`` is given); returns receivers."""
+        group_room = self.rooms.get((stream, group, None))
+        item_room = self.rooms.get((stream, group, id)) if id is not None else None
+        if group_room and item_room:
+            targets = group_room | item_room
+        else:
+            targets = group_room or item_room
+        if not targets:
+            return 0
+        frame = self.frame(stream, group, id, event)
+        for subscriber in tuple(targets):  # a push may disconnect a subscriber (and edit the room)
+            subscriber.push(frame)
+        self.published += 1
+        return len(targets)
+
+
+class _Ordered:
+    """Releases stamped changes to ``publish`` in stamp (= commit) order."""
+
+    def __init__(self, publish: Callable[[StreamChange], None]):
+        self._publish = publish
+        self._counter = itertools.count()
+        self._next = 0
+        self._done: dict[int, StreamChange | None] = {}
+
+    def stamp(self, change: StreamChange) -> None:
+        """Called last inside the write transaction (writer thread); once, even if replayed."""
+        if change.seq is None:
+            change.seq = next(self._counter)
+
+    def resolve(self, change: StreamChange, committed: bool) -> None:
+        """Called on the trio thread once the write returned (or failed)."""
+        if change.seq is None:
+            return  # failed before it was stamped: nothing to release
+        self._done[change.seq] = change if committed else None
+        while self._next in self._done:
+            ready = self._done.pop(self._next)
+            self._next += 1
+            if ready is not None:
+                self._publish(ready)
+
+
+# --- storage ---------------------------------------------------------------------------
+
+
+def _check_name(value: Any, what: str, call: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise StreamError(f"{call}: {what} must be a non-empty string, got {value!r}")
+    if "\x00" in value:
+        raise StreamError(f"{call}: {what} must not contain NUL: {value!r}")
+    return value
+
+
+class _Stream:
+    """One declared stream: its definition, compiled schema and (memory streams) its items."""
+
+    __slots__ = ("name", "definition", "schema", "memory", "prefix", "triggered")
+
+    def __init__(self, definition, triggered: bool):
+        self.name = definition.name
+        self.definition = definition
+        where = f"{definition.file}: schema" if definition.file else f"stream {definition.name}: schema"
+        self.schema = compile_schema(definition.schema, where=where)
+        self.memory: dict[str, dict[str, Any]] | None = {} if definition.storage_type == "memory" else None
+        self.prefix = definition.name.encode() + _SEP
+        self.triggered = triggered
+
+    def key(self, group: str, id: str, call: str) -> bytes:
+        key = self.prefix + group.encode() + _SEP + id.encode()
+        if len(key) > MAX_KEY:
+            raise StreamError(f"{call}: stream name, group id and id together are {len(key)} bytes; "
+                              f"the limit is {MAX_KEY}")
+        return key
+
+    def group_prefix(self, group: str) -> bytes:
+        return self.prefix + group.encode() + _SEP
+
+    def item(self, id: str, data: Any, call: str) -> dict:
+        """Validate ``data`` against the schema and return it as a stored item (with ``id``)."""
+        value = to_builtins(data)
+        if self.schema is not None:
+            with_id = {**value, "id": id} if isinstance(value, dict) else value
+            try:
+                value = to_builtins(self.schema.validate(with_id))
+            except SchemaError as first:
+                # A schema that does not declare "id" (and forbids extra keys) accepts the
+                # item without it; the id is injected afterwards.
+                try:
+                    without = {k: v for k, v in value.items() if k != "id"} if isinstance(value, dict) else value
+                    value = to_builtins(self.schema.validate(without))
+                except SchemaError:
+                    errors = [e for e in first.errors if e.get("path") != "$.id"] or first.errors
+                    shown = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5])
+                    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+                    raise SchemaError(f"{call}: item {id!r} does not match the schema of stream "
+                                      f"{self.name!r}: {shown}{more}", errors) from None
+        if not isinstance(value, dict):
+            raise StreamError(f"{call}: a stream item must be an object (dict, Struct or pydantic model), "
+                              f"got {type(value).__name__}")
+        if value.get("id") != id:
+            value = {**value, "id": id}
+        return value
+
+
+class Streams:
+    """Every declared stream: reads, writes, ``send`` and the live :class:`Hub`.
+
+    Args:
+        store: the :class:`~edge.store.Store`.
+        definitions: the ``StreamDef`` values discovery found.
+        on_change: ``fn(txn, change)`` called inside the write transaction of every change of a
+            stream listed in ``triggered`` (the queue service stores trigger messages there).
+        triggered: names of the streams some step has a stream trigger on.
+    """
+
+    def __init__(self, store, definitions: Iterable = (), *,
+                 on_change: Callable[[Any, StreamChange], None] | None = None,
+                 triggered: Iterable[str] = (), clock: Callable[[], float] = time.time):
+        self.store = store
+        triggered = set(triggered)
+        self.streams: dict[str, _Stream] = {d.name: _Stream(d, d.name in triggered) for d in definitions}
+        self.on_change = on_change
+        self.hub = Hub(clock)
+        self._ordered = _Ordered(self._publish_change)
+        self._view = StreamsView(self)
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def view(self, ctx=None) -> "StreamsView":
+        """``ctx.streams``."""
+        return self._view
+
+    def get_stream(self, name: str, call: str = "ctx.streams") -> _Stream:
+        stream = self.streams.get(name)
+        if stream is None:
+            known = ", ".join(sorted(self.streams)) or "none (add a *_stream.py file under steps/)"
+            raise StreamError(f"{call}: no stream named {name!r}; known streams: {known}")
+        return stream
+
+    def handle(self, name: str) -> "StreamHandle":
+        """``ctx.streams.<name>``."""
+        self.get_stream(name, f"ctx.streams.{name}")
+        return StreamHandle(self, name)
+
+    # -- reads (synchronous under the hood) -------------------------------------------------
+
+    def get_nowait(self, name: str, group: str, id: str) -> Any:
+        call = f"ctx.streams.{name}.get"
+        stream = self.get_stream(name, call)
+        _check_name(group, "group id", call)
+        _check_name(id, "id", call)
+        key = stream.key(group, id, call)
+        if stream.memory is not None:
+            return stream.memory.get(group, {}).get(id)
+        raw = self.store.read(lambda t: t.get("streams", key))
+        return None if raw is None else _unpack.decode(raw)
+
+    def get_group_nowait(self, name: str, group: str) -> list[Any]:
+        call = f"ctx.streams.{name}.get_group"
+        stream = self.get_stream(name, call)
+        _check_name(group, "group id", call)
+        if stream.memory is not None:
+            return list(stream.memory.get(group, {}).values())
+        prefix = stream.group_prefix(group)
+        return self.store.read(lambda t: [_unpack.decode(v) for _, v in t.scan("streams", prefix)])
+
+    def list_groups_nowait(self, name: str) -> list[str]:
+        stream = self.get_stream(name, f"ctx.streams.{name}.list_groups")
+        if stream.memory is not None:
+            return [g for g, items in stream.memory.items() if items]
+        prefix = stream.prefix
+
+        def scan(t):
+            groups, start = [], prefix
+            while True:
+                item = next(t.scan("streams", prefix, start=start), None)
+                if item is None:
+                    return groups
+                group = item[0][len(prefix):].split(_SEP, 1)[0]
+                groups.append(group.decode())
+                start = prefix + group + b"\x01"  # skip the rest of this group
+
+        return self.store.read(scan)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def set(self, name: str, group: str, id: str, data: Any) -> dict:
+        """Store ``data`` as item ``id`` of ``group`` (validated, ``id`` injected); return the item."""
+        return await self._execute(self._plan_set(name, group, id, data))
+
+    async def update(self, name: str, group: str, id: str, ops) -> dict:
+        """Apply update ops (as ``ctx.state.update``) atomically; the result is validated; return it."""
+        return await self._execute(self._plan_update(name, group, id, ops))
+
+    async def delete(self, name: str, group: str, id: str) -> Any:
+        """Remove an item; return it (None when there was none, and then nothing is published)."""
+        return await self._execute(self._plan_delete(name, group, id))
+
+    async def send(self, name: str, channel: dict, event: dict) -> int:
+        """Push a custom event; see :meth:`send_nowait`."""
+        receivers = self.send_nowait(name, channel, event)
+        await trio.lowlevel.checkpoint()  # as in _execute: let the writers run between events
+        return receivers
+
+    def send_nowait(self, name: str, channel: dict, event: dict) -> int:
+        """Push a custom event ``{type, data}`` to ``channel`` ``{groupId, id?}``; returns receivers.
+
+        Events are not stored and fire no triggers; with an ``id`` they reach the item's and
+        the group's subscribers, without one the group's.
+        """
+        call = f"ctx.streams.{name}.send"
+        self.get_stream(name, call)
+        if not isinstance(channel, dict):
+            raise StreamError(f'{call}: channel must be {{"groupId": ..., "id"?: ...}}, got {channel!r}')
+        group = _check_name(channel.get("groupId", channel.get("group_id")), 'channel["groupId"]', call)
+        id = channel.get("id")
+        if id is not None:
+            _check_name(id, 'channel["id"]', call)
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str) or not event["type"]:
+            raise StreamError(f'{call}: event must be {{"type": "<name>", "data": ...}}, got {event!r}')
+        custom = {"type": event["type"], "data": to_builtins(event.get("data"))}
+        return self.hub.publish(name, group, id, {"type": "event", "event": custom})
+
+    # Synchronous forms: Motia 1.0's synchronous ``Stream(...)`` calls, the CLI. Inside the
+    # running server they commit on the calling thread (one fsync each, blocking the loop).
+    def set_sync(self, name: str, group: str, id: str, data: Any) -> dict:
+        return self._execute_sync(self._plan_set(name, group, id, data))
+
+    def update_sync(self, name: str, group: str, id: str, ops) -> dict:
+        return self._execute_sync(self._plan_update(name, group, id, ops))
+
+    def delete_sync(self, name: str, group: str, id: str) -> Any:
+        return self._execute_sync(self._plan_delete(name, group, id))
+
+    # -- write plans ------------------------------------------------------------------------
+    # A plan is (stream, change, op): ``op(txn)`` for LMDB streams, or ``op(old) -> new item``
+    # (None: delete) for memory streams.
+
+    def _plan_set(self, name, group, id, data):
+        call = f"ctx.streams.{name}.set"
+        stream, change = self._prepare(name, group, id, call)
+        item = stream.item(id, data, call)
+        if stream.memory is not None:
+            return stream, change, lambda old: item
+        packed = _pack.encode(item)
+        key = stream.key(group, id, call)
+
+        def op(t):
+            old = t.get("streams", key)
+            t.put("streams", key, packed)
+            change.kind = CREATE if old is None else UPDATE
+            change.data = item
+            self._committing(t, stream, change)
+            return item
+
+        return stream, change, op
+
+    def _plan_update(self, name, group, id, ops):
+        call = f"ctx.streams.{name}.update"
+        stream, change = self._prepare(name, group, id, call)
+        try:
+            ops = _check_ops(ops)
+        except StateError as exc:
+            raise StreamError(str(exc).replace("state.update", call)) from None
+
+        def new_item(old):
+            return stream.item(id, apply_ops(old, ops), call)
+
+        if stream.memory is not None:
+            return stream, change, new_item
+        key = stream.key(group, id, call)
+
+        def op(t):
+            raw = t.get("streams", key)
+            old = None if raw is None else _unpack.decode(raw)
+            item = new_item(old)
+            t.put("streams", key, _pack.encode(item))
+            change.kind = CREATE if raw is None else UPDATE
+            change.data, change.old = item, old
+            self._committing(t, stream, change)
+            return item
+
+        return stream, change, op
+
+    def _plan_delete(self, name, group, id):
+        call = f"ctx.streams.{name}.delete"
+        stream, change = self._prepare(name, group, id, call)
+        change.kind = DELETE
+        if stream.memory is not None:
+            return stream, change, None
+        key = stream.key(group, id, call)
+
+        def op(t):
+            raw = t.get("streams", key)
+            if raw is None:
+                return None
+            t.delete("streams", key)
+            change.data = change.old = _unpack.decode(raw)
+            self._committing(t, stream, change)
+            return change.data
+
+        return stream, change, op
+
+    def _prepare(self, name, group, id, call) -> tuple[_Stream, StreamChange]:
+        stream = self.get_stream(name, call)
+        _check_name(group, "group id", call)
+        _check_name(id, "id", call)
+        stream.key(group, id, call)  # the same limits whatever the storage type
+        return stream, StreamChange(name, group, id)
+
+    def _committing(self, txn, stream: _Stream, change: StreamChange) -> None:
+        """Last step of every LMDB stream write op, inside its transaction."""
+        if stream.triggered and self.on_change is not None:
+            self.on_change(txn, change)
+        self._ordered.stamp(change)
+
+    async def _execute(self, plan) -> Any:
+        stream, change, op = plan
+        if stream.memory is not None:
+            if self._apply_memory(stream, change, op) and stream.triggered and self.on_change is not None:
+                # Memory items are not durable, but the triggers they fire are.
+                await self.store.write(lambda t: self.on_change(t, change))
+            else:
+                # Let the sockets' writers run: a handler setting items in a loop must not fill
+                # every subscriber's queue before any of them had a chance to send.
+                await trio.lowlevel.checkpoint()
+            return change.data
+        committed = False
+        try:
+            result = await self.store.write(op)
+            committed = True
+            return result
+        finally:
+            self._ordered.resolve(change, committed)
+
+    def _execute_sync(self, plan) -> Any:
+        stream, change, op = plan
+        if stream.memory is not None:
+            if self._apply_memory(stream, change, op) and stream.triggered and self.on_change is not None:
+                self.store.write_sync(lambda t: self.on_change(t, change))
+            return change.data
+        committed = False
+        try:
+            result = self.store.write_sync(op)
+            committed = True
+            return result
+        finally:
+            self._ordered.resolve(change, committed)
+
+    def _apply_memory(self, stream: _Stream, change: StreamChange, new_item) -> bool:
+        """Apply a change to a memory stream now (no await in between) and publish it; False: no-op."""
+        items = stream.memory.setdefault(change.group, {})
+        old = items.get(change.id)
+        if new_item is None:  # delete
+            if old is not None:
+                del items[change.id]
+            if not items:
+                del stream.memory[change.group]
+            if old is None:
+                return False
+            change.data = change.old = old
+        else:
+            try:
+                item = new_item(old)
+            except BaseException:
+                if not items:
+                    del stream.memory[change.group]
+                raise
+            items[change.id] = item
+            change.kind = CREATE if old is None else UPDATE
+            change.data, change.old = item, old
+        self._publish_change(change)
+        return True
+
+    def _publish_change(self, change: StreamChange) -> None:
+        self.hub.publish(change.stream, change.group, change.id, {"type": change.kind, "data": change.data})
+
+    # -- for the WebSocket layer ----------------------------------------------------------------
+
+    def sync_event(self, name: str, group: str, id: str | None) -> dict:
+        """The ``sync`` event a join answers with: the item (or null), or the group's items."""
+        if id is None:
+            return {"type": "sync", "data": self.get_group_nowait(name, group)}
+        return {"type": "sync", "data": self.get_nowait(name, group, id)}
+
+
+class StreamHandle:
+    """``ctx.streams.<name>``: the calls of one stream, with the names both Motia dialects use."""
+
+    __slots__ = ("_streams", "name")
+
+    def __init__(self, streams: Streams, name: str):
+        self._streams = streams
+        self.name = name
+
+    async def get(self, group_id: str, id: str) -> Any:
+        return self._streams.get_nowait(self.name, group_id, id)
+
+    async def set(self, group_id: str, id: str, data: Any) -> dict:
+        return await self._streams.set(self.name, group_id, id, data)
+
+    async def delete(self, group_id: str, id: str) -> Any:
+        return await self._streams.delete(self.name, group_id, id)
+
+    async def get_group(self, group_id: str) -> list[Any]:
+        return self._streams.get_group_nowait(self.name, group_id)
+
+    getGroup = get_group
+    list = get_group
+
+    async def update(self, group_id: str, id: str, ops) -> dict:
+        return await self._streams.update(self.name, group_id, id, ops)
+
+    async def send(self, channel: dict, event: dict) -> None:
+        await self._streams.send(self.name, channel, event)
+
+    async def list_groups(self) -> list[str]:
+        return self._streams.list_groups_nowait(self.name)
+
+    listGroups = list_groups
+
+    def __repr__(self) -> str:
+        return f"<stream {self.name}>"
+
+
+class StreamsView:
+    """``ctx.streams``: ``ctx.streams.todos`` or ``ctx.streams["todos"]``."""
+
+    __slots__ = ("_streams", "_handles")
+
+    def __init__(self, streams: Streams):
+        self._streams = streams
+        self._handles: dict[str, StreamHandle] = {}
+
+    def __getitem__(self, name: str) -> StreamHandle:
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = self._streams.handle(name)
+        return handle
+
+    def __getattr__(self, name: str) -> StreamHandle:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except StreamError as exc:
+            raise AttributeError(str(exc)) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._streams.streams
+
+    def __iter__(self):
+        return iter(sorted(self._streams.streams))
+
+    def __repr__(self) -> str:
+        return f"<streams {', '.join(sorted(self._streams.streams))}>"
