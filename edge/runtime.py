@@ -19,7 +19,7 @@ from .schema import compile_schema
 from .state import StateStore
 from .store import Store
 from .streams import Streams
-from .tracing import Span, Tracer, new_id
+from .tracing import Span, Tracer, current_trace_id, new_id
 
 __all__ = ["Runtime", "Skipped", "HandlerError"]
 
@@ -125,6 +125,7 @@ class Runtime:
         start = time.time()
         t0 = time.perf_counter()
         status, error, error_id = "ok", None, None
+        trace_token = current_trace_id.set(trace_id)
         try:
             condition = getattr(trigger, "condition", None)
             if condition is not None and not await maybe_await(condition(input, ctx)):
@@ -154,6 +155,7 @@ class Runtime:
             )
             raise HandlerError(exc, error_id) from exc
         finally:
+            current_trace_id.reset(trace_token)
             self.tracer.record_span(Span(
                 trace_id=trace_id, span_id=span_id, step=step.name,
                 trigger=getattr(trigger, "type", "invoke"), start=start,
@@ -196,10 +198,10 @@ class Runtime:
         if hook is not None:
             hook(txn, change)
 
-    def _on_state_change(self, txn, event_type, group, key, old, new) -> None:
+    def _on_state_change(self, txn, event_type, group, key, old, new, trace_id=None) -> None:
         hook = getattr(self.queues, "on_state_change", None)
         if hook is not None:
-            hook(txn, event_type, group, key, old, new)
+            hook(txn, event_type, group, key, old, new, trace_id=trace_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 

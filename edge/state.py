@@ -13,14 +13,49 @@ import msgspec
 
 from .errors import EdgeError
 
-__all__ = ["StateStore", "apply_ops", "StateError"]
+__all__ = ["StateStore", "StateEvent", "apply_ops", "StateError"]
 
 _SEP = b"\x00"
 _pack = msgspec.msgpack.Encoder()
 _unpack = msgspec.msgpack.Decoder()
 
-#: ``on_change(txn, event_type, group, key, old, new)`` runs in the writer's transaction.
-ChangeHook = Callable[[Any, str, str, str, Any, Any], None]
+#: ``on_change(txn, event_type, group, key, old, new, trace_id=...)`` runs in the writer's
+#: transaction; ``trace_id`` is the trace of the invocation that made the change (or None).
+ChangeHook = Callable[..., None]
+
+
+class StateEvent(dict):
+    """A state trigger's input: ``group_id``, ``item_id``, ``old_value``, ``new_value``,
+    ``event_type`` ("created" | "updated" | "deleted"); read by attribute or key, with the
+    snake_case names, their camelCase forms, or Motia's ``scope`` / ``key``.
+    """
+
+    __slots__ = ()
+    _ALIASES = {
+        "groupId": "group_id", "scope": "group_id", "group": "group_id",
+        "itemId": "item_id", "key": "item_id",
+        "oldValue": "old_value", "newValue": "new_value",
+        "eventType": "event_type", "type": "event_type",
+    }
+
+    @classmethod
+    def of(cls, event_type: str, group: str, key: str, old: Any, new: Any) -> "StateEvent":
+        return cls(group_id=group, item_id=key, old_value=old, new_value=new, event_type=event_type)
+
+    def __getitem__(self, name: str) -> Any:
+        return dict.__getitem__(self, self._ALIASES.get(name, name))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, self._ALIASES.get(name, name), default)
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, self._ALIASES.get(name, name) if isinstance(name, str) else name)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class StateError(EdgeError):
@@ -35,6 +70,12 @@ def _key(group: str, key: str) -> bytes:
     if "\x00" in group:
         raise StateError(f"state group must not contain NUL: {group!r}")
     return group.encode() + _SEP + key.encode()
+
+
+def _trace() -> str | None:
+    from .tracing import current_trace_id
+
+    return current_trace_id.get()
 
 
 def _to_builtins(value: Any) -> Any:
@@ -92,6 +133,7 @@ class StateStore:
 
     def _set_op(self, group, key, value):
         k = _key(group, key)
+        trace = _trace()
         value = _to_builtins(value)
         packed = _pack.encode(value)
 
@@ -100,13 +142,15 @@ class StateStore:
             t.put("state", k, packed)
             if self.on_change is not None:
                 old_value = None if old is None else _unpack.decode(old)
-                self.on_change(t, "created" if old is None else "updated", group, key, old_value, value)
+                self.on_change(t, "created" if old is None else "updated", group, key, old_value, value,
+                               trace_id=trace)
             return value
 
         return op
 
     def _delete_op(self, group, key):
         k = _key(group, key)
+        trace = _trace()
 
         def op(t):
             old = t.get("state", k)
@@ -115,20 +159,22 @@ class StateStore:
             t.delete("state", k)
             old_value = _unpack.decode(old)
             if self.on_change is not None:
-                self.on_change(t, "deleted", group, key, old_value, None)
+                self.on_change(t, "deleted", group, key, old_value, None, trace_id=trace)
             return old_value
 
         return op
 
     def _clear_op(self, group):
         prefix = _key(group, "x")[:-1]
+        trace = _trace()
 
         def op(t):
             items = list(t.scan("state", prefix))
             for k, v in items:
                 t.delete("state", k)
                 if self.on_change is not None:
-                    self.on_change(t, "deleted", group, k[len(prefix):].decode(), _unpack.decode(v), None)
+                    self.on_change(t, "deleted", group, k[len(prefix):].decode(), _unpack.decode(v), None,
+                                   trace_id=trace)
             return len(items)
 
         return op
@@ -136,6 +182,7 @@ class StateStore:
     def _update_op(self, group, key, ops):
         k = _key(group, key)
         ops = _check_ops(ops)
+        trace = _trace()
 
         def op(t):
             raw = t.get("state", k)
@@ -143,7 +190,7 @@ class StateStore:
             new = apply_ops(old, ops)
             t.put("state", k, _pack.encode(new))
             if self.on_change is not None:
-                self.on_change(t, "created" if raw is None else "updated", group, key, old, new)
+                self.on_change(t, "created" if raw is None else "updated", group, key, old, new, trace_id=trace)
             return new
 
         return op

@@ -6,6 +6,7 @@ diagnostics, not data, and must not add an fsync or a page write per request.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import time
 import traceback
@@ -16,7 +17,11 @@ from typing import Any, TextIO
 import msgspec
 import trio
 
-__all__ = ["Tracer", "Span", "LogRecord", "new_id", "read_logs", "read_spans"]
+__all__ = ["Tracer", "Span", "LogRecord", "new_id", "read_logs", "read_spans", "current_trace_id"]
+
+#: The trace id of the invocation running in this task (set by ``Runtime.invoke``), so that the
+#: state and stream changes a handler makes carry its trace into the triggers they fire.
+current_trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("edge_trace_id", default=None)
 
 #: How many log records and spans the store keeps; older ones are trimmed on flush.
 MAX_KEPT = 10_000

@@ -29,9 +29,10 @@ def attach(runtime, **options) -> QueueService:
     if isinstance(runtime.queues, QueueService):
         return runtime.queues
     from ..runtime import HandlerError, Skipped
+    from ..state import StateEvent
     from ..streams import StreamEvent
 
-    options.setdefault("trigger_inputs", {"stream": StreamEvent})
+    options.setdefault("trigger_inputs", {"stream": StreamEvent, "state": StateEvent})
     service = QueueService(
         runtime.store, runtime.steps.values(), schema_for=runtime.schema_for, invoke=runtime.invoke,
         skipped=Skipped, failed=HandlerError, tracer=runtime.tracer, **options,

@@ -123,6 +123,7 @@ class QueueService:
         #: state/stream triggers: (step name, trigger index) -> subscription
         self.internal: dict[tuple[str, int], Subscription] = {}
         self._stream_subs: dict[str, list[Subscription]] = {}
+        self._state_subs: list[Subscription] = []
         for sub in self.subscriptions:
             self.by_name[(sub.step.name, sub.topic)] = sub
             if sub.trigger.type == "queue":
@@ -131,6 +132,8 @@ class QueueService:
             self.internal[(sub.step.name, sub.trigger.index)] = sub
             if sub.trigger.type == "stream":
                 self._stream_subs.setdefault(sub.trigger.stream_name, []).append(sub)
+            elif sub.trigger.type == "state":
+                self._state_subs.append(sub)
         self.unrouted: dict[str, int] = {}
         self.orphaned: dict[str, int] = {}
         self._token: trio.lowlevel.TrioToken | None = None
@@ -244,6 +247,25 @@ class QueueService:
             except trio.RunFinishedError:
                 pass  # stopping: the next start loads it
         return True
+
+    def on_state_change(self, txn, event_type: str, group: str, key: str, old: Any, new: Any, *,
+                        trace_id: str | None = None) -> None:
+        """The runtime's hook for state changes: stage every state trigger whose filters match.
+
+        Runs inside the change's write transaction: the change and the invocations it fires
+        commit together or not at all. Delivery is FIFO per item (group/key).
+        """
+        if not self._state_subs:
+            return
+        event = None
+        for sub in self._state_subs:
+            trigger = sub.trigger
+            if (trigger.group is None or trigger.group == group) and (trigger.key is None or trigger.key == key):
+                if event is None:
+                    event = {"group_id": group, "item_id": key, "old_value": old, "new_value": new,
+                             "event_type": event_type}
+                self.stage(txn, sub.step.name, trigger.index, event, trace_id=trace_id or _new_trace_id(),
+                           group=f"{group}/{key}")
 
     def on_stream_change(self, txn, change) -> None:
         """The runtime's hook for stream changes: stage every stream trigger that listens."""
