@@ -1,0 +1,7 @@
+# Collect all of edge: the CLI loads subcommand modules (edge.queues_cli, ...) by name and
+# services are imported lazily, so static analysis alone would miss some. Data files
+# (templates, web UI assets) come along too.
+from PyInstaller.utils.hooks import collect_data_files, collect_submodules
+
+hiddenimports = collect_submodules("edge")
+datas = collect_data_files("edge")

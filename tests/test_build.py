@@ -1,0 +1,403 @@
+"""`edge build`: one real onefile build of a small app, run as a user would run it on a device
+(copied into an empty folder, no Python on PATH, no virtualenv), plus the bad-input errors,
+which are found before PyInstaller starts and so cost no build.
+
+The build takes ~10-15 s; it is shared by every test that needs it (module-scoped fixture).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge.cli import run
+
+from .conftest import wait_for, write_project
+
+HAVE_PYINSTALLER = importlib.util.find_spec("PyInstaller") is not None
+# Queues are built in parallel with the build; the queue part runs when they exist.
+HAVE_QUEUES = importlib.util.find_spec("edge.queues") is not None
+_LISTENING = re.compile(r"edge listening on http://[^:]+:(\d+)")
+
+APP = {
+    "steps/counter_step.py": """
+        from .lib.names import normalise
+
+        config = {
+            "name": "Count",
+            "flows": ["counting"],
+            "triggers": [{"type": "http", "method": "POST", "path": "/count/:name"}],
+            "enqueues": ["count.changed"],
+            "includeFiles": ["data/*.txt"],
+        }
+
+        async def handler(req, ctx):
+            name = normalise(req.path_params["name"])
+            count = (await ctx.state.get("counts", name) or 0) + 1
+            await ctx.state.set("counts", name, count)
+            await ctx.enqueue({"topic": "count.changed", "data": {"name": name, "count": count}})
+            return {"status": 200, "body": {"name": name, "count": count}}
+    """,
+    "steps/lib/names.py": """
+        def normalise(name):
+            return name.strip().lower()
+    """,
+    "steps/data/greeting.txt": "hello from an included file\n",
+    "steps/greeting_step.py": """
+        from pathlib import Path
+
+        config = {"name": "Greeting", "triggers": [{"type": "http", "method": "GET", "path": "/greeting"}]}
+
+        async def handler(req, ctx):
+            import csv, io          # imported only here: the build must still freeze csv
+            import helpers          # a project module outside steps/, imported lazily
+
+            text = (Path(__file__).parent / "data" / "greeting.txt").read_text().strip()
+            out = io.StringIO()
+            csv.writer(out).writerow([text, helpers.shout(text)])
+            return {"status": 200, "body": {"csv": out.getvalue().strip()}}
+    """,
+    "helpers.py": """
+        def shout(text):
+            return text.upper()
+    """,
+    "steps/tz_step.py": """
+        import datetime
+        import zoneinfo
+
+        config = {"name": "Zones", "triggers": [{"type": "http", "method": "GET", "path": "/tz"}]}
+
+        async def handler(req, ctx):
+            winter = datetime.datetime(2024, 1, 15, 12, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))
+            return {"status": 200, "body": {"berlin_winter_offset_h": winter.utcoffset().total_seconds() / 3600}}
+    """,
+    "steps/counts_stream.py": """
+        config = {"name": "counts", "schema": {"type": "object"}}
+    """,
+}
+QUEUE_STEP = {
+    "steps/audit_step.py": """
+        config = {"name": "Audit", "triggers": [{"type": "queue", "topic": "count.changed"}]}
+
+        async def handler(data, ctx):
+            await ctx.state.set("audit", data["name"], data["count"])
+    """,
+}
+
+
+# -- the shared build and the running binary ------------------------------------------------------
+
+def _device_env(root: Path) -> dict[str, str]:
+    """An environment like a fresh device: nothing on PATH (so no python), no virtualenv."""
+    empty = root / "empty-path"
+    empty.mkdir(exist_ok=True)
+    (root / "tmp").mkdir(exist_ok=True)
+    env = {"PATH": str(empty), "HOME": str(root), "TMPDIR": str(root / "tmp"), "LANG": "C.UTF-8"}
+    assert shutil.which("python3", path=env["PATH"]) is None and shutil.which("python", path=env["PATH"]) is None
+    return env
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The app built once with `edge build` and copied alone into an empty folder."""
+    if not HAVE_PYINSTALLER:
+        pytest.skip("PyInstaller is not installed (pip install 'edge[build]')")
+    root = tmp_path_factory.mktemp("build")
+    project = write_project(root / "project", {**APP, **(QUEUE_STEP if HAVE_QUEUES else {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "build", "--dir", str(project), "--name", "counter",
+         "--out", str(root / "dist"), "--work-dir", str(root / "work")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    device = root / "device"
+    device.mkdir()
+    shutil.copy2(root / "dist" / "counter", device / "counter")
+    return {"root": root, "dist": root / "dist", "device": device, "binary": device / "counter",
+            "env": _device_env(device), "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+class Binary:
+    """The copied binary serving on a port it chose, with its output collected."""
+
+    def __init__(self, built):
+        self.built = built
+        self.lines: list[str] = []
+        self.port: int | None = None
+        seen = threading.Event()
+        self.proc = subprocess.Popen(
+            # options without a command mean `start` in a binary (build/entry.py)
+            ["./counter", "--port", "0", "--host", "127.0.0.1"], cwd=built["device"],
+            env=built["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+        def drain():
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                match = _LISTENING.search(line)
+                if match and not seen.is_set():
+                    self.port = int(match.group(1))
+                    seen.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not seen.wait(30):
+            self.proc.kill()
+            raise AssertionError("the binary did not start listening:\n" + "".join(self.lines))
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def cli(self, *args: str, server: bool = True) -> subprocess.CompletedProcess:
+        """Run another subcommand of the same binary, as a user would next to the server."""
+        port = ("--port", str(self.port)) if server else ()
+        return subprocess.run(["./counter", *args, *port], cwd=self.built["device"], env=self.built["env"],
+                              capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(built):
+    binary = Binary(built)
+    yield binary
+    binary.http.close()
+    if binary.proc.poll() is None:
+        binary.proc.kill()
+        binary.proc.wait(10)
+
+
+# -- the build ----------------------------------------------------------------------------------
+
+def test_build_reports_what_it_built(built):
+    size = (built["dist"] / "counter").stat().st_size
+    assert re.fullmatch(r"built \S+/counter \(onefile, [\d.]+ MB\) in [\d.]+ s; systemd unit \S+/counter\.service\n",
+                        built["stdout"]), built["stdout"]
+    assert f"edge build: {3 + HAVE_QUEUES} step(s), 1 stream(s), 1 included file(s) from" in built["stderr"]
+    assert size < 25_000_000
+
+
+def test_systemd_unit_beside_the_binary(built):
+    unit = (built["dist"] / "counter.service").read_text()
+    for line in ("ExecStart=/opt/counter/counter start", "WorkingDirectory=/var/lib/counter",
+                 "Environment=EDGE_DATA_DIR=/var/lib/counter/data", "Environment=EDGE_PORT=3000",
+                 "Environment=TMPDIR=/var/lib/counter/tmp", "StateDirectory=counter counter/tmp",
+                 "KillMode=mixed", "Restart=on-failure", "WantedBy=multi-user.target"):
+        assert line in unit.splitlines(), line
+
+
+def test_the_binary_lists_its_bundled_steps(built):
+    proc = subprocess.run(["./counter", "steps"], cwd=built["device"], env=built["env"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Count  (steps/counter_step.py)  [counting]\n    http   POST /count/:name\n" in proc.stdout
+    assert "Greeting  (steps/greeting_step.py)" in proc.stdout
+    assert proc.stdout.endswith(f"{3 + HAVE_QUEUES} step(s), 0 error(s)\n")
+
+
+# -- the binary on a "device" ------------------------------------------------------------------
+
+def test_http_and_state_through_the_binary(served):
+    assert served.http.post("/count/Alice").json() == {"name": "alice", "count": 1}
+    assert served.http.post("/count/alice ").json() == {"name": "alice", "count": 2}
+    got = served.cli("state", "get", "counts", "alice")
+    assert (got.returncode, got.stdout) == (0, "2\n"), got.stderr
+    put = served.cli("state", "set", "counts", "bob", "41")
+    assert put.returncode == 0, put.stderr
+    assert served.http.post("/count/bob").json() == {"name": "bob", "count": 42}
+
+
+def test_helpers_included_files_and_lazy_imports_are_bundled(served):
+    answer = served.http.get("/greeting")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"csv": "hello from an included file,HELLO FROM AN INCLUDED FILE"}
+
+
+def test_time_zones_come_from_the_device(served):
+    # Not bundled: zoneinfo reads the device's /usr/share/zoneinfo (docs/deploy.md).
+    assert served.http.get("/tz").json() == {"berlin_winter_offset_h": 1.0}
+
+
+@pytest.mark.skipif(not HAVE_QUEUES, reason="edge.queues is not in this tree yet")
+def test_queue_and_emit_through_the_binary(served):
+    served.http.post("/count/carol")
+    wait_for(lambda: served.cli("state", "get", "audit", "carol").stdout == "1\n")
+    sent = served.cli("emit", "--topic", "count.changed", "--message", '{"name": "dave", "count": 7}')
+    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: served.cli("state", "get", "audit", "dave").stdout == "7\n")
+
+
+def test_sigterm_stops_with_exit_0_and_data_stays_in_dot_edge(served, built):
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(30) == 0, "".join(served.lines)
+    assert json.loads(served.lines[-1])["msg"] == "edge stopped"
+    # The onefile bootloader removed what it unpacked into $TMPDIR.
+    assert list((built["device"] / "tmp").iterdir()) == []
+    # --data-dir defaults to ./.edge in the working directory; read it with no server up.
+    assert (built["device"] / ".edge").is_dir()
+    got = served.cli("state", "get", "counts", "alice", server=False)
+    assert (got.returncode, got.stdout) == (0, "2\n"), got.stderr
+
+
+# -- bad input: found before PyInstaller runs ---------------------------------------------------
+
+OK_STEP = {
+    "steps/ok_step.py": """
+        config = {"name": "Ok", "triggers": [{"type": "http", "method": "GET", "path": "/ok"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": "ok"}
+    """,
+}
+
+
+def _build(tmp_path, capsys, files, *args):
+    project = write_project(tmp_path / "p", files)
+    code = run(["build", "--dir", str(project), "--out", str(tmp_path / "dist"),
+                "--work-dir", str(tmp_path / "work"), *args])
+    captured = capsys.readouterr()
+    assert not (tmp_path / "work" / "edge").exists(), "PyInstaller ran"
+    return code, captured.err, project
+
+
+def test_a_project_without_steps(tmp_path, capsys):
+    code, err, project = _build(tmp_path, capsys, {"steps/notes.txt": "nothing here"})
+    assert (code, err) == (1, f"edge build: no steps found under {project}/steps, {project}/src: nothing to build; "
+                              "add a *_step.py file or point --dir at the project folder\n")
+
+
+def test_a_step_importing_a_module_that_is_not_installed(tmp_path, capsys):
+    code, err, _ = _build(tmp_path, capsys, {**OK_STEP, "steps/sensor_step.py": """
+        import not_installed_sensor_lib
+
+        config = {"name": "Sensor", "triggers": [{"type": "http", "method": "GET", "path": "/s"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200}
+    """})
+    assert code == 1
+    assert err == (
+        "edge build: 1 step file(s) failed to load:\n"
+        "  steps/sensor_step.py: line 1: ModuleNotFoundError: No module named 'not_installed_sensor_lib'\n"
+        "  the binary bundles the packages installed where `edge build` runs: install the missing ones into "
+        f"{sys.prefix} (pip install ...) and build again\n")
+
+
+def test_a_lazy_import_of_a_missing_module(tmp_path, capsys):
+    code, err, _ = _build(tmp_path, capsys, {**OK_STEP, "steps/later_step.py": """
+        config = {"name": "Later", "triggers": [{"type": "http", "method": "GET", "path": "/later"}]}
+
+        async def handler(req, ctx):
+            try:
+                import optional_accelerator   # guarded: fine when missing
+            except ImportError:
+                pass
+            import not_installed_http_lib
+            return {"status": 200}
+    """})
+    assert (code, err) == (1, (
+        "edge build: steps/later_step.py: line 8: imports not_installed_http_lib, which is not installed here; "
+        f"pip install it into {sys.prefix} (the binary bundles what is installed where `edge build` runs) "
+        "or guard the import with try/except ImportError\n"))
+
+
+def test_an_include_files_pattern_that_matches_nothing(tmp_path, capsys):
+    code, err, _ = _build(tmp_path, capsys, {"steps/report/report_step.py": """
+        config = {"name": "Report", "includeFiles": ["templates/*.html"],
+                  "triggers": [{"type": "http", "method": "GET", "path": "/r"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200}
+    """})
+    assert (code, err) == (1, (
+        'edge build: steps/report/report_step.py: includeFiles[0]: "templates/*.html" matches no file '
+        "(patterns are relative to the step file, here steps/report/); fix the pattern or remove it\n"))
+
+
+def test_a_name_with_a_slash(tmp_path, capsys):
+    code, err, _ = _build(tmp_path, capsys, OK_STEP, "--name", "bin/app")
+    assert (code, err) == (2, (
+        'edge build: --name "bin/app": a name cannot contain "/"; it is the file name inside --out. '
+        "Probably you meant --name app --out bin\n"))
+
+
+def test_an_output_folder_that_cannot_be_written(tmp_path, capsys):
+    (tmp_path / "dist").write_text("a file where the folder should be")
+    code, err, _ = _build(tmp_path, capsys, OK_STEP)
+    assert (code, err) == (1, (
+        f"edge build: --out {tmp_path}/dist: cannot write there: a file is in the way (it must be a folder); "
+        "choose another folder with --out\n"))
+
+
+def test_pyinstaller_missing(tmp_path, monkeypatch):
+    from edge.build import BuildError, plan_build, run_pyinstaller
+
+    plan = plan_build(write_project(tmp_path / "p", OK_STEP), out=tmp_path / "dist", work=tmp_path / "work")
+    monkeypatch.setitem(sys.modules, "PyInstaller", None)
+    monkeypatch.setitem(sys.modules, "PyInstaller.__main__", None)
+    with pytest.raises(BuildError, match=r"^PyInstaller is not installed: pip install 'edge\[build\]'"):
+        run_pyinstaller(plan)
+
+
+# -- what goes in: the plan ------------------------------------------------------------------
+
+def test_the_plan_bundles_helpers_and_includes_and_trims_the_stdlib(tmp_path):
+    from edge.build import plan_build
+
+    project = write_project(tmp_path / "p", {**APP, "src/uses_pydantic_step.py": """
+        config = {"name": "Typed", "triggers": [{"type": "http", "method": "GET", "path": "/typed"}]}
+
+        async def handler(req, ctx):
+            import httpx
+            import pydantic
+            return {"status": 200, "body": [pydantic.VERSION, httpx.__version__]}
+    """})
+    plan = plan_build(project, out=tmp_path / "dist", work=tmp_path / "work")
+    bundled = sorted(f"{dest}/{Path(src).name}" for src, dest in plan.datas)
+    assert bundled == [
+        "_project/helpers.py",
+        "_project/src/uses_pydantic_step.py",
+        "_project/steps/counter_step.py",
+        "_project/steps/counts_stream.py",
+        "_project/steps/data/greeting.txt",
+        "_project/steps/greeting_step.py",
+        "_project/steps/lib/names.py",
+        "_project/steps/tz_step.py",
+    ]
+    assert plan.name == "p"
+    assert {"csv", "io", "pydantic", "httpx", "zoneinfo", "datetime", "pathlib"} <= set(plan.hiddenimports)
+    assert "edge" in plan.hiddenimports
+    assert {"tkinter", "unittest", "pydoc", "pip", "PyInstaller"} <= set(plan.excludes)
+    # The project imports them, so they and what they need stay in.
+    assert not {"pydantic", "pydantic_core", "annotated_types", "httpx", "httpcore", "anyio"} & set(plan.excludes)
+
+
+def test_pydantic_is_left_out_unless_the_project_imports_it(tmp_path):
+    from edge.build import plan_build
+
+    plan = plan_build(write_project(tmp_path / "p", OK_STEP), out=tmp_path / "dist", work=tmp_path / "work")
+    assert {"pydantic", "pydantic_core"} <= set(plan.excludes)
+
+
+def test_the_self_check_fails_a_binary_without_the_steps(tmp_path):
+    from edge.build import BuildError, check_binary, plan_build
+
+    plan = plan_build(write_project(tmp_path / "p", OK_STEP), out=tmp_path / "dist", work=tmp_path / "work")
+    plan.binary.write_text('#!/bin/sh\necho \'{"steps": [], "errors": []}\'\n')
+    plan.binary.chmod(0o755)
+    with pytest.raises(BuildError) as caught:
+        check_binary(plan)
+    assert str(caught.value) == f"the built binary {plan.binary} lists steps [], expected ['Ok']"
+
+
+def test_edge_start_never_imports_pyinstaller():
+    code = ("import sys, edge.cli; edge.cli._load_extensions(); edge.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m == 'edge.build' or m.split('.')[0] == 'PyInstaller'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "['edge.build']\n"  # the subcommand is registered; PyInstaller is not loaded
