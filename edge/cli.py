@@ -99,7 +99,9 @@ def extend(add_parsers, **handlers) -> None:
 
 
 def run(argv: list[str]) -> int:
-    _load_extensions()
+    if not argv or argv[0] not in ("start", "dev"):
+        # Serving needs no extension commands: skip importing them (memory of a long run).
+        _load_extensions()
     parser = build_parser()
     if not argv:
         argv = ["start"] if getattr(sys, "frozen", False) else argv

@@ -24,7 +24,6 @@ last fired slot is persisted through the injected ``save_last`` *before* the han
 from __future__ import annotations
 
 import bisect
-import difflib
 import json
 import logging
 import math
@@ -396,7 +395,7 @@ def _croniter(fields: list[str], at: str, expression: str, names: Sequence[str])
 def _timezone_error(at: str, name: Any) -> ConfigError:
     if not isinstance(name, str):
         return ConfigError(f'{at}: expected an IANA time zone name such as "Europe/Berlin", got {_show(name)}')
-    close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+    close = _close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
     fix = f"did you mean {_show(close[0])}?" if close else 'use an IANA name such as "Europe/Berlin" or "UTC"'
     return ConfigError(f"{at}: unknown time zone {_show(name)}; {fix}")
 
@@ -687,3 +686,10 @@ async def serve_cron(
     loop = CronLoop(jobs, dispatch=dispatch, load_last=load_last, save_last=save_last,
                     wall_clock=wall_clock, logger=logger, max_sleep=max_sleep)
     await loop.serve(task_status=task_status)
+
+
+def _close_matches(word, possibilities, n=3, cutoff=0.6):
+    """difflib's suggestions, imported only when a message needs one (it is rarely needed)."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)

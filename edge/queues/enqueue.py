@@ -7,7 +7,6 @@ outbox until the producer succeeded.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import msgspec
@@ -49,7 +48,7 @@ def parse_event(event: Any, where: str = "ctx.enqueue") -> tuple[str, Any, str |
     for key, value in event.items():
         name = _EVENT_KEYS.get(key)
         if name is None:
-            close = difflib.get_close_matches(str(key), ["topic", "data", "messageGroupId"], n=1)
+            close = _close_matches(str(key), ["topic", "data", "messageGroupId"], n=1)
             hint = f'did you mean "{close[0]}"? ' if close else ""
             raise EnqueueError(f'{where}: unknown key "{key}"; {hint}the keys are "topic", "data" and "messageGroupId"')
         values[name] = value
@@ -121,3 +120,10 @@ def _show(value: Any) -> str:
         text = msgspec.json.encode(value).decode()
         return text if len(text) <= 40 else text[:37] + "..."
     return type(value).__name__
+
+
+def _close_matches(word, possibilities, n=3, cutoff=0.6):
+    """difflib's suggestions, imported only when a message needs one (it is rarely needed)."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)

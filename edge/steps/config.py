@@ -12,7 +12,6 @@ where the field path uses the user's own spelling (``triggers[0].config.maxRetri
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import zoneinfo
@@ -208,7 +207,7 @@ class _Obj:
         if "config" in allowed and snake_case(key) in _QUEUE_CONFIG_KEYS and snake_case(key) != "type":
             return _error(self.file, where, f'unknown key; queue settings go under "config": {{"{key}": ...}}')
         squash = {k.replace("_", ""): k for k in allowed}
-        close = difflib.get_close_matches(key.replace("_", "").lower(), list(squash), n=1, cutoff=0.75)
+        close = _close_matches(key.replace("_", "").lower(), list(squash), n=1, cutoff=0.75)
         if close:
             return _error(self.file, where, f'unknown key; did you mean "{style(squash[close[0]])}"?')
         return _error(self.file, where, f'unknown key "{key}"; valid keys: {", ".join(style(k) for k in allowed)}')
@@ -458,7 +457,7 @@ def _check_timezone(t: _Obj, name: str) -> None:
         return
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         pass
-    close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+    close = _close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
     fix = f'did you mean "{close[0]}"?' if close else 'use an IANA name such as "Europe/Berlin" or "UTC"'
     raise t.fail("timezone", f"unknown time zone {_show(name)}; {fix}")
 
@@ -609,3 +608,10 @@ def parse_stream_config(raw: Any, *, file: str) -> dict[str, Any]:
         "on_join": c.function("on_join", "a function"),
         "on_leave": c.function("on_leave", "a function"),
     }
+
+
+def _close_matches(word, possibilities, n=3, cutoff=0.6):
+    """difflib's suggestions, imported only when a message needs one (it is rarely needed)."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)
