@@ -31,6 +31,8 @@ MAX_PENDING = 1_000
 FLUSH_INTERVAL = 1.0
 #: How long a step's log line may wait in the stdout buffer (one write(2) per batch).
 STDOUT_FLUSH_INTERVAL = 0.1
+#: Lines held for the next stdout write at most (bounds memory if the flush task is late).
+MAX_BUFFERED_LINES = 2_000
 
 _LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
 _COLOURS = {"debug": "\x1b[90m", "info": "\x1b[36m", "warn": "\x1b[33m", "error": "\x1b[31m"}
@@ -82,7 +84,7 @@ class Tracer:
         self._logs: deque = deque()
         self._spans: deque = deque()
         self.dropped = 0
-        self._pending_out = False
+        self._outbuf: list[str] = []
         #: None until serve_flush runs: without the flush task every line is flushed at once.
         self._unflushed_since = None
         self._seq = {"logs": 0, "spans": 0}
@@ -109,19 +111,14 @@ class Tracer:
         self.log("error", msg, data=data, **fields)
 
     def _emit(self, record: LogRecord) -> None:
-        try:
-            if self.mode == "dev":
-                self.out.write(self._readable(record))
-            else:
-                self.out.write(_json.encode(record).decode() + "\n")
-            # A flush per line is a write(2) per line; the flush task flushes every
-            # STDOUT_FLUSH_INTERVAL, errors and the runtime's own lines go out at once.
-            if record.level == "error" or record.step is None or self._unflushed_since is None:
-                self.out.flush()
-            else:
-                self._pending_out = True
-        except (ValueError, OSError, TypeError):
-            pass  # a closed or broken stdout must not take a handler down
+        line = self._readable(record) if self.mode == "dev" else _json.encode(record).decode() + "\n"
+        # Step lines are collected and written once per STDOUT_FLUSH_INTERVAL: one write(2),
+        # and one GIL hand-off, per batch instead of per buffer-full. Errors and the runtime's
+        # own lines go out at once (and take what is waiting with them, in order).
+        self._outbuf.append(line)
+        if (record.level == "error" or record.step is None or self._unflushed_since is None
+                or len(self._outbuf) >= MAX_BUFFERED_LINES):
+            self.flush_stdout()
 
     def _readable(self, r: LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(r.time)) + f".{int(r.time * 1000) % 1000:03d}"
@@ -192,12 +189,15 @@ class Tracer:
             self.flush()
 
     def flush_stdout(self) -> None:
-        if self._pending_out:
-            self._pending_out = False
-            try:
-                self.out.flush()
-            except (ValueError, OSError):
-                pass
+        if not self._outbuf:
+            return
+        text = "".join(self._outbuf)
+        self._outbuf.clear()
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (ValueError, OSError, TypeError):
+            pass  # a closed or broken stdout must not take a handler down
 
 
 def _append(txn, batches) -> None:

@@ -152,6 +152,8 @@ class EdgeApp:
                 return b"", None
             # Declared and within the limit: one read (Granian enforces the declared length).
             return await proto(), None
+        if headers.get("transfer-encoding") is None:
+            return b"", None  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
         chunks, size = [], 0
         async for chunk in proto:
             size += len(chunk)

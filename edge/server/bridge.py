@@ -174,6 +174,9 @@ def _release_startup_memory() -> None:
     import gc
 
     gc.collect()
+    # Everything alive now (modules, steps, schemas) lives for the whole run: keep it out of
+    # the collector's full passes, which would otherwise walk it every few hundred requests.
+    gc.freeze()
     try:
         import ctypes
 

@@ -33,6 +33,12 @@ async def handler(req, ctx):
     ctx.logger.info("echo", {"name": req.body["name"]})
     return {"status": 200, "body": {"echo": req.body, "trace_id": ctx.trace_id}}
 '''
+PING_STEP = '''
+config = {"name": "Ping", "triggers": [{"type": "http", "method": "GET", "path": "/ping"}]}
+
+async def handler(req, ctx):
+    return {"status": 200, "body": {"hello": "world"}}
+'''
 WRK_POST = '''
 wrk.method = "POST"
 wrk.body = '{"name": "ada", "count": 3}'
@@ -61,6 +67,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     (tmp / "app" / "steps").mkdir(parents=True)
     (tmp / "app" / "steps" / "echo_step.py").write_text(ECHO_STEP)
+    (tmp / "app" / "steps" / "ping_step.py").write_text(PING_STEP)
     script = tmp / "post.lua"
     script.write_text(textwrap.dedent(WRK_POST))
     py = sys.executable
@@ -69,7 +76,10 @@ def main() -> None:
     bare = start([py, str(Path(__file__).parent / "granian_hello.py"), str(port)])
     wait_http(f"http://127.0.0.1:{port}/")
     wrk(f"http://127.0.0.1:{port}/", seconds=2, connections=args.connections)  # warm-up
-    granian = wrk(f"http://127.0.0.1:{port}/", seconds=args.seconds, connections=args.connections)
+    # Same load as edge gets: the same POST with the same JSON body (the hello ignores it).
+    granian = wrk(f"http://127.0.0.1:{port}/", seconds=args.seconds, connections=args.connections,
+                  script=str(script))
+    granian_get = wrk(f"http://127.0.0.1:{port}/", seconds=args.seconds, connections=args.connections)
     stop(bare)
 
     port = free_port()
@@ -80,6 +90,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}/echo"
     wrk(url, seconds=2, connections=args.connections, script=str(script))
     ours = wrk(url, seconds=args.seconds, connections=args.connections, script=str(script))
+    ping = wrk(f"http://127.0.0.1:{port}/ping", seconds=args.seconds, connections=args.connections)
     loaded_rss = rss_mib(edge.pid)
     stop(edge)
 
@@ -93,10 +104,13 @@ def main() -> None:
 
     ratio = ours["rps"] / granian["rps"]
     print(f"machine: {machine()}; wrk -t1 -c{args.connections} -d{args.seconds}s on loopback")
-    print(f"{'':32} {'req/s':>10} {'p99 ms':>8}")
-    print(f"{'bare Granian RSGI hello':32} {granian['rps']:>10.0f} {granian['p99_ms']:>8.2f}")
-    print(f"{'edge JSON echo (log + span)':32} {ours['rps']:>10.0f} {ours['p99_ms']:>8.2f}")
+    print(f"{'':44} {'req/s':>10} {'p99 ms':>8}")
+    print(f"{'bare Granian RSGI hello, POST JSON':44} {granian['rps']:>10.0f} {granian['p99_ms']:>8.2f}")
+    print(f"{'edge JSON echo step, POST (schema+log+span)':44} {ours['rps']:>10.0f} {ours['p99_ms']:>8.2f}")
     print(f"ratio edge/granian: {ratio:.2f}  (target >= 0.50)  non-2xx: {ours['non2xx']}")
+    print(f"{'bare Granian RSGI hello, GET':44} {granian_get['rps']:>10.0f} {granian_get['p99_ms']:>8.2f}")
+    print(f"{'edge minimal GET step (the bridge alone)':44} {ping['rps']:>10.0f} {ping['p99_ms']:>8.2f}")
+    print(f"ratio edge/granian, GET: {ping['rps'] / granian_get['rps']:.2f}")
     print(f"edge RSS under load: {loaded_rss:.1f} MiB")
     print(f"idle RSS, edge start serving the example app: {idle_rss:.1f} MiB  (target <= 40 MiB)")
 
