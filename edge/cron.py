@@ -252,27 +252,23 @@ class CronSchedule:
 
     def _next_day(self, day: date) -> date | None:
         """The first matching date after ``day``."""
-        if day not in self._next_days:
-            if len(self._next_days) >= _DAY_CACHE_SIZE:
-                self._next_days.clear()
-            try:
-                found = self._days.get_next(datetime, start_time=datetime.combine(day, time())).date()
-            except (CroniterBadDateError, OverflowError, ValueError):
-                found = None
-            self._next_days[day] = found
-        return self._next_days[day]
+        return self._neighbour_day(day, self._next_days, self._days.get_next)
 
     def _prev_day(self, day: date) -> date | None:
         """The last matching date before ``day``."""
-        if day not in self._prev_days:
-            if len(self._prev_days) >= _DAY_CACHE_SIZE:
-                self._prev_days.clear()
+        return self._neighbour_day(day, self._prev_days, self._days.get_prev)
+
+    @staticmethod
+    def _neighbour_day(day: date, cache: dict, step) -> date | None:
+        if day not in cache:
+            if len(cache) >= _DAY_CACHE_SIZE:
+                cache.clear()
             try:
-                found = self._days.get_prev(datetime, start_time=datetime.combine(day, time())).date()
+                found = step(datetime, start_time=datetime.combine(day, time())).date()
             except (CroniterBadDateError, OverflowError, ValueError):
                 found = None
-            self._prev_days[day] = found
-        return self._prev_days[day]
+            cache[day] = found
+        return cache[day]
 
     def _day_matches(self, day: date) -> bool:
         return day > date.min and self._next_day(day - timedelta(days=1)) == day
