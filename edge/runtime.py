@@ -284,4 +284,6 @@ class Runtime:
         }
         if self.queues is not None:
             out["queues"] = self.queues.health()
+        if self.streams.streams:
+            out["streams"] = self.streams.health()
         return out

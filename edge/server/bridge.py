@@ -10,6 +10,7 @@ then does the asyncio loop end. The caller exits with ``os._exit`` (no Rust pani
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -95,11 +96,12 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
         return _report(runtime, trio_done.result())
 
     holder, port = _reserve_port(settings.host, settings.port)
+    target, interface = _interface(app)
     server = Server(
-        app,
+        target,
         address=settings.host,
         port=port,
-        interface=Interfaces.RSGI,
+        interface=interface,
         websockets=True,
         runtime_threads=1,
         blocking_threads=1,
@@ -151,6 +153,17 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
     runtime.close()
     runtime.tracer.log("info", "edge stopped")
     return code or error
+
+
+def _interface(app: EdgeApp):
+    """RSGI by default; ``EDGE_SERVER_INTERFACE=asgi`` serves the same app through Granian's ASGI
+    interface, whose WebSocket accept can echo a subprotocol (Motia clients' token) — at a
+    cost on every HTTP request (docs/streams.md)."""
+    if os.environ.get("EDGE_SERVER_INTERFACE", "").lower() == "asgi":
+        from .asgi import wrap
+
+        return wrap(app), Interfaces.ASGINL
+    return app, Interfaces.RSGI
 
 
 async def _wait_listening(host: str, port: int, serving: asyncio.Task) -> None:

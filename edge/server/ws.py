@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
-import trio
 
 from ..streams import AuthContext, Streams, Subscription
 
@@ -82,7 +81,7 @@ class Client:
             return
         size = len(frame)
         if self.queue and self.queued + size > MAX_BUFFER:
-            self.sockets.overflowed += 1
+            self.sockets.streams.sockets_stats["disconnected_slow"] += 1
             self.sockets.log("warn", f"stream client {self.peer or '?'} disconnected: it did not read "
                                      f"{self.queued} queued characters (limit {MAX_BUFFER})")
             self.close(POLICY)
@@ -262,15 +261,16 @@ def client_token(headers, query_string: str) -> tuple[str | None, str | None]:
     ``?authToken=<token>``.
     """
     offered = [p.strip() for p in (headers.get("sec-websocket-protocol") or "").split(",") if p.strip()]
+    token, echo = None, None
     if "Authorization" in offered:
+        echo = "Authorization"  # echoed even without a token after it, or the client gives up
         rest = offered[offered.index("Authorization") + 1:]
-        if rest:
-            return rest[0], "Authorization"
-    if query_string:
+        token = rest[0] if rest else None
+    if token is None and query_string:
         values = parse_qs(query_string).get("authToken")
         if values and values[0]:
-            return values[0], None
-    return None, None
+            token = values[0]
+    return token, echo
 
 
 class StreamSockets:
@@ -282,8 +282,6 @@ class StreamSockets:
         self._nursery_of = nursery_of or (lambda: None)
         self.clients: set[Client] = set()
         self.handlers: set[asyncio.Future] = set()
-        self.overflowed = 0
-        self.accepted = 0
 
     def log(self, level: str, message: str) -> None:
         if self.tracer is not None:
@@ -291,6 +289,7 @@ class StreamSockets:
 
     def forget(self, client: Client) -> None:
         self.clients.discard(client)
+        self.streams.sockets_stats["sockets"] = len(self.clients)
         hub = self.streams.hub
         for room in client.rooms:
             hub.remove(room, client)
@@ -338,7 +337,7 @@ class StreamSockets:
     async def serve_client(self, client: Client, receive, send) -> None:
         """Run one socket: a reader (this task's child) and a writer, until either ends."""
         self.clients.add(client)
-        self.accepted += 1
+        self.streams.sockets_stats["sockets"] = len(self.clients)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         self.handlers.add(done)
@@ -349,9 +348,15 @@ class StreamSockets:
             await asyncio.wait(client.tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             client.close(GOING_AWAY)  # no-op when already closed
-            for task in client.tasks:
+            tasks, client.tasks = client.tasks, ()
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*client.tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Granian finishes the closing handshake when its socket objects are freed: leave
+            # no reference cycle (client -> task -> frame -> client) that would keep them
+            # alive until the next garbage collection, with the peer waiting for our close.
+            client.proto = None
+            del tasks, reader, writer
             self.handlers.discard(done)
             done.set_result(None)
 

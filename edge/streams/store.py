@@ -1,236 +1,30 @@
-"""Streams: grouped items (``stream``, ``group``, ``id`` -> JSON object) with live fan-out.
-
-A stream is declared in a ``*_stream.py`` file. ``storageType: "default"`` keeps its items in
-LMDB (table ``streams``, key ``name NUL group NUL id``, msgpack values); ``"memory"`` keeps them
-in RAM only, for high-frequency values that would otherwise wear the SD card.
-
-Every change is pushed to the WebSocket subscribers of its group and of its item through the
-:class:`Hub`, which knows nothing about sockets: a subscriber is anything with
-``push(frame: str)``. Frames are encoded once per change, not once per subscriber.
-
-Order. A durable change is published only after its group commit, and changes are published
-in the order the writer thread committed them (not the order their tasks happened to wake):
-each write stamps its change with a sequence number inside the transaction, and
-:class:`_Ordered` releases stamped changes strictly by that number. Timestamps strictly
-increase per ``(stream, group)``, because Motia's clients drop an update whose timestamp is
-not newer than the last one they saw.
-
-Stream triggers: every change of a stream that some step listens to calls
-``on_change(txn, change)`` inside the write transaction of the change (memory streams: in a
-transaction of its own), so the trigger messages the queue service stores there are
-committed atomically with the change, like state triggers.
-"""
+"""Stream storage: LMDB (``storageType: "default"``) or RAM (``"memory"``), validated items,
+writes that publish once committed and call ``on_change`` inside their transaction."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any, Callable, Iterable
 
 import msgspec
 import trio
 
-from .errors import EdgeError, SchemaError
-from .schema import compile_schema, to_builtins
-from .state import StateError, _check_ops, apply_ops
+from ..errors import SchemaError
+from ..schema import compile_schema, to_builtins
+from ..state import StateError, _check_ops, apply_ops
+from ..tracing import current_trace_id
+from .hub import Hub, Ordered
+from .records import CREATE, DELETE, UPDATE, StreamChange, StreamError
+from .view import StreamHandle, StreamsView
 
-__all__ = [
-    "Streams",
-    "StreamHandle",
-    "StreamsView",
-    "StreamError",
-    "StreamChange",
-    "StreamEvent",
-    "Record",
-    "Hub",
-    "matching_triggers",
-]
+__all__ = ["Streams", "MAX_KEY"]
 
 _SEP = b"\x00"
 _pack = msgspec.msgpack.Encoder()
 _unpack = msgspec.msgpack.Decoder()
-_json = msgspec.json.Encoder()
 
 #: LMDB's largest key (bytes); ``name NUL group NUL id`` must fit.
 MAX_KEY = 511
-#: ``(stream, group)`` timestamp entries kept before stale ones are pruned.
-_MAX_CLOCKS = 10_000
-
-#: Event types a change carries (what Motia's clients understand).
-CREATE, UPDATE, DELETE = "create", "update", "delete"
-
-
-class StreamError(EdgeError):
-    """A stream call had bad arguments: unknown stream, empty group or id, data not an object."""
-
-
-class Record(dict):
-    """A dict that also answers attribute access (``sub.group_id``, ``sub.groupId``, ``sub["groupId"]``)."""
-
-    __slots__ = ()
-    #: snake_case attribute -> the dict key it reads.
-    _ALIASES: dict[str, str] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        key = self._ALIASES.get(name, name)
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-class Subscription(Record):
-    """What ``canAccess(subscription, auth_context)`` receives: streamName, groupId, id, subscriptionId."""
-
-    __slots__ = ()
-    _ALIASES = {"stream_name": "streamName", "group_id": "groupId", "subscription_id": "subscriptionId",
-                "item_id": "id"}
-
-
-class AuthContext(Record):
-    """``auth_context`` of ``canAccess``: the ``token`` the client sent (subprotocol or ``?authToken=``)."""
-
-    __slots__ = ()
-
-
-class StreamEvent(Record):
-    """A stream trigger's input: ``stream_name``, ``group_id``, ``id``, ``event`` ({type, data})."""
-
-    __slots__ = ()
-    _ALIASES = {"stream_name": "streamName", "group_id": "groupId", "item_id": "id"}
-
-
-class StreamChange:
-    """One committed change of an item, as published and as handed to ``on_change``."""
-
-    __slots__ = ("stream", "group", "id", "kind", "data", "old", "seq")
-
-    def __init__(self, stream: str, group: str, id: str, kind: str = UPDATE, data: Any = None):
-        self.stream = stream
-        self.group = group
-        self.id = id
-        self.kind = kind  # create | update | delete
-        self.data = data  # the item (for delete: the item removed)
-        self.old = None  # the item before (None for create)
-        self.seq: int | None = None
-
-    def event(self) -> StreamEvent:
-        """The stream trigger input for this change (plain data: it is stored in a queue)."""
-        return StreamEvent(streamName=self.stream, groupId=self.group, id=self.id,
-                           event={"type": self.kind, "data": self.data})
-
-    def __repr__(self) -> str:
-        return f"StreamChange({self.kind} {self.stream}/{self.group}/{self.id})"
-
-
-def matching_triggers(steps: Iterable, change: StreamChange) -> list[tuple[Any, Any]]:
-    """The ``(step, trigger)`` pairs whose stream trigger listens to ``change``.
-
-    Filters are the trigger's ``streamName``, ``groupId`` and ``itemId``; its ``condition`` is
-    the queue worker's business (it runs with a ctx, at delivery time).
-    """
-    out = []
-    for step in steps:
-        for trigger in step.triggers:
-            if (trigger.type == "stream" and trigger.stream_name == change.stream
-                    and (trigger.group_id is None or trigger.group_id == change.group)
-                    and (trigger.item_id is None or trigger.item_id == change.id)):
-                out.append((step, trigger))
-    return out
-
-
-# --- live fan-out ----------------------------------------------------------------------
-
-
-class Hub:
-    """Rooms of subscribers; ``publish`` encodes a frame once and pushes it to each subscriber once.
-
-    A room is ``(stream, group, None)`` (a group subscription) or ``(stream, group, id)``. A
-    subscriber in both the group room and the item room of a change gets one frame: Motia's
-    client routes a frame with an ``id`` to both its item and its group listeners itself.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.time):
-        self.rooms: dict[tuple, set] = {}
-        self._clock = clock
-        self._last: dict[tuple[str, str], int] = {}
-        self.published = 0
-
-    def add(self, room: tuple, subscriber) -> None:
-        self.rooms.setdefault(room, set()).add(subscriber)
-
-    def remove(self, room: tuple, subscriber) -> None:
-        members = self.rooms.get(room)
-        if members is not None:
-            members.discard(subscriber)
-            if not members:
-                del self.rooms[room]
-
-    def timestamp(self, stream: str, group: str) -> int:
-        """Milliseconds since the epoch, strictly increasing per ``(stream, group)``."""
-        now = int(self._clock() * 1000)
-        key = (stream, group)
-        last = self._last.get(key, 0)
-        ts = now if now > last else last + 1
-        if len(self._last) >= _MAX_CLOCKS and key not in self._last:
-            # Entries older than now cannot force a bump any more: forget them.
-            self._last = {k: v for k, v in self._last.items() if v >= now}
-        self._last[key] = ts
-        return ts
-
-    def frame(self, stream: str, group: str, id: str | None, event: dict) -> str:
-        """Encode one server -> client message (``id`` None: a group message)."""
-        message = {"type": "stream", "timestamp": self.timestamp(stream, group),
-                   "streamName": stream, "groupId": group}
-        if id is not None:
-            message["id"] = id
-        message["event"] = event
-        return _json.encode(message).decode()
-
-    def publish(self, stream: str, group: str, id: str | None, event: dict) -> int:
-        """Push ``event`` to the group room (and the item room when ``id`` is given); returns receivers."""
-        group_room = self.rooms.get((stream, group, None))
-        item_room = self.rooms.get((stream, group, id)) if id is not None else None
-        if group_room and item_room:
-            targets = group_room | item_room
-        else:
-            targets = group_room or item_room
-        if not targets:
-            return 0
-        frame = self.frame(stream, group, id, event)
-        for subscriber in tuple(targets):  # a push may disconnect a subscriber (and edit the room)
-            subscriber.push(frame)
-        self.published += 1
-        return len(targets)
-
-
-class _Ordered:
-    """Releases stamped changes to ``publish`` in stamp (= commit) order."""
-
-    def __init__(self, publish: Callable[[StreamChange], None]):
-        self._publish = publish
-        self._counter = itertools.count()
-        self._next = 0
-        self._done: dict[int, StreamChange | None] = {}
-
-    def stamp(self, change: StreamChange) -> None:
-        """Called last inside the write transaction (writer thread); once, even if replayed."""
-        if change.seq is None:
-            change.seq = next(self._counter)
-
-    def resolve(self, change: StreamChange, committed: bool) -> None:
-        """Called on the trio thread once the write returned (or failed)."""
-        if change.seq is None:
-            return  # failed before it was stamped: nothing to release
-        self._done[change.seq] = change if committed else None
-        while self._next in self._done:
-            ready = self._done.pop(self._next)
-            self._next += 1
-            if ready is not None:
-                self._publish(ready)
-
-
-# --- storage ---------------------------------------------------------------------------
 
 
 def _check_name(value: Any, what: str, call: str) -> str:
@@ -311,8 +105,15 @@ class Streams:
         self.streams: dict[str, _Stream] = {d.name: _Stream(d, d.name in triggered) for d in definitions}
         self.on_change = on_change
         self.hub = Hub(clock)
-        self._ordered = _Ordered(self._publish_change)
+        self._ordered = Ordered(self._publish_change)
         self._view = StreamsView(self)
+        #: Kept up to date by the WebSocket layer (edge.server.ws).
+        self.sockets_stats = {"sockets": 0, "disconnected_slow": 0}
+
+    def health(self) -> dict:
+        """For ``GET /__edge/health``: streams, live sockets, rooms, frames sent, slow clients cut off."""
+        return {"streams": sorted(self.streams), **self.sockets_stats, "rooms": len(self.hub.rooms),
+                "published": self.hub.published}
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -496,7 +297,7 @@ class Streams:
         _check_name(group, "group id", call)
         _check_name(id, "id", call)
         stream.key(group, id, call)  # the same limits whatever the storage type
-        return stream, StreamChange(name, group, id)
+        return stream, StreamChange(name, group, id, trace_id=current_trace_id.get())
 
     def _committing(self, txn, stream: _Stream, change: StreamChange) -> None:
         """Last step of every LMDB stream write op, inside its transaction."""
@@ -572,75 +373,3 @@ class Streams:
         if id is None:
             return {"type": "sync", "data": self.get_group_nowait(name, group)}
         return {"type": "sync", "data": self.get_nowait(name, group, id)}
-
-
-class StreamHandle:
-    """``ctx.streams.<name>``: the calls of one stream, with the names both Motia dialects use."""
-
-    __slots__ = ("_streams", "name")
-
-    def __init__(self, streams: Streams, name: str):
-        self._streams = streams
-        self.name = name
-
-    async def get(self, group_id: str, id: str) -> Any:
-        return self._streams.get_nowait(self.name, group_id, id)
-
-    async def set(self, group_id: str, id: str, data: Any) -> dict:
-        return await self._streams.set(self.name, group_id, id, data)
-
-    async def delete(self, group_id: str, id: str) -> Any:
-        return await self._streams.delete(self.name, group_id, id)
-
-    async def get_group(self, group_id: str) -> list[Any]:
-        return self._streams.get_group_nowait(self.name, group_id)
-
-    getGroup = get_group
-    list = get_group
-
-    async def update(self, group_id: str, id: str, ops) -> dict:
-        return await self._streams.update(self.name, group_id, id, ops)
-
-    async def send(self, channel: dict, event: dict) -> None:
-        await self._streams.send(self.name, channel, event)
-
-    async def list_groups(self) -> list[str]:
-        return self._streams.list_groups_nowait(self.name)
-
-    listGroups = list_groups
-
-    def __repr__(self) -> str:
-        return f"<stream {self.name}>"
-
-
-class StreamsView:
-    """``ctx.streams``: ``ctx.streams.todos`` or ``ctx.streams["todos"]``."""
-
-    __slots__ = ("_streams", "_handles")
-
-    def __init__(self, streams: Streams):
-        self._streams = streams
-        self._handles: dict[str, StreamHandle] = {}
-
-    def __getitem__(self, name: str) -> StreamHandle:
-        handle = self._handles.get(name)
-        if handle is None:
-            handle = self._handles[name] = self._streams.handle(name)
-        return handle
-
-    def __getattr__(self, name: str) -> StreamHandle:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except StreamError as exc:
-            raise AttributeError(str(exc)) from None
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._streams.streams
-
-    def __iter__(self):
-        return iter(sorted(self._streams.streams))
-
-    def __repr__(self) -> str:
-        return f"<streams {', '.join(sorted(self._streams.streams))}>"

@@ -1,0 +1,169 @@
+"""Serve the RSGI-shaped :class:`~edge.server.app.EdgeApp` through Granian's ASGI interface.
+
+Why this exists: Motia's stream clients send their token as WebSocket subprotocols
+(``["Authorization", token]``) and browsers and node's ``ws`` refuse a handshake whose response
+does not echo one of them. Granian's RSGI ``accept()`` takes no subprotocol (granian 2.8: the
+upgrade response gets no headers), its ASGI ``websocket.accept`` does. The price is on every
+HTTP request (the ASGI message dicts): measured in docs/streams.md. Selected with
+``EDGE_SERVER_INTERFACE=asgi``; RSGI stays the default.
+
+Only the few members EdgeApp and the stream WebSocket use are adapted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["wrap"]
+
+
+class _Headers:
+    """RSGI-like headers: ``get``, ``items``, ``keys``, ``in`` over lower-case names (first value wins)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw):
+        values: dict[str, str] = {}
+        for name, value in raw:
+            values.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        self._values = values
+
+    def get(self, name, default=None):
+        return self._values.get(name, default)
+
+    def items(self):
+        return self._values.items()
+
+    def keys(self):
+        return self._values.keys()
+
+    def __contains__(self, name) -> bool:
+        return name in self._values
+
+
+class _Scope:
+    __slots__ = ("proto", "method", "path", "query_string", "headers", "client")
+
+    def __init__(self, scope: dict):
+        self.proto = "ws" if scope["type"] == "websocket" else "http"
+        self.method = scope.get("method", "GET")
+        self.path = scope["path"]
+        self.query_string = scope.get("query_string", b"").decode("latin-1")
+        self.headers = _Headers(scope.get("headers", ()))
+        client = scope.get("client")
+        self.client = f"{client[0]}:{client[1]}" if client else ""
+
+
+class _HttpProto:
+    """``await proto()`` (the whole body), ``async for chunk in proto``, ``response_bytes``."""
+
+    __slots__ = ("_receive", "response")
+
+    def __init__(self, receive):
+        self._receive = receive
+        self.response = None
+
+    async def _chunks(self):
+        while True:
+            message = await self._receive()
+            if message["type"] != "http.request":
+                return
+            body = message.get("body", b"")
+            if body:
+                yield body
+            if not message.get("more_body"):
+                return
+
+    def __aiter__(self):
+        return self._chunks()
+
+    async def __call__(self) -> bytes:
+        return b"".join([chunk async for chunk in self._chunks()])
+
+    def response_bytes(self, status, headers, body) -> None:
+        self.response = (status, headers, body)
+
+
+class _Message:
+    __slots__ = ("kind", "data")
+
+    def __init__(self, kind: int, data):
+        self.kind = kind  # 0 close, 1 bytes, 2 text: as RSGI
+        self.data = data
+
+
+class _WsTransport:
+    __slots__ = ("_receive", "_send")
+
+    def __init__(self, receive, send):
+        self._receive = receive
+        self._send = send
+
+    async def receive(self) -> _Message:
+        message = await self._receive()
+        if message["type"] == "websocket.receive":
+            text = message.get("text")
+            return _Message(2, text) if text is not None else _Message(1, message.get("bytes") or b"")
+        return _Message(0, None)
+
+    async def send_str(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
+
+
+class _WsProto:
+    """RSGI's WebSocket protocol over ASGI, plus the subprotocol RSGI lacks."""
+
+    __slots__ = ("_receive", "_send", "_accepted", "_closed", "_closing")
+    accepts_subprotocol = True
+
+    def __init__(self, receive, send):
+        self._receive = receive
+        self._send = send
+        self._accepted = False
+        self._closed = False
+        self._closing = None
+
+    async def accept(self, subprotocol: str | None = None) -> _WsTransport:
+        message = await self._receive()
+        if message["type"] != "websocket.connect":
+            raise ConnectionError("the client left before the handshake")
+        await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
+        self._accepted = True
+        return _WsTransport(self._receive, self._send)
+
+    def close(self, status: int | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = asyncio.get_running_loop().create_task(
+            self._send({"type": "websocket.close", "code": status or 1000}))
+
+    async def finish(self) -> None:
+        if self._closing is not None:
+            try:
+                await self._closing
+            except Exception:  # the peer is gone already
+                pass
+
+
+def wrap(app):
+    """An ASGI callable serving ``app`` (which speaks RSGI's ``__rsgi__(scope, proto)``)."""
+    rsgi = app.__rsgi__
+
+    async def asgi(scope, receive, send):
+        kind = scope["type"]
+        if kind == "http":
+            proto = _HttpProto(receive)
+            await rsgi(_Scope(scope), proto)
+            status, headers, body = proto.response
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
+            await send({"type": "http.response.body", "body": body})
+        elif kind == "websocket":
+            proto = _WsProto(receive, send)
+            try:
+                await rsgi(_Scope(scope), proto)
+            finally:
+                await proto.finish()
+
+    return asgi

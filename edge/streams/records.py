@@ -1,0 +1,104 @@
+"""The values streams hand around: changes, trigger events, subscriptions, and their errors."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..errors import EdgeError
+
+__all__ = ["StreamError", "Record", "Subscription", "AuthContext", "StreamEvent", "StreamChange",
+           "matching_triggers", "CREATE", "UPDATE", "DELETE"]
+
+#: Event types a change carries (what Motia's clients understand).
+CREATE, UPDATE, DELETE = "create", "update", "delete"
+
+
+class StreamError(EdgeError):
+    """A stream call had bad arguments: unknown stream, empty group or id, data not an object."""
+
+
+class Record(dict):
+    """A dict with Motia's camelCase keys that also answers snake_case names, as keys and as
+    attributes: ``sub["groupId"]``, ``sub["group_id"]``, ``sub.groupId``, ``sub.group_id``."""
+
+    __slots__ = ()
+    #: snake_case attribute -> the dict key it reads.
+    _ALIASES: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        return dict.__getitem__(self, self._ALIASES.get(name, name))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, self._ALIASES.get(name, name), default)
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, self._ALIASES.get(name, name) if isinstance(name, str) else name)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Subscription(Record):
+    """What ``canAccess(subscription, auth_context)`` receives: streamName, groupId, id, subscriptionId."""
+
+    __slots__ = ()
+    _ALIASES = {"stream_name": "streamName", "group_id": "groupId", "subscription_id": "subscriptionId",
+                "item_id": "id"}
+
+
+class AuthContext(Record):
+    """``auth_context`` of ``canAccess``: the ``token`` the client sent (subprotocol or ``?authToken=``)."""
+
+    __slots__ = ()
+
+
+class StreamEvent(Record):
+    """A stream trigger's input: ``stream_name``, ``group_id``, ``id``, ``event`` ({type, data})."""
+
+    __slots__ = ()
+    _ALIASES = {"stream_name": "streamName", "group_id": "groupId", "item_id": "id"}
+
+
+class StreamChange:
+    """One committed change of an item, as published and as handed to ``on_change``."""
+
+    __slots__ = ("stream", "group", "id", "kind", "data", "old", "seq", "trace_id")
+
+    def __init__(self, stream: str, group: str, id: str, kind: str = UPDATE, data: Any = None,
+                 trace_id: str | None = None):
+        self.stream = stream
+        self.group = group
+        self.id = id
+        self.kind = kind  # create | update | delete
+        self.data = data  # the item (for delete: the item removed)
+        self.old = None  # the item before (None for create)
+        self.seq: int | None = None
+        #: the trace of the invocation that made the change: its stream triggers continue it
+        self.trace_id = trace_id
+
+    def event(self) -> StreamEvent:
+        """The stream trigger input for this change (plain data: it is stored in a queue)."""
+        return StreamEvent(streamName=self.stream, groupId=self.group, id=self.id,
+                           event={"type": self.kind, "data": self.data})
+
+    def __repr__(self) -> str:
+        return f"StreamChange({self.kind} {self.stream}/{self.group}/{self.id})"
+
+
+def matching_triggers(steps: Iterable, change: StreamChange) -> list[tuple[Any, Any]]:
+    """The ``(step, trigger)`` pairs whose stream trigger listens to ``change``.
+
+    Filters are the trigger's ``streamName``, ``groupId`` and ``itemId``; its ``condition`` is
+    the queue worker's business (it runs with a ctx, at delivery time).
+    """
+    out = []
+    for step in steps:
+        for trigger in step.triggers:
+            if (trigger.type == "stream" and trigger.stream_name == change.stream
+                    and (trigger.group_id is None or trigger.group_id == change.group)
+                    and (trigger.item_id is None or trigger.item_id == change.id)):
+                out.append((step, trigger))
+    return out
