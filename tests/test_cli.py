@@ -178,3 +178,10 @@ def test_new_scaffolds_a_project_that_serves(tmp_path):
         server.kill()
     again = edge("new", "greeter", cwd=tmp_path)
     assert (again.returncode, again.stderr.strip()) == (1, "edge new: greeter already exists and is not empty; pick a new name")
+
+
+def test_bad_server_interface_is_a_clear_error(tmp_path):
+    project = write_project(tmp_path, GOOD)
+    result = edge("start", "--dir", project, "--port", "0", env={"EDGE_SERVER_INTERFACE": "wsgi"})
+    assert (result.returncode, result.stderr.strip()) == (
+        1, 'edge start: EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "wsgi"')

@@ -54,3 +54,21 @@ def test_example_steps_validate():
     assert sorted(steps) == ["AuditTodo", "CleanupTodos", "CompleteTodo", "CreateTodo", "GetTodo",
                              "ListTodos", "ProcessTodo"]
     assert steps["ProcessTodo"]["triggers"][0]["topic"] == "todo.created"
+
+
+def test_live_todo_list_over_websocket(tmp_path):
+    from websockets.sync.client import connect
+
+    server = EdgeServer(ROOT, tmp_path / "data").start()
+    try:
+        with connect(f"ws://127.0.0.1:{server.port}/", open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "join", "data": {
+                "streamName": "todos", "groupId": "all", "subscriptionId": "dash"}}))
+            assert json.loads(ws.recv(timeout=5))["event"] == {"type": "sync", "data": []}
+            with server.client() as c:
+                todo = c.post("/todos", json={"title": "feed the cat"}).json()
+            events = [json.loads(ws.recv(timeout=5))["event"] for _ in range(2)]
+            assert [(e["type"], e["data"]["status"]) for e in events] == [("create", "open"), ("update", "processed")]
+            assert events[0]["data"]["id"] == todo["id"]
+    finally:
+        assert server.stop() == 0

@@ -545,3 +545,19 @@ def test_the_token_comes_from_the_subprotocols_or_the_query():
     assert client_token({"sec-websocket-protocol": "Authorization"}, "authToken=q") == ("q", "Authorization")
     assert client_token({}, "x=1&authToken=t%20k") == ("t k", None)
     assert client_token({"sec-websocket-protocol": "graphql-ws"}, "") == (None, None)
+
+
+def test_interface_is_asgi_when_a_stream_checks_access(tmp_path):
+    """Without EDGE_SERVER_INTERFACE, a stream with canAccess makes edge serve through ASGI,
+    so Motia clients that send their token as a subprotocol get it echoed; else RSGI."""
+    guarded = EdgeServer(write_project(tmp_path / "a", PROJECT), tmp_path / "da").start()
+    plain_files = {k: PROJECT[k] for k in ("steps/items_step.py", "steps/todos_stream.py", "steps/live_stream.py")}
+    plain = EdgeServer(write_project(tmp_path / "b", plain_files), tmp_path / "db").start()
+    try:
+        assert httpx.get(f"{guarded.url}/__edge/health").json()["interface"] == "asgi"
+        assert httpx.get(f"{plain.url}/__edge/health").json()["interface"] == "rsgi"
+        with ws_connect(guarded, "/", subprotocols=["Authorization", "let-me-in"]) as ws:
+            assert ws.subprotocol == "Authorization"
+    finally:
+        guarded.kill()
+        plain.kill()

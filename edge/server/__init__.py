@@ -16,7 +16,14 @@ INSTALLERS: list[Callable] = []
 
 def run_server(settings, discovery, *, out=None, on_ready=None) -> int:
     """Open the runtime for ``discovery`` and serve it until SIGTERM/SIGINT; return the exit code."""
+    import os
+
+    from ..errors import ConfigError
     from ..runtime import Runtime
+
+    forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()
+    if forced not in ("", "rsgi", "asgi"):
+        raise ConfigError(f'EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "{forced}"')
     from .bridge import serve
     from .endpoints import install_core_endpoints
 

@@ -156,10 +156,18 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
 
 
 def _interface(app: EdgeApp):
-    """RSGI by default; ``EDGE_SERVER_INTERFACE=asgi`` serves the same app through Granian's ASGI
-    interface, whose WebSocket accept can echo a subprotocol (Motia clients' token) — at a
-    cost on every HTTP request (docs/streams.md)."""
-    if os.environ.get("EDGE_SERVER_INTERFACE", "").lower() == "asgi":
+    """Pick Granian's interface for ``app``.
+
+    RSGI is the faster one, but its WebSocket ``accept()`` cannot echo a subprotocol, and
+    Motia's stream clients send their token as subprotocols ``["Authorization", token]``
+    (browsers and node's ``ws`` refuse a handshake that does not echo one). So when a stream
+    checks access (``canAccess``), the app is served through the ASGI interface, which can;
+    otherwise through RSGI. ``EDGE_SERVER_INTERFACE=rsgi|asgi`` forces either. Costs: docs/streams.md.
+    """
+    forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()  # checked by run_server
+    wants_tokens = any(stream.can_access is not None for stream in app.runtime.discovery.streams)
+    app.interface = forced or ("asgi" if wants_tokens else "rsgi")
+    if app.interface == "asgi":
         from .asgi import wrap
 
         return wrap(app), Interfaces.ASGINL

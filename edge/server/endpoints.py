@@ -19,7 +19,7 @@ def install_core_endpoints(app) -> None:
 
 
 async def health(app, request):
-    return 200, app.runtime.health()
+    return 200, {**app.runtime.health(), "interface": getattr(app, "interface", "rsgi")}
 
 
 async def openapi(app, request):

@@ -17,5 +17,6 @@ async def handler(input, ctx):
     for todo in await ctx.state.get_group("todos"):
         if todo.get("status") == "done" and todo.get("done_at", time.time()) < cutoff:
             await ctx.state.delete("todos", todo["id"])
+            await ctx.streams.todos.delete("all", todo["id"])
             removed += 1
     ctx.logger.info("clean-up finished", {"removed": removed})

@@ -16,4 +16,5 @@ async def handler(request, ctx):
         {"type": "set", "path": "status", "value": "done"},
         {"type": "set", "path": "done_at", "value": time.time()},
     ])
+    await ctx.streams.todos.set("all", todo_id, todo)
     return {"status": 200, "body": todo}

@@ -29,6 +29,7 @@ async def handler(request, ctx):
         "created_at": time.time(),
     }
     await ctx.state.set("todos", todo["id"], todo)
+    await ctx.streams.todos.set("all", todo["id"], todo)  # the live list sees it at once
     await ctx.enqueue({"topic": "todo.created", "data": todo})
     ctx.logger.info("todo created", {"id": todo["id"]})
     return {"status": 201, "body": todo}
