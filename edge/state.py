@@ -12,6 +12,7 @@ from typing import Any, Callable
 import msgspec
 
 from .errors import EdgeError
+from .records import Record
 
 __all__ = ["StateStore", "StateEvent", "apply_ops", "StateError"]
 
@@ -24,7 +25,7 @@ _unpack = msgspec.msgpack.Decoder()
 ChangeHook = Callable[..., None]
 
 
-class StateEvent(dict):
+class StateEvent(Record):
     """A state trigger's input: ``group_id``, ``item_id``, ``old_value``, ``new_value``,
     ``event_type`` ("created" | "updated" | "deleted"); read by attribute or key, with the
     snake_case names, their camelCase forms, or Motia's ``scope`` / ``key``.
@@ -37,25 +38,6 @@ class StateEvent(dict):
         "oldValue": "old_value", "newValue": "new_value",
         "eventType": "event_type", "type": "event_type",
     }
-
-    @classmethod
-    def of(cls, event_type: str, group: str, key: str, old: Any, new: Any) -> "StateEvent":
-        return cls(group_id=group, item_id=key, old_value=old, new_value=new, event_type=event_type)
-
-    def __getitem__(self, name: str) -> Any:
-        return dict.__getitem__(self, self._ALIASES.get(name, name))
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return dict.get(self, self._ALIASES.get(name, name), default)
-
-    def __contains__(self, name: object) -> bool:
-        return dict.__contains__(self, self._ALIASES.get(name, name) if isinstance(name, str) else name)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class StateError(EdgeError):

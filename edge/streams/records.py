@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..errors import EdgeError
+from ..records import Record
 
 __all__ = ["StreamError", "Record", "Subscription", "AuthContext", "StreamEvent", "StreamChange",
            "matching_triggers", "CREATE", "UPDATE", "DELETE"]
@@ -15,30 +16,6 @@ CREATE, UPDATE, DELETE = "create", "update", "delete"
 
 class StreamError(EdgeError):
     """A stream call had bad arguments: unknown stream, empty group or id, data not an object."""
-
-
-class Record(dict):
-    """A dict with Motia's camelCase keys that also answers snake_case names, as keys and as
-    attributes: ``sub["groupId"]``, ``sub["group_id"]``, ``sub.groupId``, ``sub.group_id``."""
-
-    __slots__ = ()
-    #: snake_case attribute -> the dict key it reads.
-    _ALIASES: dict[str, str] = {}
-
-    def __getitem__(self, name: str) -> Any:
-        return dict.__getitem__(self, self._ALIASES.get(name, name))
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return dict.get(self, self._ALIASES.get(name, name), default)
-
-    def __contains__(self, name: object) -> bool:
-        return dict.__contains__(self, self._ALIASES.get(name, name) if isinstance(name, str) else name)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class Subscription(Record):
