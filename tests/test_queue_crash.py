@@ -10,7 +10,12 @@ from .conftest import EdgeServer, wait_for, write_project
 
 PROJECT = {
     "steps/work_step.py": """
+        import os
+
         import trio
+
+        #: Seconds per message; the SIGTERM test slows it so a backlog is surely there at the stop.
+        PACE = float(os.environ.get("WORK_PACE", "0.003"))
 
         config = {
             "name": "Work",
@@ -20,7 +25,7 @@ PROJECT = {
         }
 
         async def handler(data, ctx):
-            await trio.sleep(0.003)  # slower than the producers: a backlog builds up
+            await trio.sleep(PACE)  # slower than the producers: a backlog builds up
             await ctx.enqueue({"topic": "work.done", "data": data})  # committed with the ack
     """,
     "steps/done_step.py": """
@@ -39,7 +44,9 @@ def _health(server: EdgeServer) -> dict:
 
 def test_sigkill_mid_backlog_loses_no_acknowledged_message(tmp_path):
     project = write_project(tmp_path / "app", PROJECT)
-    server = EdgeServer(project, tmp_path / "data").start()
+    # 2 handlers x 10 ms: at most 200 messages/s, slower than six producers even on a busy
+    # machine, so a backlog is waiting at the kill. The restart runs at full pace.
+    server = EdgeServer(project, tmp_path / "data", env={"WORK_PACE": "0.01"}).start()
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -58,15 +65,17 @@ def test_sigkill_mid_backlog_loses_no_acknowledged_message(tmp_path):
                     with lock:
                         acknowledged.append(key)
 
-    threads = [threading.Thread(target=producer, args=(i,)) for i in range(6)]
+    threads = [threading.Thread(target=producer, args=(i,), daemon=True) for i in range(6)]
     for t in threads:
         t.start()
-    # Kill once a real backlog is waiting (stored, not yet handled).
-    wait_for(lambda: len(acknowledged) >= 600 and _health(server)["depth"] >= 200, timeout=15)
-    server.kill()
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        # Kill once a real backlog is waiting (stored, not yet handled).
+        wait_for(lambda: len(acknowledged) >= 600 and _health(server)["depth"] >= 200, timeout=30)
+    finally:
+        server.kill()
+        stop.set()
+        for t in threads:
+            t.join(10)
 
     restarted = EdgeServer(project, tmp_path / "data").start()
     try:
@@ -84,7 +93,8 @@ def test_sigkill_mid_backlog_loses_no_acknowledged_message(tmp_path):
 
 def test_sigterm_mid_backlog_exits_0_and_the_rest_is_handled_after_restart(tmp_path):
     project = write_project(tmp_path / "app", PROJECT)
-    server = EdgeServer(project, tmp_path / "data").start()
+    # 2 handlers x 50 ms: at most 40 messages/s, so 300 emits leave a backlog even on a busy machine.
+    server = EdgeServer(project, tmp_path / "data", env={"WORK_PACE": "0.05"}).start()
     with server.client() as client:
         for i in range(300):
             assert client.post("/__edge/emit", json={"topic": "work", "data": {"id": f"m{i}"}}).status_code == 202
