@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .records import StreamError
+
+if TYPE_CHECKING:
+    from .store import Streams
 
 __all__ = ["StreamHandle", "StreamsView"]
 
