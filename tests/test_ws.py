@@ -499,8 +499,7 @@ def test_motias_node_client_is_denied_without_the_token(server, node_client_dir)
     try:
         client("connect", url=f"ws://127.0.0.1:{server.port}/?authToken=letmein")
         client("group", name="mine", stream="secret", group="mine")
-        client("group", name="yours", stream="secret", group="yours")
-        client("listen", name="yours", type="error")
+        client("group", name="yours", stream="secret", group="yours", listen=["error"])
         client.wait("yours", lambda s: s["events"] == [{"type": "error", "data": {
             "code": "STREAM_ACCESS_DENIED", "message": "canAccess denied this subscription"}}])
         server.client().put("/s/secret/mine/a", json={"x": 1})

@@ -38,9 +38,12 @@ function watchSocket() {
   watch(stream.ws);
 }
 
-function record(name, sub) {
+function record(name, sub, listen) {
   const entry = { sub, changes: 0, events: [], last: null };
   sub.addChangeListener((state) => { entry.changes += 1; entry.last = state; });
+  // Listeners given with the subscription are registered in the same tick as the join, so an
+  // answer that comes back at once (a denied join's error event) cannot be missed.
+  for (const type of listen || []) sub.onEvent(type, (data) => entry.events.push({ type, data }));
   subs[name] = entry;
 }
 
@@ -51,12 +54,12 @@ const commands = {
     watchSocket();
     return true;
   },
-  group({ name, stream: streamName, group, sortKey }) {
-    record(name, stream.subscribeGroup(streamName, group, sortKey));
+  group({ name, stream: streamName, group, sortKey, listen }) {
+    record(name, stream.subscribeGroup(streamName, group, sortKey), listen);
     return true;
   },
-  item({ name, stream: streamName, group, item }) {
-    record(name, stream.subscribeItem(streamName, group, item));
+  item({ name, stream: streamName, group, item, listen }) {
+    record(name, stream.subscribeItem(streamName, group, item), listen);
     return true;
   },
   listen({ name, type }) {
