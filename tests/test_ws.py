@@ -80,10 +80,10 @@ PROJECT = {
             p = req.path_params
             stream = ctx.streams[p["stream"]]
             try:
-                if "n" in p:  # 60 kB items at ~10 MB/s: a reading client keeps up
+                if "n" in p:  # 60 kB items at ~4 MB/s: a reading client keeps up, even on a busy machine
                     for i in range(int(p["n"])):
                         await stream.set(p["group"], f"f{i}", {"title": "x" * 60_000, "n": i})
-                        await trio.sleep(0.005)
+                        await trio.sleep(0.015)
                     return {"status": 204}
                 if req.method == "PUT":
                     return {"status": 200, "body": await stream.set(p["group"], p["id"], req.body)}
@@ -352,12 +352,12 @@ def test_a_client_that_never_reads_is_cut_off_and_others_are_unaffected(server):
         join(healthy, "live", "flood")
         recv(healthy)
         time.sleep(0.2)
-        n = 200  # 200 x 60 kB = 12 MB: more than the kernel buffers plus MAX_BUFFER
+        n = 300  # 300 x 60 kB = 18 MB: more than the kernel buffers plus MAX_BUFFER
         started = time.monotonic()
         assert http.post(f"/flood/live/flood/{n}").status_code == 204
         got = [recv(healthy, timeout=20)["event"]["data"]["n"] for _ in range(n)]
         assert got == list(range(n))
-        assert time.monotonic() - started < 15
+        assert time.monotonic() - started < 30  # not held up by the slow client
     wait_for(lambda: "disconnected: it did not read" in server.output)
     health = lambda: server.client().get("/__edge/health").json()["streams"]  # noqa: E731
     wait_for(lambda: health()["sockets"] == 0)  # the slow one is gone although it never closed

@@ -46,6 +46,10 @@ class EdgeApp:
         self.endpoints: dict[tuple[str, str], Endpoint] = {}
         #: ``async fn(scope, proto)`` for WebSocket connections (the streams service sets it).
         self.websocket = None
+        #: WebSocket callbacks still running: Granian sends a socket's close frame only once its
+        #: callback has returned, so shutdown waits for this to reach 0 before stopping Granian.
+        self.websockets_open = 0
+        self.websockets_served = 0
         self.nursery: trio.Nursery | None = None
         self.inflight = 0
         self.idle = asyncio.Event()
@@ -60,7 +64,12 @@ class EdgeApp:
             if self.websocket is None or self.runtime.stopping:
                 proto.close(1013 if self.runtime.stopping else 1008)
                 return
-            await self.websocket(scope, proto)
+            self.websockets_open += 1
+            self.websockets_served += 1
+            try:
+                await self.websocket(scope, proto)
+            finally:
+                self.websockets_open -= 1
             return
         self.inflight += 1
         self.idle.clear()

@@ -131,12 +131,18 @@ class _WsProto:
         self._accepted = True
         return _WsTransport(self._receive, self._send)
 
-    def close(self, status: int | None = None) -> None:
+    def close(self, status: int | None = None):
+        """Start sending the close frame; returns the task sending it (None if already closed).
+
+        Callers must not cancel a pending ``receive()`` before that task is done: Granian drops
+        the connection, unsent close frame included, when a receive is cancelled.
+        """
         if self._closed:
-            return
+            return None
         self._closed = True
         self._closing = asyncio.get_running_loop().create_task(
             self._send({"type": "websocket.close", "code": status or 1000}))
+        return self._closing
 
     async def finish(self) -> None:
         if self._closing is not None:

@@ -143,6 +143,8 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
     closer = getattr(app, "close_websockets", None)
     if closer is not None:
         await closer()
+    if app.websockets_served:
+        await _websockets_flushed(app)
     server.stop()
     if not serving.done():
         await serving
@@ -172,6 +174,23 @@ def _interface(app: EdgeApp):
 
         return wrap(app), Interfaces.ASGINL
     return app, Interfaces.RSGI
+
+
+#: After the last WebSocket callback returns, how long Granian gets to write the close frames.
+WEBSOCKET_FLUSH = 0.05
+
+
+async def _websockets_flushed(app: EdgeApp, limit: float = 2.0) -> None:
+    """Wait (bounded) until every WebSocket callback has returned, then let Granian flush.
+
+    Granian writes a socket's close frame when the callback's objects are freed; stopping the
+    server before that drops the connection without one (clients see an abnormal closure).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while app.websockets_open and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(WEBSOCKET_FLUSH)
 
 
 async def _wait_listening(host: str, port: int, serving: asyncio.Task) -> None:

@@ -117,10 +117,16 @@ class Client:
         self.queue.clear()
         self.queued = 0
         try:
-            self.proto.close(code)
+            sending = self.proto.close(code)
         except Exception:  # already closed by the peer
-            pass
-        for task in self.tasks:
+            sending = None
+        tasks = self.tasks
+        if isinstance(sending, asyncio.Future) and not sending.done():
+            # ASGI: the close frame goes out from a task; stop the loops once it is out, since
+            # cancelling a pending receive first makes Granian drop the socket without it.
+            sending.add_done_callback(lambda _: [task.cancel() for task in tasks])
+            return
+        for task in tasks:
             task.cancel()
 
     # -- client -> server -----------------------------------------------------------------
@@ -352,6 +358,11 @@ class StreamSockets:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Under the ASGI adapter the close frame is sent by a task: wait for it, so that
+            # close_all (which waits for `done`) never lets the server stop before it is out.
+            finish = getattr(client.proto, "finish", None)
+            if finish is not None:
+                await finish()
             # Granian finishes the closing handshake when its socket objects are freed: leave
             # no reference cycle (client -> task -> frame -> client) that would keep them
             # alive until the next garbage collection, with the peer waiting for our close.
