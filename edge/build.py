@@ -40,6 +40,7 @@ from pathlib import Path
 
 from .cli import UsageError, extend
 from .errors import EdgeError
+from .steps.discovery import _MARK, _SKIP_DIRS, _walk
 
 __all__ = ["BuildError", "Plan", "plan_build", "run_pyinstaller", "write_unit", "check_binary", "RECIPE_DIR"]
 
@@ -73,8 +74,6 @@ _EXCLUDES = (
 #: and no asserts, ~1.4 MB less RSS and 0.6 MB less binary. The project's own files are
 #: still compiled from source at start, by the normal (not optimised) interpreter.
 _OPTIMIZE = 2
-# Folders never searched for project modules (same as discovery's).
-_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "dist-packages"}
 # A name for dist/<name>: a plain file name.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 # Packages collected whole by build/hooks (their submodules are found without scanning).
@@ -223,11 +222,8 @@ def _check_writable(folder: Path, option: str) -> None:
 
 
 def _walk_py(root: Path) -> Iterator[Path]:
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in _SKIP_DIRS)
-        for name in sorted(files):
-            if name.endswith(".py"):
-                yield Path(directory, name).resolve()
+    """The ``.py`` files under ``root``, skipping the folders discovery skips."""
+    return (path.resolve() for path in _walk(root) if path.name.endswith(".py"))
 
 
 def _bundle_dir(project: Path, path: Path) -> str:
@@ -237,11 +233,11 @@ def _bundle_dir(project: Path, path: Path) -> str:
 def _imported_project_modules(project: Path) -> set[Path]:
     """Project files discovery imported from outside the step folders (``import helpers``).
 
-    Discovery marks them with ``__edge_project__`` (see edge/steps/discovery.py).
+    Discovery marks them with ``__edge_project__`` (``_MARK`` in edge/steps/discovery.py).
     """
     found = set()
     for module in list(sys.modules.values()):
-        if getattr(module, "__edge_project__", None) == str(project):
+        if getattr(module, _MARK, None) == str(project):
             file = getattr(module, "__file__", None)
             if file and file.endswith(".py"):
                 found.add(Path(file).resolve())

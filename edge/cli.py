@@ -204,7 +204,7 @@ def cmd_steps(args) -> int:
     if args.json:
         out = [{
             "name": s.name, "file": s.file, "flows": list(s.flows),
-            "triggers": [_describe_trigger(t) for t in s.triggers],
+            "triggers": [t.info() for t in s.triggers],
             "enqueues": [e.topic for e in s.enqueues],
         } for s in discovery.steps]
         print(json.dumps({"steps": out, "errors": [e.message for e in discovery.errors],
@@ -220,12 +220,6 @@ def cmd_steps(args) -> int:
         _print_discovery_problems(discovery, file=sys.stdout)
         print(f"{len(discovery.steps)} step(s), {len(discovery.errors)} error(s)")
     return 1 if discovery.errors else 0
-
-
-def _describe_trigger(t) -> dict:
-    from .context import describe_trigger
-
-    return describe_trigger(t)
 
 
 def _trigger_line(t) -> str:
@@ -398,27 +392,30 @@ def _recent(args, kind: str) -> list[dict]:
         store.close()
 
 
-def cmd_logs(args) -> int:
-    for record in _recent(args, "logs"):
-        if args.json:
-            print(json.dumps(record))
-            continue
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["time"]))
-        step = f" [{record['step']}]" if record.get("step") else ""
-        trace = f" ({record['trace_id']})" if record.get("trace_id") else ""
-        data = record.get("data")
-        extra = f" {json.dumps(data)}" if data else ""
-        print(f"{stamp} {record['level'].upper():5}{step}{trace} {record['msg']}{extra}")
+def _print_recent(args, kind: str, line) -> int:
+    for record in _recent(args, kind):
+        print(json.dumps(record) if args.json else line(record))
     return 0
+
+
+def _log_line(record: dict) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["time"]))
+    step = f" [{record['step']}]" if record.get("step") else ""
+    trace = f" ({record['trace_id']})" if record.get("trace_id") else ""
+    extra = f" {json.dumps(record['data'])}" if record.get("data") else ""
+    return f"{stamp} {record['level'].upper():5}{step}{trace} {record['msg']}{extra}"
+
+
+def _span_line(span: dict) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(span["start"]))
+    error = f"  {span['error']}" if span.get("error") else ""
+    return (f"{stamp} {span['trace_id']} {span['step']:24} {span['trigger']:6} "
+            f"{span['duration_ms']:9.3f} ms  {span['status']}{error}")
+
+
+def cmd_logs(args) -> int:
+    return _print_recent(args, "logs", _log_line)
 
 
 def cmd_traces(args) -> int:
-    for span in _recent(args, "traces"):
-        if args.json:
-            print(json.dumps(span))
-            continue
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(span["start"]))
-        error = f"  {span['error']}" if span.get("error") else ""
-        print(f"{stamp} {span['trace_id']} {span['step']:24} {span['trigger']:6} "
-              f"{span['duration_ms']:9.3f} ms  {span['status']}{error}")
-    return 0
+    return _print_recent(args, "traces", _span_line)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Context", "StepLogger", "StateView"]
+__all__ = ["Context", "StepLogger"]
 
 
 class StepLogger:
@@ -38,41 +38,6 @@ class StepLogger:
         self._log("debug", msg, data, **extra)
 
 
-class StateView:
-    """``ctx.state``: the state store with the names both Motia dialects use."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state):
-        self._state = state
-
-    async def get(self, group: str, key: str) -> Any:
-        return self._state.get_nowait(group, key)
-
-    async def set(self, group: str, key: str, value: Any) -> Any:
-        return await self._state.set(group, key, value)
-
-    async def delete(self, group: str, key: str) -> Any:
-        return await self._state.delete(group, key)
-
-    async def get_group(self, group: str) -> list[Any]:
-        return self._state.get_group_nowait(group)
-
-    getGroup = get_group
-    list = get_group
-
-    async def clear(self, group: str) -> int:
-        return await self._state.clear(group)
-
-    async def list_groups(self) -> list[str]:
-        return self._state.list_groups_nowait()
-
-    listGroups = list_groups
-
-    async def update(self, group: str, key: str, ops) -> Any:
-        return await self._state.update(group, key, ops)
-
-
 class Context:
     """What a handler gets as ``ctx``. One per invocation; cheap to build."""
 
@@ -98,8 +63,9 @@ class Context:
         return list(self.step.flows) if self.step else []
 
     @property
-    def state(self) -> StateView:
-        return self._runtime.state_view
+    def state(self):
+        """The state store (``get``, ``set``, ``update``, ``get_group``/``getGroup``/``list``, ...)."""
+        return self._runtime.state
 
     @property
     def streams(self):
@@ -109,7 +75,8 @@ class Context:
     def trigger(self) -> dict:
         """``{type, index, path?, method?, topic?, expression?, ...}`` of the trigger that fired."""
         if self._trigger is None:
-            self._trigger = describe_trigger(self.trigger_model)
+            model = self.trigger_model  # None when run through ctx.invoke
+            self._trigger = model.info() if model is not None else {"type": "invoke", "index": -1}
         return self._trigger
 
     async def enqueue(self, event: dict) -> None:
@@ -137,16 +104,3 @@ class Context:
 
     def is_stream(self) -> bool:
         return self.trigger.get("type") == "stream"
-
-
-def describe_trigger(trigger) -> dict:
-    if trigger is None:
-        return {"type": "invoke", "index": -1}
-    out = {"type": trigger.type, "index": trigger.index}
-    for attr, name in (("path", "path"), ("method", "method"), ("topic", "topic"),
-                       ("expression", "expression"), ("stream_name", "streamName"),
-                       ("group", "group"), ("key", "key")):
-        value = getattr(trigger, attr, None)
-        if value is not None:
-            out[name] = value
-    return out

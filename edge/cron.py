@@ -391,7 +391,9 @@ def _croniter(fields: list[str], at: str, expression: str, names: Sequence[str])
 def _timezone_error(at: str, name: Any) -> ConfigError:
     if not isinstance(name, str):
         return ConfigError(f'{at}: expected an IANA time zone name such as "Europe/Berlin", got {_show(name)}')
-    close = _close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+    import difflib  # only when a message needs a suggestion (rarely)
+
+    close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
     fix = f"did you mean {_show(close[0])}?" if close else 'use an IANA name such as "Europe/Berlin" or "UTC"'
     return ConfigError(f"{at}: unknown time zone {_show(name)}; {fix}")
 
@@ -667,25 +669,12 @@ class CronLoop:
 async def serve_cron(
     jobs: Iterable[CronJob],
     *,
-    dispatch: Callable[[CronJob, datetime], Awaitable[Any]],
-    load_last: Callable[[str], datetime | None],
-    save_last: Callable[[str, datetime], Awaitable[Any]],
-    wall_clock: Callable[[], datetime] = _utc_now,
-    logger: logging.Logger | None = None,
-    max_sleep: float = MAX_SLEEP,
     task_status: trio.TaskStatus[CronLoop] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
 ) -> None:
     """Serve cron jobs until cancelled: ``await nursery.start(serve_cron, jobs, ...)``.
 
-    See :class:`CronLoop` for the arguments; ``task_status.started`` gets the loop.
+    ``options`` are :class:`CronLoop`'s keyword arguments (``dispatch``, ``load_last``,
+    ``save_last``, ...); ``task_status.started`` gets the loop.
     """
-    loop = CronLoop(jobs, dispatch=dispatch, load_last=load_last, save_last=save_last,
-                    wall_clock=wall_clock, logger=logger, max_sleep=max_sleep)
-    await loop.serve(task_status=task_status)
-
-
-def _close_matches(word, possibilities, n=3, cutoff=0.6):
-    """difflib's suggestions, imported only when a message needs one (it is rarely needed)."""
-    import difflib
-
-    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)
+    await CronLoop(jobs, **options).serve(task_status=task_status)

@@ -6,6 +6,7 @@ __all__ = [
     "EdgeError",
     "ConfigError",
     "SchemaError",
+    "MalformedJSON",
     "EnqueueError",
     "StoreError",
     "Retry",
@@ -26,6 +27,10 @@ class SchemaError(EdgeError):
     def __init__(self, message: str, errors: list[dict] | None = None):
         super().__init__(message)
         self.errors = errors or []
+
+
+class MalformedJSON(SchemaError):
+    """The bytes are not JSON at all (as opposed to JSON that does not match the schema)."""
 
 
 class EnqueueError(EdgeError):

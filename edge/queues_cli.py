@@ -54,6 +54,7 @@ def cmd_emit(args) -> int:
         return 0
     # No server: validate against the project's steps and store the message directly.
     from .queues import QueueService
+    from .queues.enqueue import parse_event
     from .tracing import new_id
 
     discovery = discover_project(settings)
@@ -61,11 +62,9 @@ def cmd_emit(args) -> int:
     store = open_store(settings)
     try:
         service = QueueService(store, discovery.steps)
-        topic, data, group = service.parse_event(event, "emit")
+        topic, data, group = parse_event(event, "emit")
         if topic not in service.by_topic:
-            topics = ", ".join(f'"{t}"' for t in service.topics) or "none"
-            raise EdgeError(f'no step subscribes to topic "{topic}"; nothing was stored '
-                            f"(topics with subscribers: {topics})")
+            raise EdgeError(service.no_subscribers(topic))
         out = service.outgoing(topic, data, group, new_id(16), where="emit")
         service.commit_sync([out])
     finally:

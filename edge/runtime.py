@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from .context import Context, StateView
+from .context import Context
 from .errors import EnqueueError, Retry
 from .schema import compile_schema
 from .state import StateStore
@@ -86,8 +86,7 @@ class Runtime:
                         spec, where=f"{step.file}: triggers[{trigger.index}]"
                     )
         self.state = StateStore(store, on_change=self._on_state_change)
-        self.state_view = StateView(self.state)
-        #: Services register themselves here when they start (queues, streams, ...).
+        #: The queue service sets itself here when attached (edge.queues.attach).
         self.queues = None
         self.streams = Streams(
             store, discovery.streams, on_change=self._on_stream_change,
@@ -95,6 +94,7 @@ class Runtime:
         )
         self.started = time.time()
         self.stopping = False
+        self._services: list = []
 
     @classmethod
     def open(cls, settings, discovery, *, out=None) -> "Runtime":
@@ -122,6 +122,8 @@ class Runtime:
         span_id = new_id()
         if ctx is None:
             ctx = Context(self, step, trigger, trace_id, span_id)
+        else:
+            ctx.span_id = span_id  # a ctx.invoke child: its own invokes name this span as parent
         start = time.time()
         t0 = time.perf_counter()
         status, error, error_id = "ok", None, None
@@ -188,8 +190,6 @@ class Runtime:
             ctx.outbox = []
 
     def streams_view(self, ctx):
-        if self.streams is None:
-            raise AttributeError("ctx.streams: this app defines no streams (*_stream.py)")
         return self.streams.view(ctx)
 
     def _on_stream_change(self, txn, change) -> None:
@@ -221,7 +221,7 @@ class Runtime:
     def services(self) -> list:
         """The ``serve_*`` callables to start: cron (when a step has a cron trigger) and
         whatever other layers registered with :meth:`add_service`."""
-        services = list(getattr(self, "_services", ()))
+        services = list(self._services)
         cron = self._cron_service()
         if cron is not None:
             services.append(cron)
@@ -270,7 +270,7 @@ class Runtime:
         return serve
 
     def add_service(self, serve_fn) -> None:
-        self.__dict__.setdefault("_services", []).append(serve_fn)
+        self._services.append(serve_fn)
 
     def close(self) -> None:
         self.store.close()

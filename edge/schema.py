@@ -27,7 +27,7 @@ import msgspec
 from ._jsonschema import (
     _MSGSPEC_AT, _TYPE_OF, MAX_ERRORS, _Compiler, _count, _or, _path, _render, _show, _type_name,
 )
-from .errors import ConfigError, SchemaError
+from .errors import ConfigError, MalformedJSON, SchemaError
 
 __all__ = ["Schema", "compile_schema", "to_builtins"]
 
@@ -235,7 +235,7 @@ def _decode(raw: bytes):
 
 def _malformed(exc: Exception) -> SchemaError:
     message = str(exc).removeprefix("JSON is malformed: ")
-    return SchemaError(f"Malformed JSON: {message}", [{"path": "$", "message": message}])
+    return MalformedJSON(f"Malformed JSON: {message}", [{"path": "$", "message": message}])
 
 
 def _run(check, data):

@@ -14,7 +14,7 @@ import msgspec
 from .errors import EdgeError
 from .records import Record
 
-__all__ = ["StateStore", "StateEvent", "apply_ops", "StateError"]
+__all__ = ["StateStore", "StateEvent", "apply_ops", "check_ops", "StateError"]
 
 _SEP = b"\x00"
 _pack = msgspec.msgpack.Encoder()
@@ -90,17 +90,7 @@ class StateStore:
         )
 
     def list_groups_nowait(self) -> list[str]:
-        def scan(t):
-            groups, start = [], b""
-            while True:
-                item = next(t.scan("state", b"", start=start), None) if start else t.first("state")
-                if item is None:
-                    return groups
-                group = item[0].split(_SEP, 1)[0]
-                groups.append(group.decode())
-                start = group + b"\x01"
-
-        return self.store.read(scan)
+        return self.store.read(lambda t: [g.decode() for g in t.groups("state", sep=_SEP)])
 
     async def get(self, group: str, key: str) -> Any:
         return self.get_nowait(group, key)
@@ -110,6 +100,11 @@ class StateStore:
 
     async def list_groups(self) -> list[str]:
         return self.list_groups_nowait()
+
+    # The names Motia's dialects use for the same calls (``ctx.state`` is this store).
+    getGroup = get_group
+    list = get_group
+    listGroups = list_groups
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -163,7 +158,7 @@ class StateStore:
 
     def _update_op(self, group, key, ops):
         k = _key(group, key)
-        ops = _check_ops(ops)
+        ops = check_ops(ops)
         trace = _trace()
 
         def op(t):
@@ -204,7 +199,7 @@ class StateStore:
 _OPS = ("set", "merge", "increment", "decrement", "remove")
 
 
-def _check_ops(ops) -> list[dict]:
+def check_ops(ops) -> list[dict]:
     if isinstance(ops, dict):
         ops = [ops]
     if not isinstance(ops, list) or not ops:

@@ -85,8 +85,9 @@ class Tracer:
         self._spans: deque = deque()
         self.dropped = 0
         self._outbuf: list[str] = []
-        #: None until serve_flush runs: without the flush task every line is flushed at once.
-        self._unflushed_since = None
+        #: True while serve_flush runs: step lines then wait for its next stdout write;
+        #: without the flush task every line is written at once.
+        self._batching = False
         self._seq = {"logs": 0, "spans": 0}
         if store is not None:
             for table in ("logs", "spans"):
@@ -116,7 +117,7 @@ class Tracer:
         # and one GIL hand-off, per batch instead of per buffer-full. Errors and the runtime's
         # own lines go out at once (and take what is waiting with them, in order).
         self._outbuf.append(line)
-        if (record.level == "error" or record.step is None or self._unflushed_since is None
+        if (record.level == "error" or record.step is None or not self._batching
                 or len(self._outbuf) >= MAX_BUFFERED_LINES):
             self.flush_stdout()
 
@@ -172,7 +173,7 @@ class Tracer:
         self.store.write_nowait(lambda t: _append(t, batches))
 
     async def serve_flush(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self._unflushed_since = 0.0
+        self._batching = True
         task_status.started()
         ticks_per_flush = round(FLUSH_INTERVAL / STDOUT_FLUSH_INTERVAL)
         try:
@@ -184,7 +185,7 @@ class Tracer:
                 if tick % ticks_per_flush == 0:
                     self.flush()
         finally:
-            self._unflushed_since = None
+            self._batching = False
             self.flush_stdout()
             self.flush()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from zoneinfo import ZoneInfo
@@ -114,23 +113,17 @@ def test_bad_field_count_shows_the_accepted_forms():
     )
 
 
-def test_bad_field_is_named_with_its_range():
-    with pytest.raises(ConfigError) as e:
-        sched("0 61 * * * *")
-    assert str(e.value).startswith(
-        'steps/cleanup_step.py: triggers[0].expression: "0 61 * * * *": minute "61" is not valid (0-59); '
-        'use 5 fields "minute hour day month weekday"'
-    )
-
-
-def test_seconds_written_last_is_caught_by_the_weekday_field():
+@pytest.mark.parametrize("expression, message", [
+    pytest.param("0 61 * * * *", 'minute "61" is not valid (0-59); use 5 fields "minute hour day month weekday"',
+                 id="named-with-its-range"),
     # croniter's own 6-field order puts seconds last; here the 6th field is the weekday.
+    pytest.param("*/5 * * * * 30", 'weekday "30" is not valid (0-7 or SUN-SAT, 0 and 7 are Sunday; FRI#2, L5); '
+                 "use 5 fields", id="seconds-written-last-caught-by-the-weekday"),
+])
+def test_bad_field_is_named(expression, message):
     with pytest.raises(ConfigError) as e:
-        sched("*/5 * * * * 30")
-    assert str(e.value).startswith(
-        'steps/cleanup_step.py: triggers[0].expression: "*/5 * * * * 30": weekday "30" is not valid '
-        '(0-7 or SUN-SAT, 0 and 7 are Sunday; FRI#2, L5); use 5 fields'
-    )
+        sched(expression)
+    assert str(e.value).startswith(f'steps/cleanup_step.py: triggers[0].expression: "{expression}": {message}')
 
 
 def test_a_date_that_never_exists_is_refused():
@@ -190,8 +183,11 @@ def test_local_timezone_sources(tmp_path, monkeypatch):
     assert local_timezone({}, missing, str(tzfile)) == "Asia/Tokyo"
     assert local_timezone({}, missing, missing) == "UTC"
     monkeypatch.setenv("TZ", "Asia/Tokyo")
-    assert sched("0 3 * * *", None).timezone == "Asia/Tokyo"
-    assert os.environ["TZ"] == "Asia/Tokyo"
+    tokyo = sched("0 3 * * *", None)
+    assert tokyo.timezone == "Asia/Tokyo"
+    # 03:00 in Tokyo (UTC+9) is 18:00 UTC the day before.
+    assert next_fire_after(tokyo, datetime(2026, 1, 1, 12, tzinfo=timezone.utc)) == datetime(
+        2026, 1, 1, 18, tzinfo=timezone.utc)
 
 
 # -- DST ------------------------------------------------------------------------------------

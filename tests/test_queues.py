@@ -647,7 +647,8 @@ def test_emit_endpoint_cli_and_dlq_over_a_real_server(tmp_path):
         assert out.stderr == ("edge emit: --message must be JSON, e.g. --message '{\"id\": 1}': "
                               "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)\n")
 
-        edge_cli("emit", "--topic", "poison", "--message", '{"id": "p1"}', data_dir=data, project=project, port=server.port)
+        out = edge_cli("emit", "--topic", "poison", "--message", '{"id": "p1"}', data_dir=data, project=project, port=server.port)
+        assert out.returncode == 0, out.stderr
         wait_for(lambda: server.client().get("/__edge/health").json()["queues"]["dead_letters"] == 1)
         out = edge_cli("dlq", "list", "--json", data_dir=data, project=project, port=server.port)
         [entry] = [json.loads(line) for line in out.stdout.splitlines()]
@@ -684,6 +685,9 @@ def test_emit_and_dlq_without_a_server_work_on_the_data_dir(tmp_path):
     out = edge_cli("emit", "--topic", "jobs", "--message", '{"id": "offline"}', data_dir=data, project=project)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith('stored for "jobs" (Record) in ')
+    out = edge_cli("emit", "--topic", "nope", "--message", "{}", data_dir=data, project=project)
+    assert (out.returncode, out.stderr) == (1, 'edge emit: no step subscribes to topic "nope"; nothing was stored '
+                                               '(topics with subscribers: "jobs", "poison")\n')
     out = edge_cli("emit", "--topic", "jobs", "--message", '{"id": 1}', data_dir=data, project=project)
     assert (out.returncode, out.stderr) == (1, 'edge emit: emit("jobs"): data does not match the input schema of step '
                                                '"Record" (steps/record_step.py): $.id: expected string, got integer\n')

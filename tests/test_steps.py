@@ -21,6 +21,7 @@ from edge.steps import (
     StateTrigger,
     Step,
     StreamTrigger,
+    api,
     call_handler,
     cron,
     discover,
@@ -81,6 +82,7 @@ def test_helpers_return_plain_trigger_dicts():
     assert cron("0 3 * * *", timezone="UTC", missed="once") == {
         "type": "cron", "expression": "0 3 * * *", "timezone": "UTC", "missed": "once",
     }
+    assert api("GET", "/todos") == {"type": "http", "method": "GET", "path": "/todos"}  # Motia's older name
     assert state(group="todos") == {"type": "state", "group": "todos"}
     assert stream("todos", group_id="inbox") == {"type": "stream", "stream_name": "todos", "group_id": "inbox"}
 
@@ -720,7 +722,7 @@ def test_step_accessors_and_trigger_info():
     step = Step(**fields, handler=None, file=F, module="steps.create_step")
     assert [t.path for t in step.http_triggers] == ["/a/:id"]
     assert step.subscribes == ("t1", "t2")
-    assert step.triggers_of("cron") == step.cron_triggers
+    assert [t.expression for t in step.cron_triggers] == ["* * * * *"]
     assert step.state_triggers == () and step.stream_triggers == ()
     assert step.enqueue_topics == frozenset({"x", "y"})
     assert [t.info() for t in step.triggers] == [

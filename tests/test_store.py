@@ -85,3 +85,13 @@ def test_unwritable_data_dir_names_the_directory(tmp_path):
         return
     with pytest.raises(StoreError, match="cannot write to the data directory"):
         Store.open(ro / "data")
+
+
+def test_groups_lists_each_group_once_in_order(store):
+    def fill(t):
+        for k in (b"a\x00k1", b"a\x00k2", b"ab\x00k", b"s/x\x00g1\x00i", b"s/x\x00g1\x00j", b"s/x\x00g2\x00i", b"s/y\x00g3\x00i"):
+            t.put("state", k, b"1")
+
+    store.write_sync(fill)
+    assert store.read(lambda t: list(t.groups("state"))) == [b"a", b"ab", b"s/x", b"s/y"]
+    assert store.read(lambda t: list(t.groups("state", b"s/x\x00"))) == [b"g1", b"g2"]

@@ -233,6 +233,13 @@ def test_joins_are_idempotent_per_subscription_and_leave_stops_events(server):
         join(ws, "live", "idem", sub="y", kind="leave")
         join(ws, "live", "idem", sub="y")
         assert recv(ws)["event"] == {"type": "sync", "data": [{"v": 2, "id": "a"}]}
+        # Joining again under a subscription id in use moves it: the old room goes quiet.
+        join(ws, "live", "moved", sub="y")
+        assert recv(ws)["event"] == {"type": "sync", "data": []}
+        http.put("/s/live/idem/a", json={"v": 3})
+        assert nothing_more(ws)
+        http.put("/s/live/moved/b", json={"v": 4})
+        assert recv(ws)["event"] == {"type": "create", "data": {"v": 4, "id": "b"}}
 
 
 def test_bad_frames_get_error_events_and_the_socket_survives(server):

@@ -47,6 +47,14 @@ class Batch:
         self.counts[sub] = self.counts.get(sub, 0) + 1
         self.size += 1
 
+    def insert_all(self, outbox) -> int:
+        """Insert every record of the prepared enqueues (:class:`~.enqueue.Outgoing`); how many."""
+        before = self.size
+        for out in outbox:
+            for sub, record in out.records:
+                self.insert(sub, record)
+        return self.size - before
+
     def rewrite(self, key: bytes, record: bytes) -> None:
         self.writes[key] = record
         self.size += 1

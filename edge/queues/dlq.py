@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from . import records as R
-from .records import Message, decode_dead, encode_message
+from .records import decode_dead, encode_redriven
 
 __all__ = ["select", "list_dead", "as_dict", "redrive_offline"]
 
@@ -78,8 +78,7 @@ def redrive_offline(store, *, step: str | None = None, dlq_id: int | None = None
         seq = R.next_seq(txn, R.SEQ_KEY, len(entries))
         for key, dead in entries:
             prefix = ids[(dead.step, dead.topic)].to_bytes(4, "big")
-            record = Message(dead.trace_id, dead.data, int(dead.enqueued_at * 1000), dead.group)
-            txn.put("queue", prefix + seq.to_bytes(8, "big"), encode_message(record))
+            txn.put("queue", prefix + seq.to_bytes(8, "big"), encode_redriven(dead))
             txn.delete("dlq", key)
             seq += 1
         return [R.dlq_id(k) for k, _ in entries]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 
 from ..errors import EdgeError
+from ..tracing import new_id
 from .dlq import list_dead
+from .enqueue import parse_event
 from .service import NotFound
 
 __all__ = ["install_endpoints"]
@@ -24,26 +26,17 @@ def install_endpoints(app) -> None:
     app.endpoints[("POST", "/__edge/dlq/redrive")] = dlq_redrive
 
 
-def _new_trace_id() -> str:
-    from ..tracing import new_id
-
-    return new_id(16)
-
-
 async def emit(app, request):
     service = app.runtime.queues
     body = request.body
     where = "emit"
     if not isinstance(body, dict):
         raise EdgeError('POST /__edge/emit takes a JSON object {"topic": "...", "data": ..., "messageGroupId"?: "..."}')
-    topic, data, group = service.parse_event(body, where)
+    topic, data, group = parse_event(body, where)
     if topic not in service.by_topic:
-        topics = ", ".join(f'"{t}"' for t in service.topics) or "none"
-        return 404, {"error": "Not Found",
-                     "detail": f'no step subscribes to topic "{topic}"; nothing was stored (topics with subscribers: {topics})',
-                     "topics": service.topics}
+        return _not_found(service.no_subscribers(topic), topics=service.topics)
     given = request.headers.get("x-trace-id")
-    trace_id = given if given and _TRACE_ID.match(given) else _new_trace_id()
+    trace_id = given if given and _TRACE_ID.match(given) else new_id(16)
     out = await service.emit(topic, data, group=group, trace_id=trace_id, where=where)
     return 202, {"topic": topic, "steps": out.steps, "trace_id": trace_id}
 
@@ -70,5 +63,9 @@ async def dlq_redrive(app, request):
     try:
         result = await app.runtime.queues.redrive(step=body.get("step"), dlq_id=_int(body.get("id"), "id"))
     except NotFound as exc:
-        return 404, {"error": "Not Found", "detail": str(exc)}
+        return _not_found(str(exc))
     return 200, result
+
+
+def _not_found(detail: str, **extra):
+    return 404, {"error": "Not Found", "detail": detail, **extra}

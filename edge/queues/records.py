@@ -38,6 +38,7 @@ __all__ = [
     "decode_message",
     "encode_dead",
     "decode_dead",
+    "encode_redriven",
     "dlq_key",
     "dlq_id",
     "register_subscriptions",
@@ -116,6 +117,11 @@ def encode_dead(dead: DeadLetter) -> bytes:
 
 def decode_dead(raw: bytes) -> DeadLetter:
     return _decode_dead(raw)
+
+
+def encode_redriven(dead: DeadLetter, due: int = 0) -> bytes:
+    """The queue record that puts ``dead`` back on its queue: attempts reset, same trace."""
+    return encode_message(Message(dead.trace_id, dead.data, int(dead.enqueued_at * 1000), dead.group, 0, due))
 
 
 def dlq_key(dlq_id: int) -> bytes:

@@ -33,10 +33,12 @@ import trio
 from ..errors import EnqueueError, Retry, SchemaError
 from ..schema import to_builtins
 from ..steps import QueueConfig
+from ..tracing import new_id
 from . import records as R
 from .committer import Committer
+from .committer import Batch
 from .enqueue import Outgoing, check_declared, encode_for, errors_line, parse_event
-from .records import DeadLetter, Message, backoff_delay, encode_dead, encode_message
+from .records import DeadLetter, Message, backoff_delay, encode_dead, encode_message, encode_redriven
 from .timers import Timers
 from .window import WINDOW, Subscription, _Msg
 
@@ -120,17 +122,13 @@ class QueueService:
         ]
         self.by_topic: dict[str, list[Subscription]] = {}
         self.by_name: dict[tuple[str, str], Subscription] = {}
-        #: state/stream triggers: (step name, trigger index) -> subscription
-        self.internal: dict[tuple[str, int], Subscription] = {}
         self._stream_subs: dict[str, list[Subscription]] = {}
         self._state_subs: list[Subscription] = []
         for sub in self.subscriptions:
             self.by_name[(sub.step.name, sub.topic)] = sub
             if sub.trigger.type == "queue":
                 self.by_topic.setdefault(sub.topic, []).append(sub)
-                continue
-            self.internal[(sub.step.name, sub.trigger.index)] = sub
-            if sub.trigger.type == "stream":
+            elif sub.trigger.type == "stream":
                 self._stream_subs.setdefault(sub.trigger.stream_name, []).append(sub)
             elif sub.trigger.type == "state":
                 self._state_subs.append(sub)
@@ -152,6 +150,11 @@ class QueueService:
     def topics(self) -> list[str]:
         return sorted(self.by_topic)
 
+    def no_subscribers(self, topic: str) -> str:
+        """Why an emit to ``topic`` (which nobody subscribes to) was refused."""
+        topics = ", ".join(f'"{t}"' for t in self.topics) or "none"
+        return f'no step subscribes to topic "{topic}"; nothing was stored (topics with subscribers: {topics})'
+
     # -- enqueue --------------------------------------------------------------------------
 
     def prepare(self, ctx, event: Any) -> Outgoing:
@@ -165,9 +168,6 @@ class QueueService:
         topic, data, group = parse_event(event)
         check_declared(step, topic)
         return self.outgoing(topic, data, group, ctx.trace_id, step=step)
-
-    def parse_event(self, event: Any, where: str = "ctx.enqueue") -> tuple[str, Any, str | None]:
-        return parse_event(event, where)
 
     def outgoing(self, topic: str, data: Any, group: str | None, trace_id: str, *, step=None,
                  where: str = "ctx.enqueue") -> Outgoing:
@@ -194,12 +194,7 @@ class QueueService:
         Raises:
             StoreError: the store could not be written (nothing of this batch was stored).
         """
-        batch = self.committer.batch
-        before = batch.size
-        for out in outbox:
-            for sub, record in out.records:
-                batch.insert(sub, record)
-        if batch.size > before:  # nothing to store (no subscribers): nothing to wait for
+        if self.committer.batch.insert_all(outbox):  # none (no subscribers): nothing to wait for
             await self.committer.durable()
 
     def commit_sync(self, outbox: Iterable[Outgoing]) -> None:
@@ -207,13 +202,8 @@ class QueueService:
         a server). Only while the service is not serving."""
         if self.committer.running:
             raise RuntimeError("commit_sync while the queue service runs; await commit() instead")
-        from .committer import Batch
-
         batch = Batch()
-        for out in outbox:
-            for sub, record in out.records:
-                batch.insert(sub, record)
-        if batch:
+        if batch.insert_all(outbox):
             self.committer.write_now(batch)
 
     async def emit(self, topic: str, data: Any, *, group: str | None = None, trace_id: str,
@@ -225,18 +215,13 @@ class QueueService:
 
     # -- state and stream triggers (stored inside the change's own transaction) -----------
 
-    def stage(self, txn, step_name: str, trigger_index: int, data: Any, *, trace_id: str,
-              group: str | None = None) -> bool:
+    def stage(self, txn, sub: Subscription, raw: msgspec.Raw, trace_id: str, group: str | None) -> None:
         """Store one invocation of a state or stream trigger inside ``txn`` (the write function
         of the change that fires it), so the change is never committed without it.
 
         Runs on the store's writer thread. The subscription is told once the transaction has
-        committed. Returns False when the trigger is unknown.
+        committed.
         """
-        sub = self.internal.get((step_name, trigger_index))
-        if sub is None:
-            return False
-        raw = msgspec.Raw(_pack(to_builtins(data)))
         seq = R.next_seq(txn, R.SEQ_KEY, 1)
         record = encode_message(Message(trace_id, raw, self._now_ms(), group))
         txn.put("queue", sub.prefix + seq.to_bytes(8, "big"), record)
@@ -246,7 +231,6 @@ class QueueService:
                 token.run_sync_soon(self._after_stage, sub)
             except trio.RunFinishedError:
                 pass  # stopping: the next start loads it
-        return True
 
     def on_state_change(self, txn, event_type: str, group: str, key: str, old: Any, new: Any, *,
                         trace_id: str | None = None) -> None:
@@ -255,30 +239,28 @@ class QueueService:
         Runs inside the change's write transaction: the change and the invocations it fires
         commit together or not at all. Delivery is FIFO per item (group/key).
         """
-        if not self._state_subs:
+        subs = [sub for sub in self._state_subs
+                if (sub.trigger.group is None or sub.trigger.group == group)
+                and (sub.trigger.key is None or sub.trigger.key == key)]
+        if not subs:
             return
-        event = None
-        for sub in self._state_subs:
-            trigger = sub.trigger
-            if (trigger.group is None or trigger.group == group) and (trigger.key is None or trigger.key == key):
-                if event is None:
-                    event = {"group_id": group, "item_id": key, "old_value": old, "new_value": new,
-                             "event_type": event_type}
-                self.stage(txn, sub.step.name, trigger.index, event, trace_id=trace_id or _new_trace_id(),
-                           group=f"{group}/{key}")
+        raw = _pack_raw({"group_id": group, "item_id": key, "old_value": old, "new_value": new,
+                         "event_type": event_type})  # encoded once, shared by every trigger
+        trace_id = trace_id or new_id(16)  # one change, one trace, however many triggers fire
+        for sub in subs:
+            self.stage(txn, sub, raw, trace_id, f"{group}/{key}")
 
     def on_stream_change(self, txn, change) -> None:
         """The runtime's hook for stream changes: stage every stream trigger that listens."""
-        subs = self._stream_subs.get(change.stream)
+        subs = [sub for sub in self._stream_subs.get(change.stream, ())
+                if (sub.trigger.group_id is None or sub.trigger.group_id == change.group)
+                and (sub.trigger.item_id is None or sub.trigger.item_id == change.id)]
         if not subs:
             return
-        trace_id = getattr(change, "trace_id", None) or _new_trace_id()
+        trace_id = getattr(change, "trace_id", None) or new_id(16)
+        raw = _pack_raw(change.event())  # encoded once, shared by every trigger
         for sub in subs:
-            trigger = sub.trigger
-            if (trigger.group_id is None or trigger.group_id == change.group) and (
-                    trigger.item_id is None or trigger.item_id == change.id):
-                self.stage(txn, sub.step.name, trigger.index, change.event(), trace_id=trace_id,
-                           group=f"{change.stream}/{change.group}/{change.id}")
+            self.stage(txn, sub, raw, trace_id, f"{change.stream}/{change.group}/{change.id}")
 
     def _after_stage(self, sub: Subscription) -> None:
         sub.stored += 1
@@ -365,9 +347,7 @@ class QueueService:
     def _ack(self, sub: Subscription, msg: _Msg, outbox) -> None:
         batch = self.committer.batch
         batch.remove(sub, msg.key)
-        for out in outbox:  # the handler's enqueues: stored with the ack, in one transaction
-            for target, record in out.records:
-                batch.insert(target, record)
+        batch.insert_all(outbox)  # the handler's enqueues: stored with the ack, in one transaction
         self.committer.kick()
         sub.handled += 1
         sub.finish(msg)
@@ -423,8 +403,7 @@ class QueueService:
                 skipped.append({"id": R.dlq_id(key), "reason": f'step "{dead.step}" no longer subscribes to "{dead.topic}"'})
                 continue
             due = now + sub.delay_ms if sub.delay_ms else 0
-            batch.redrive(key, sub, encode_message(
-                Message(dead.trace_id, dead.data, int(dead.enqueued_at * 1000), dead.group, 0, due)))
+            batch.redrive(key, sub, encode_redriven(dead, due))
             redriven.append(R.dlq_id(key))
         if redriven:
             await self.committer.durable()
@@ -497,11 +476,9 @@ class QueueService:
         }
 
 
+def _pack_raw(data: Any) -> msgspec.Raw:
+    return msgspec.Raw(_pack(to_builtins(data)))
+
+
 def _nothing(txn) -> None:
     return None
-
-
-def _new_trace_id() -> str:
-    from ..tracing import new_id
-
-    return new_id(16)

@@ -14,10 +14,11 @@ import re
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
+import msgspec
 import trio
 
 from ..api import ApiRequest
-from ..errors import SchemaError
+from ..errors import EdgeError, MalformedJSON, SchemaError
 from ..runtime import HandlerError, Runtime, Skipped, maybe_await
 from ..tracing import new_id
 from .responses import JSON, BadResult, build_response, error_response, json_body
@@ -46,6 +47,8 @@ class EdgeApp:
         self.endpoints: dict[tuple[str, str], Endpoint] = {}
         #: ``async fn(scope, proto)`` for WebSocket connections (the streams service sets it).
         self.websocket = None
+        #: The OpenAPI document, built on first request (the steps do not change while serving).
+        self.openapi: dict | None = None
         #: WebSocket callbacks still running: Granian sends a socket's close frame only once its
         #: callback has returned, so shutdown waits for this to reach 0 before stopping Granian.
         self.websockets_open = 0
@@ -108,17 +111,15 @@ class EdgeApp:
         if method == "OPTIONS" and req_headers.get("access-control-request-method"):
             return self._preflight(path, req_headers, origin)
 
-        endpoint = self.endpoints.get((method, path)) if path.startswith("/__edge/") else None
+        endpoint = match = None
         if path.startswith("/__edge/"):
+            endpoint = self.endpoints.get((method, path))
             if endpoint is None:
-                allowed = sorted(m for (m, p) in self.endpoints if p == path)
-                if allowed:
-                    return _not_allowed(allowed)
-                return error_response(404, path=path)
+                allowed = self._endpoint_methods(path)
+                return _not_allowed(allowed) if allowed else error_response(404, path=path)
             token = self.settings.token
             if token and not _token_ok(req_headers, token):
                 return error_response(401, detail="this endpoint needs the token in EDGE_TOKEN: send 'Authorization: Bearer <token>'")
-            match = None
         else:
             match, allowed = self.router.match(method, path)
             if match is None:
@@ -172,9 +173,10 @@ class EdgeApp:
         return b"".join(chunks), None
 
     def _preflight(self, path, headers, origin):
-        _, allowed = self.router.match("GET", path)
         if path.startswith("/__edge/"):
-            allowed = sorted({m for (m, p) in self.endpoints if p == path})
+            allowed = self._endpoint_methods(path)
+        else:
+            _, allowed = self.router.match("GET", path)
         if not allowed:
             return error_response(404, path=path)
         out = [("allow", ", ".join(allowed + ["OPTIONS"]))]
@@ -185,6 +187,9 @@ class EdgeApp:
                 ("access-control-max-age", "600"),
             ]
         return 204, out, b""
+
+    def _endpoint_methods(self, path: str) -> list[str]:
+        return sorted(m for (m, p) in self.endpoints if p == path)
 
     def _cors_allows(self, origin: str) -> bool:
         return "*" in self.cors or origin in self.cors
@@ -244,16 +249,10 @@ class EdgeApp:
     async def _run_endpoint(self, endpoint, request):
         try:
             status, body = await endpoint(self, request)
-        except _BadBody as bad:
-            return bad.response
         except SchemaError as exc:
             return error_response(400, error=str(exc), errors=exc.errors)
-        except Exception as exc:
-            from ..errors import EdgeError
-
-            if isinstance(exc, EdgeError):
-                return error_response(400, detail=str(exc))
-            raise
+        except EdgeError as exc:
+            return error_response(400, detail=str(exc))
         if isinstance(body, (bytes, str)):
             return status, [("content-type", "text/plain; charset=utf-8")], body if isinstance(body, bytes) else body.encode()
         return status, [("content-type", JSON)], json_body(body)
@@ -271,54 +270,30 @@ class _BadBody(Exception):
 
 
 def _parse_body(raw: bytes, content_type: str, schema):
-    if not raw:
-        if schema is not None:
-            return _validate(schema, None, raw_empty=True)
-        return None
+    """The request body as the handler sees it; raises _BadBody with the error response."""
     is_json = content_type in ("application/json", "") or content_type.endswith("+json")
-    if schema is not None and not is_json:
-        raise _BadBody(error_response(
-            415, detail=f"this endpoint takes application/json, got {content_type}",
-        ))
-    if is_json:
-        if schema is not None:
-            try:
-                return schema.decode_json(raw)
-            except SchemaError as exc:
-                return _schema_problem(exc)
+    if schema is not None:
+        if raw and not is_json:
+            raise _BadBody(error_response(415, detail=f"this endpoint takes application/json, got {content_type}"))
         try:
-            return _decode_json(raw)
-        except ValueError as exc:
-            if content_type == "":
+            return schema.decode_json(raw) if raw else schema.validate(None)
+        except MalformedJSON as exc:
+            raise _BadBody(error_response(400, error="Malformed JSON", detail=exc.errors[0]["message"])) from None
+        except SchemaError as exc:
+            errors = exc.errors if raw else [{"path": "$", "message": "body is empty; expected JSON"}]
+            raise _BadBody(error_response(400, error="Invalid request body", errors=errors)) from None
+    if not raw:
+        return None
+    if is_json:
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            if content_type == "":  # no content type and not JSON: hand over the text
                 return raw.decode("utf-8", "replace")
             raise _BadBody(error_response(400, error="Malformed JSON", detail=str(exc))) from None
     if content_type.startswith("text/") or content_type == "application/x-www-form-urlencoded":
         return raw.decode("utf-8", "replace")
     return raw
-
-
-def _validate(schema, value, raw_empty=False):
-    try:
-        return schema.validate(value)
-    except SchemaError as exc:
-        if raw_empty:
-            raise _BadBody(error_response(400, error="Invalid request body", errors=[{"path": "$", "message": "body is empty; expected JSON"}])) from None
-        return _schema_problem(exc)
-
-
-def _schema_problem(exc: SchemaError):
-    if str(exc).startswith("Malformed JSON"):
-        raise _BadBody(error_response(400, error="Malformed JSON", detail=str(exc).removeprefix("Malformed JSON: ")))
-    raise _BadBody(error_response(400, error="Invalid request body", errors=exc.errors))
-
-
-def _decode_json(raw: bytes):
-    import msgspec
-
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _query(query_string: str) -> dict:

@@ -113,13 +113,12 @@ class _WsTransport:
 class _WsProto:
     """RSGI's WebSocket protocol over ASGI, plus the subprotocol RSGI lacks."""
 
-    __slots__ = ("_receive", "_send", "_accepted", "_closed", "_closing")
+    __slots__ = ("_receive", "_send", "_closed", "_closing")
     accepts_subprotocol = True
 
     def __init__(self, receive, send):
         self._receive = receive
         self._send = send
-        self._accepted = False
         self._closed = False
         self._closing = None
 
@@ -128,7 +127,6 @@ class _WsProto:
         if message["type"] != "websocket.connect":
             raise ConnectionError("the client left before the handshake")
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
-        self._accepted = True
         return _WsTransport(self._receive, self._send)
 
     def close(self, status: int | None = None):

@@ -23,7 +23,11 @@ async def health(app, request):
 
 
 async def openapi(app, request):
-    return 200, build_openapi(app.runtime.steps.values())
+    # The steps do not change while the server runs: build the document (and compile its
+    # schemas) once, on first request.
+    if app.openapi is None:
+        app.openapi = build_openapi(app.runtime.steps.values())
+    return 200, app.openapi
 
 
 async def state_get(app, request):

@@ -81,7 +81,7 @@ class Client:
             return
         size = len(frame)
         if self.queue and self.queued + size > MAX_BUFFER:
-            self.sockets.streams.sockets_stats["disconnected_slow"] += 1
+            self.sockets.disconnected_slow += 1
             self.sockets.log("warn", f"stream client {self.peer or '?'} disconnected: it did not read "
                                      f"{self.queued} queued characters (limit {MAX_BUFFER})")
             self.close(POLICY)
@@ -149,7 +149,7 @@ class Client:
                            _room_of(data))
             room, sub_id = _parse_subscription(data)
             if kind == "leave":
-                self.leave(sub_id, room)
+                self.leave(sub_id)
                 return None
             return self.join(sub_id, room)
         except _Bad as bad:
@@ -203,19 +203,18 @@ class Client:
 
     def _subscribe(self, sub_id: str, room: tuple) -> None:
         """Register and answer with ``sync`` in one synchronous step: no event can come between."""
+        streams = self.sockets.streams
         previous = self.subs.get(sub_id)
-        if previous is not None and previous != room:
-            self.leave(sub_id, previous)
-        if self.subs.get(sub_id) != room:
+        if previous != room:  # a new subscription, or one moved to another room
+            self.leave(sub_id)
             self.subs[sub_id] = room
             self.rooms[room] += 1
             if self.rooms[room] == 1:
-                self.sockets.streams.hub.add(room, self)
+                streams.hub.add(room, self)
         stream_name, group, id = room
-        streams = self.sockets.streams
         self.push(streams.hub.frame(stream_name, group, id, streams.sync_event(stream_name, group, id)))
 
-    def leave(self, sub_id: str, room: tuple | None = None) -> None:
+    def leave(self, sub_id: str) -> None:
         room = self.subs.pop(sub_id, None)
         if room is None:
             return  # leaving twice, or a subscription that was never admitted: nothing to do
@@ -288,6 +287,13 @@ class StreamSockets:
         self._nursery_of = nursery_of or (lambda: None)
         self.clients: set[Client] = set()
         self.handlers: set[asyncio.Future] = set()
+        #: Clients cut off for not reading (see ``Client.push``).
+        self.disconnected_slow = 0
+        streams.socket_stats = self.stats
+
+    def stats(self) -> dict:
+        """For the health endpoint: live sockets and slow clients cut off."""
+        return {"sockets": len(self.clients), "disconnected_slow": self.disconnected_slow}
 
     def log(self, level: str, message: str) -> None:
         if self.tracer is not None:
@@ -295,7 +301,6 @@ class StreamSockets:
 
     def forget(self, client: Client) -> None:
         self.clients.discard(client)
-        self.streams.sockets_stats["sockets"] = len(self.clients)
         hub = self.streams.hub
         for room in client.rooms:
             hub.remove(room, client)
@@ -343,7 +348,6 @@ class StreamSockets:
     async def serve_client(self, client: Client, receive, send) -> None:
         """Run one socket: a reader (this task's child) and a writer, until either ends."""
         self.clients.add(client)
-        self.streams.sockets_stats["sockets"] = len(self.clients)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         self.handlers.add(done)

@@ -116,6 +116,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
+def _one_of(options: Sequence[str]) -> str:
+    """``one of "a", "b"`` for error messages."""
+    return "one of " + ", ".join(f'"{o}"' for o in options)
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -278,7 +283,7 @@ class _Obj:
         if value is None:
             return default
         if value not in options:
-            raise self.expected(key, "one of " + ", ".join(f'"{o}"' for o in options))
+            raise self.expected(key, _one_of(options))
         return value
 
     def function(self, key: str, what: str) -> Any:
@@ -371,7 +376,7 @@ def _read_queue_config(c: _Obj) -> dict[str, Any]:
 def _http_trigger(t: _Obj, index: int, method_hint: str, path_hint: str) -> HttpTrigger:
     method = t.required("method", method_hint)
     if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
-        raise t.expected("method", "one of " + ", ".join(f'"{m}"' for m in HTTP_METHODS))
+        raise t.expected("method", _one_of(HTTP_METHODS))
     path = t.text("path", required=path_hint)
     try:
         path = normalise_path(path)
@@ -469,11 +474,11 @@ def _trigger(raw: Any, index: int, file: str, step_infra: Any) -> Trigger:
     mapping = _as_mapping(raw, file, path, 'a trigger dict with "type", e.g. edge.http("GET", "/todos")')
     kind = mapping.get("type")
     if kind is None:
-        raise _error(file, f"{path}.type", "required; one of " + ", ".join(f'"{t}"' for t in TRIGGER_TYPES)
+        raise _error(file, f"{path}.type", "required; " + _one_of(TRIGGER_TYPES)
                      + ', or build the trigger with edge.http(...), edge.queue(...), edge.cron(...), edge.state(...), edge.stream(...)')
     kind = _TRIGGER_ALIASES.get(kind, kind) if isinstance(kind, str) else kind
     if kind not in _TRIGGER_KEYS:
-        raise _error(file, f"{path}.type", "expected one of " + ", ".join(f'"{t}"' for t in TRIGGER_TYPES) + f", got {_show(mapping['type'])}")
+        raise _error(file, f"{path}.type", f"expected {_one_of(TRIGGER_TYPES)}, got {_show(mapping['type'])}")
     t = _Obj(mapping, file, path, _TRIGGER_KEYS[kind])
     if kind == "http":
         return _http_trigger(t, index, 'e.g. "method": "GET"', 'e.g. "path": "/todos/:id"')
@@ -541,17 +546,7 @@ def parse_step_config(raw: Any, *, file: str) -> dict[str, Any]:
     if step_infra is not None:
         _Obj(step_infra, file, c.where("infrastructure"), _INFRA_KEYS)  # reject typos even without queue triggers
     triggers = tuple(_trigger(t, i, file, step_infra) for i, t in enumerate(triggers_raw))
-    return {
-        "name": name,
-        "description": c.text("description", empty=True),
-        "triggers": triggers,
-        "enqueues": _enqueues(c, "enqueues"),
-        "virtual_enqueues": _enqueues(c, "virtual_enqueues"),
-        "virtual_subscribes": c.texts("virtual_subscribes"),
-        "flows": c.texts("flows"),
-        "include_files": c.texts("include_files"),
-        "dialect": "1.0",
-    }
+    return _step_fields(c, name, triggers, enqueues_key="enqueues", virtual_key="virtual_enqueues", dialect="1.0")
 
 
 def _parse_legacy(c: _Obj) -> dict[str, Any]:
@@ -559,7 +554,7 @@ def _parse_legacy(c: _Obj) -> dict[str, Any]:
     kind = c.values["type"]
     if kind not in _LEGACY_TYPES:
         hint = ' (edge and Motia 1.0 steps use "triggers": [...] instead of "type")' if kind in TRIGGER_TYPES else ""
-        raise c.fail("type", "expected one of " + ", ".join(f'"{t}"' for t in _LEGACY_TYPES) + f", got {_show(kind)}{hint}")
+        raise c.fail("type", f"expected {_one_of(_LEGACY_TYPES)}, got {_show(kind)}{hint}")
     name = c.text("name", required='add "name": "a-unique-name" to config')
     triggers: tuple[Trigger, ...] = ()
     if kind == "api":
@@ -575,16 +570,22 @@ def _parse_legacy(c: _Obj) -> dict[str, Any]:
     elif kind == "cron":
         expression, timezone, missed = _cron_fields(c, "cron", 'e.g. "cron": "0 3 * * *" (every day at 03:00)')
         triggers = (CronTrigger(index=0, expression=expression, timezone=timezone, missed=missed),)
+    return _step_fields(c, name, triggers, enqueues_key="emits", virtual_key="virtual_emits", dialect="0.x")
+
+
+def _step_fields(c: _Obj, name: str, triggers: tuple[Trigger, ...], *, enqueues_key: str, virtual_key: str,
+                 dialect: str) -> dict[str, Any]:
+    """The Step fields both dialects share; only the enqueue keys' names differ (0.x: "emits")."""
     return {
         "name": name,
         "description": c.text("description", empty=True),
         "triggers": triggers,
-        "enqueues": _enqueues(c, "emits"),
-        "virtual_enqueues": _enqueues(c, "virtual_emits"),
+        "enqueues": _enqueues(c, enqueues_key),
+        "virtual_enqueues": _enqueues(c, virtual_key),
         "virtual_subscribes": c.texts("virtual_subscribes"),
         "flows": c.texts("flows"),
         "include_files": c.texts("include_files"),
-        "dialect": "0.x",
+        "dialect": dialect,
     }
 
 

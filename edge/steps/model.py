@@ -133,7 +133,12 @@ class StateTrigger(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", 
     condition: Any = None
 
     def info(self) -> dict[str, Any]:
-        return {"type": "state", "index": self.index}
+        out: dict[str, Any] = {"type": "state", "index": self.index}
+        if self.group is not None:
+            out["group"] = self.group
+        if self.key is not None:
+            out["key"] = self.key
+        return out
 
 
 class StreamTrigger(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="stream"):
@@ -147,7 +152,12 @@ class StreamTrigger(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
     condition: Any = None
 
     def info(self) -> dict[str, Any]:
-        return {"type": "stream", "index": self.index}
+        out: dict[str, Any] = {"type": "stream", "index": self.index, "streamName": self.stream_name}
+        if self.group_id is not None:
+            out["groupId"] = self.group_id
+        if self.item_id is not None:
+            out["itemId"] = self.item_id
+        return out
 
 
 Trigger = Union[HttpTrigger, QueueTrigger, CronTrigger, StateTrigger, StreamTrigger]

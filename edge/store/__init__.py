@@ -89,6 +89,22 @@ class Txn:
                 return
             yield key, value
 
+    def groups(self, table: str, prefix: bytes = b"", sep: bytes = b"\x00") -> Iterator[bytes]:
+        """The distinct key segments between ``prefix`` and the next ``sep``, in key order.
+
+        Jumps past each group with one cursor seek instead of reading its keys: for
+        ``group + sep + key`` layouts (state, streams), listing groups costs one seek per group.
+        """
+        after_sep = bytes([sep[0] + 1])
+        start = prefix
+        while True:
+            item = next(self.scan(table, prefix, start=start), None)
+            if item is None:
+                return
+            group = item[0][len(prefix):].split(sep, 1)[0]
+            yield group
+            start = prefix + group + after_sep
+
     def first(self, table: str, prefix: bytes = b"") -> tuple[bytes, bytes] | None:
         for item in self.scan(table, prefix):
             return item

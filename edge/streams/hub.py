@@ -3,9 +3,10 @@ and the release of committed changes in commit order."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import msgspec
 
@@ -94,6 +95,16 @@ class Ordered:
         """Called last inside the write transaction (writer thread); once, even if replayed."""
         if change.seq is None:
             change.seq = next(self._counter)
+
+    @contextlib.contextmanager
+    def releasing(self, change: StreamChange) -> Iterator[None]:
+        """Around the write of ``change``: resolve it as committed only if the body returned."""
+        committed = False
+        try:
+            yield
+            committed = True
+        finally:
+            self.resolve(change, committed)
 
     def resolve(self, change: StreamChange, committed: bool) -> None:
         """Called on the trio thread once the write returned (or failed)."""

@@ -11,7 +11,7 @@ import trio
 
 from ..errors import SchemaError
 from ..schema import compile_schema, to_builtins
-from ..state import StateError, _check_ops, apply_ops
+from ..state import StateError, check_ops, apply_ops
 from ..tracing import current_trace_id
 from .hub import Hub, Ordered
 from .records import CREATE, DELETE, UPDATE, StreamChange, StreamError
@@ -63,27 +63,32 @@ class _Stream:
         """Validate ``data`` against the schema and return it as a stored item (with ``id``)."""
         value = to_builtins(data)
         if self.schema is not None:
-            with_id = {**value, "id": id} if isinstance(value, dict) else value
-            try:
-                value = to_builtins(self.schema.validate(with_id))
-            except SchemaError as first:
-                # A schema that does not declare "id" (and forbids extra keys) accepts the
-                # item without it; the id is injected afterwards.
-                try:
-                    without = {k: v for k, v in value.items() if k != "id"} if isinstance(value, dict) else value
-                    value = to_builtins(self.schema.validate(without))
-                except SchemaError:
-                    errors = [e for e in first.errors if e.get("path") != "$.id"] or first.errors
-                    shown = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5])
-                    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-                    raise SchemaError(f"{call}: item {id!r} does not match the schema of stream "
-                                      f"{self.name!r}: {shown}{more}", errors) from None
+            value = self._validated(id, value, call)
         if not isinstance(value, dict):
             raise StreamError(f"{call}: a stream item must be an object (dict, Struct or pydantic model), "
                               f"got {type(value).__name__}")
         if value.get("id") != id:
             value = {**value, "id": id}
         return value
+
+    def _validated(self, id: str, value: Any, call: str) -> Any:
+        with_id = {**value, "id": id} if isinstance(value, dict) else value
+        try:
+            return to_builtins(self.schema.validate(with_id))
+        except SchemaError as exc:
+            first = exc
+        # A schema that does not declare "id" (and forbids extra keys) accepts the item
+        # without it; the id is injected afterwards.
+        without = {k: v for k, v in value.items() if k != "id"} if isinstance(value, dict) else value
+        try:
+            return to_builtins(self.schema.validate(without))
+        except SchemaError:
+            pass
+        errors = [e for e in first.errors if e.get("path") != "$.id"] or first.errors
+        shown = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise SchemaError(f"{call}: item {id!r} does not match the schema of stream "
+                          f"{self.name!r}: {shown}{more}", errors) from None
 
 
 class Streams:
@@ -107,12 +112,12 @@ class Streams:
         self.hub = Hub(clock)
         self._ordered = Ordered(self._publish_change)
         self._view = StreamsView(self)
-        #: Kept up to date by the WebSocket layer (edge.server.ws).
-        self.sockets_stats = {"sockets": 0, "disconnected_slow": 0}
+        #: ``() -> {"sockets", "disconnected_slow"}``; the WebSocket layer (edge.server.ws) sets it.
+        self.socket_stats: Callable[[], dict] = lambda: {"sockets": 0, "disconnected_slow": 0}
 
     def health(self) -> dict:
         """For ``GET /__edge/health``: streams, live sockets, rooms, frames sent, slow clients cut off."""
-        return {"streams": sorted(self.streams), **self.sockets_stats, "rooms": len(self.hub.rooms),
+        return {"streams": sorted(self.streams), **self.socket_stats(), "rooms": len(self.hub.rooms),
                 "published": self.hub.published}
 
     # -- lookup ---------------------------------------------------------------------------
@@ -159,19 +164,7 @@ class Streams:
         stream = self.get_stream(name, f"ctx.streams.{name}.list_groups")
         if stream.memory is not None:
             return [g for g, items in stream.memory.items() if items]
-        prefix = stream.prefix
-
-        def scan(t):
-            groups, start = [], prefix
-            while True:
-                item = next(t.scan("streams", prefix, start=start), None)
-                if item is None:
-                    return groups
-                group = item[0][len(prefix):].split(_SEP, 1)[0]
-                groups.append(group.decode())
-                start = prefix + group + b"\x01"  # skip the rest of this group
-
-        return self.store.read(scan)
+        return self.store.read(lambda t: [g.decode() for g in t.groups("streams", stream.prefix, sep=_SEP)])
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -250,7 +243,7 @@ class Streams:
         call = f"ctx.streams.{name}.update"
         stream, change = self._prepare(name, group, id, call)
         try:
-            ops = _check_ops(ops)
+            ops = check_ops(ops)
         except StateError as exc:
             raise StreamError(str(exc).replace("state.update", call)) from None
 
@@ -301,42 +294,36 @@ class Streams:
 
     def _committing(self, txn, stream: _Stream, change: StreamChange) -> None:
         """Last step of every LMDB stream write op, inside its transaction."""
-        if stream.triggered and self.on_change is not None:
+        if self._fires(stream):
             self.on_change(txn, change)
         self._ordered.stamp(change)
 
     async def _execute(self, plan) -> Any:
         stream, change, op = plan
-        if stream.memory is not None:
-            if self._apply_memory(stream, change, op) and stream.triggered and self.on_change is not None:
-                # Memory items are not durable, but the triggers they fire are.
-                await self.store.write(lambda t: self.on_change(t, change))
-            else:
-                # Let the sockets' writers run: a handler setting items in a loop must not fill
-                # every subscriber's queue before any of them had a chance to send.
-                await trio.lowlevel.checkpoint()
-            return change.data
-        committed = False
-        try:
-            result = await self.store.write(op)
-            committed = True
-            return result
-        finally:
-            self._ordered.resolve(change, committed)
+        if stream.memory is None:
+            with self._ordered.releasing(change):
+                return await self.store.write(op)
+        if self._apply_memory(stream, change, op) and self._fires(stream):
+            # Memory items are not durable, but the triggers they fire are.
+            await self.store.write(lambda t: self.on_change(t, change))
+        else:
+            # Let the sockets' writers run: a handler setting items in a loop must not fill
+            # every subscriber's queue before any of them had a chance to send.
+            await trio.lowlevel.checkpoint()
+        return change.data
 
     def _execute_sync(self, plan) -> Any:
         stream, change, op = plan
-        if stream.memory is not None:
-            if self._apply_memory(stream, change, op) and stream.triggered and self.on_change is not None:
-                self.store.write_sync(lambda t: self.on_change(t, change))
-            return change.data
-        committed = False
-        try:
-            result = self.store.write_sync(op)
-            committed = True
-            return result
-        finally:
-            self._ordered.resolve(change, committed)
+        if stream.memory is None:
+            with self._ordered.releasing(change):
+                return self.store.write_sync(op)
+        if self._apply_memory(stream, change, op) and self._fires(stream):
+            self.store.write_sync(lambda t: self.on_change(t, change))
+        return change.data
+
+    def _fires(self, stream: _Stream) -> bool:
+        """Whether changes of ``stream`` call ``on_change`` (some step has a trigger on it)."""
+        return stream.triggered and self.on_change is not None
 
     def _apply_memory(self, stream: _Stream, change: StreamChange, new_item) -> bool:
         """Apply a change to a memory stream now (no await in between) and publish it; False: no-op."""

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: free ports, waiting for a server, wrk, RSS."""
+"""Helpers shared by the benchmarks: free ports, starting/stopping and waiting for a server, wrk, RSS."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -15,6 +16,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start(cmd, env=None, cwd=None, log=None) -> subprocess.Popen:
+    """Start a server process with ``env`` added to ours; its output goes to ``log`` (default nowhere)."""
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd,
+                            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def start_edge(app, data_dir, port: int, env=None, log=None) -> subprocess.Popen:
+    """``python -m edge start`` serving ``app`` on 127.0.0.1:``port``."""
+    return start([sys.executable, "-m", "edge", "start", "--dir", str(app), "--data-dir", str(data_dir),
+                  "--port", str(port), "--host", "127.0.0.1"], env=env, log=log)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def wait_http(url: str, timeout: float = 20) -> None:

@@ -10,7 +10,6 @@ systemd timer or a hand-written Python loop gives), measured in the same run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import free_port, machine, wait_http, wrk  # noqa: E402
+from common import free_port, machine, start_edge, stop, wait_http, wrk  # noqa: E402
 from http_bench import ECHO_STEP, WRK_POST  # noqa: E402
 
 TICK_STEP = '''
@@ -57,10 +56,7 @@ def percentiles(path: Path) -> tuple[float, float, int]:
 def run_edge(tmp: Path, seconds: int, load: bool) -> tuple[float, float, int]:
     out = tmp / ("loaded.txt" if load else "idle.txt")
     port = free_port()
-    env = {**os.environ, "EDGE_BENCH_LATENESS": str(out)}
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "start", "--dir", str(tmp / "app"),
-                             "--data-dir", str(tmp / f"data-{load}"), "--port", str(port), "--host", "127.0.0.1"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = start_edge(tmp / "app", tmp / f"data-{load}", port, env={"EDGE_BENCH_LATENESS": str(out)})
     try:
         wait_http(f"http://127.0.0.1:{port}/__edge/health")
         time.sleep(1.5)
@@ -70,8 +66,7 @@ def run_edge(tmp: Path, seconds: int, load: bool) -> tuple[float, float, int]:
         else:
             time.sleep(seconds)
     finally:
-        proc.terminate()
-        proc.wait(15)
+        stop(proc)
     return percentiles(out)
 
 

@@ -7,8 +7,6 @@ loopback. Also reports the idle RSS of `edge start` serving the example app.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -16,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import free_port, machine, rss_mib, wait_http, wrk  # noqa: E402
+from common import free_port, machine, rss_mib, start, start_edge, stop, wait_http, wrk  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO_STEP = '''
@@ -46,19 +44,6 @@ wrk.headers["Content-Type"] = "application/json"
 '''
 
 
-def start(cmd, env=None, cwd=None, log=None):
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd,
-                            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -84,8 +69,7 @@ def main() -> None:
 
     port = free_port()
     log = open(tmp / "edge.log", "w")
-    edge = start([py, "-m", "edge", "start", "--dir", str(tmp / "app"), "--data-dir", str(tmp / "data"),
-                  "--port", str(port), "--host", "127.0.0.1"], log=log)
+    edge = start_edge(tmp / "app", tmp / "data", port, log=log)
     wait_http(f"http://127.0.0.1:{port}/__edge/health")
     url = f"http://127.0.0.1:{port}/echo"
     wrk(url, seconds=2, connections=args.connections, script=str(script))
@@ -95,8 +79,7 @@ def main() -> None:
     stop(edge)
 
     port = free_port()
-    example = start([py, "-m", "edge", "start", "--dir", str(ROOT), "--data-dir", str(tmp / "example-data"),
-                     "--port", str(port), "--host", "127.0.0.1"])
+    example = start_edge(ROOT, tmp / "example-data", port)
     wait_http(f"http://127.0.0.1:{port}/__edge/health")
     time.sleep(3)
     idle_rss = rss_mib(example.pid)

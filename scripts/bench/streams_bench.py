@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import free_port, machine, rss_mib, wait_http  # noqa: E402
+from common import free_port, machine, rss_mib, start, start_edge, stop, wait_http  # noqa: E402
 
 STREAM = '''
 config = {"name": "bench", "baseConfig": {"storageType": "%s"}}
@@ -204,10 +203,7 @@ def run_edge(tmp: Path, args, storage: str, interface: str = "rsgi") -> dict:
     (app / "steps" / "set_step.py").write_text(SET_STEP)
     port = free_port()
     log = open(tmp / f"edge-{storage}-{interface}.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "edge", "start", "--dir", str(app), "--data-dir",
-                               str(tmp / f"data-{storage}-{interface}"), "--port", str(port), "--host", "127.0.0.1"],
-                              stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, "EDGE_SERVER_INTERFACE": interface})
+    server = start_edge(app, tmp / f"data-{storage}-{interface}", port, env={"EDGE_SERVER_INTERFACE": interface}, log=log)
     try:
         wait_http(f"http://127.0.0.1:{port}/__edge/health")
         idle = rss_mib(server.pid)
@@ -222,8 +218,7 @@ def run_edge(tmp: Path, args, storage: str, interface: str = "rsgi") -> dict:
         latencies = subs.finish()
         return {"idle": idle, "rss": max(connected, after), "lat": latencies}
     finally:
-        server.terminate()
-        server.wait(20)
+        stop(server, 20)
 
 
 def run_reference(tmp: Path, args, source: str, name: str) -> dict:
@@ -232,8 +227,7 @@ def run_reference(tmp: Path, args, source: str, name: str) -> dict:
     script = tmp / f"{name}.py"
     script.write_text(source)
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = start([sys.executable, str(script), str(port)])
     try:
         _wait_ws(port)
         idle = rss_mib(server.pid)
@@ -247,8 +241,7 @@ def run_reference(tmp: Path, args, source: str, name: str) -> dict:
         latencies = subs.finish()
         return {"idle": idle, "rss": max(connected, after), "lat": latencies}
     finally:
-        server.terminate()
-        server.wait(20)
+        stop(server, 20)
 
 
 def _wait_ws(port: int, timeout: float = 20) -> None:
