@@ -342,7 +342,7 @@ def cmd_state(args) -> int:
             raise _server_error(status, body)
         result = body.get("value") if args.action in ("get", "set") else body.get("items", body.get("groups"))
     else:
-        from .state import StateStore
+        from ._state import StateStore
 
         store = open_store(settings, create=args.action == "set")
         try:

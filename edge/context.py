@@ -1,10 +1,24 @@
-"""The ``ctx`` handed to every handler, and the logger and state views it carries."""
+"""The ``ctx`` handed to every handler, and the logger and trigger info it carries.
+
+Everything on ``ctx`` works from an asyncio handler, a trio handler and a sync handler's thread:
+in async code the calls return awaitables, in a thread they return the result (see
+``edge._loops``). Writes start at call time, so a Motia 0.x call that is never awaited still
+happens; the boundary waits for every write of an invocation before it answers or acks.
+"""
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
-__all__ = ["Context", "StepLogger"]
+from ._loops import Ready, in_async
+from .records import Record
+
+__all__ = ["Context", "StepLogger", "TriggerInfo", "current_context"]
+
+#: The invocation running in this task or thread (set by the boundary): what Motia 1.0's
+#: module-level ``logger``, ``enqueue``, ``stateManager`` and ``Stream(...)`` act for.
+current_context: contextvars.ContextVar["Context | None"] = contextvars.ContextVar("edge_context", default=None)
 
 
 class StepLogger:
@@ -38,20 +52,47 @@ class StepLogger:
         self._log("debug", msg, data, **extra)
 
 
+class TriggerInfo(Record):
+    """``ctx.trigger``: ``type``, ``index`` and the trigger's fields (``path``, ``method``,
+    ``topic``, ``expression``, ...), readable as keys and as attributes; fields a trigger
+    type does not have read as None (``ctx.trigger.path`` on a queue trigger)."""
+
+    __slots__ = ()
+    _ALIASES = {"stream_name": "streamName", "group_id": "groupId", "item_id": "itemId"}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.get(name)
+
+
+#: What ``ctx.trigger`` is inside ``ctx.invoke`` when the callee has no trigger at all.
+_INVOKED = TriggerInfo(type="invoke", index=-1)
+
+
 class Context:
-    """What a handler gets as ``ctx``. One per invocation; cheap to build."""
+    """What a handler gets as ``ctx``. One per invocation; cheap to build.
 
-    __slots__ = ("_runtime", "step", "trigger_model", "trace_id", "logger", "outbox", "_trigger", "span_id")
+    ``outbox`` is a list for invocations that acknowledge a message (queue, state and stream
+    triggers): their enqueues commit with the ack, and vanish if the handler fails. It is None
+    for HTTP, cron and the runtime's own calls: their enqueues are durable, and delivered, as
+    soon as the ``await ctx.enqueue(...)`` returns (Motia's semantics: an API step may enqueue,
+    then wait in state for its worker's answer).
+    """
 
-    def __init__(self, runtime, step, trigger, trace_id: str, span_id: str | None = None):
+    __slots__ = ("_runtime", "step", "trigger_model", "trace_id", "logger", "outbox", "_trigger",
+                 "span_id", "input")
+
+    def __init__(self, runtime, step, trigger, trace_id: str, span_id: str | None = None, *,
+                 input: Any = None, outbox: list | None = None):
         self._runtime = runtime
         self.step = step
         self.trigger_model = trigger
         self.trace_id = trace_id
         self.span_id = span_id
+        self.input = input
         self.logger = StepLogger(runtime.tracer, trace_id, step.name if step else None, step.flows if step else ())
-        #: Messages enqueued by this invocation; committed when it succeeds, dropped when it fails.
-        self.outbox: list = []
+        self.outbox = outbox
         self._trigger = None
 
     @property
@@ -69,38 +110,67 @@ class Context:
 
     @property
     def streams(self):
-        return self._runtime.streams_view(self)
+        return self._runtime.streams.view()
 
     @property
-    def trigger(self) -> dict:
-        """``{type, index, path?, method?, topic?, expression?, ...}`` of the trigger that fired."""
+    def trigger(self) -> TriggerInfo:
+        """The trigger that fired: ``ctx.trigger.type``, ``ctx.trigger["path"]``, ..."""
         if self._trigger is None:
-            model = self.trigger_model  # None when run through ctx.invoke
-            self._trigger = model.info() if model is not None else {"type": "invoke", "index": -1}
+            model = self.trigger_model
+            self._trigger = TriggerInfo(model.info()) if model is not None else _INVOKED
         return self._trigger
 
-    async def enqueue(self, event: dict) -> None:
-        """Publish ``{"topic", "data", "messageGroupId"?}``; delivered when this invocation succeeds."""
-        self._runtime.enqueue_from(self, event)
+    def enqueue(self, event: dict) -> Any:
+        """Publish ``{"topic", "data", "messageGroupId"?}`` (see the class doc for when it is
+        delivered). Checked at call time: a bad event or an undeclared topic raises here."""
+        runtime = self._runtime
+        out = runtime.queues.prepare(self, event)
+        if self.outbox is not None:
+            self.outbox.append(out)
+            return Ready(None) if in_async() else None
+        return runtime.publish(out)
 
     emit = enqueue
 
-    async def invoke(self, step_name: str, input: Any = None) -> Any:
+    def invoke(self, step_name: str, input: Any = None) -> Any:
         """Run another step's handler directly, in this trace; return its result."""
-        return await self._runtime.invoke_step(self, step_name, input)
+        return self._runtime.invoke_step(self, step_name, input)
 
-    # 1.0's FlowContext helpers, for steps written against it.
+    # Motia 1.0's FlowContext helpers, native too.
+    def get_data(self) -> Any:
+        """The invocation's input (the request, the message data, the event; None for cron)."""
+        return self.input
+
     def is_api(self) -> bool:
-        return self.trigger.get("type") == "http"
+        return self.trigger.type == "http"
 
     def is_queue(self) -> bool:
-        return self.trigger.get("type") == "queue"
+        return self.trigger.type == "queue"
 
     def is_cron(self) -> bool:
-        return self.trigger.get("type") == "cron"
+        return self.trigger.type == "cron"
 
     def is_state(self) -> bool:
-        return self.trigger.get("type") == "state"
+        return self.trigger.type == "state"
 
     def is_stream(self) -> bool:
-        return self.trigger.get("type") == "stream"
+        return self.trigger.type == "stream"
+
+    async def match(self, handlers: dict) -> Any:
+        """Run the handler for the trigger that fired: keys ``http`` (or ``api``), ``queue``,
+        ``cron``, ``state``, ``stream``, ``default``. Cron and default handlers take no
+        argument; the others take the input. No match and no default: a ``KeyError`` that
+        lists what was given."""
+        kind = self.trigger.type
+        names = ("http", "api") if kind == "http" else (kind,)
+        handler = next((handlers[n] for n in names if n in handlers), None)
+        takes_input = kind != "cron"
+        if handler is None:
+            handler, takes_input = handlers.get("default"), False
+        if handler is None:
+            raise KeyError(f"ctx.match: no handler for trigger type {kind!r} and no 'default'; "
+                           f"given: {', '.join(map(repr, handlers)) or 'none'}")
+        result = handler(self.input) if takes_input else handler()
+        if hasattr(result, "__await__"):
+            result = await result
+        return result

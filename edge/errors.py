@@ -9,6 +9,7 @@ __all__ = [
     "MalformedJSON",
     "EnqueueError",
     "StoreError",
+    "StorageFull",
     "Retry",
 ]
 
@@ -39,6 +40,15 @@ class EnqueueError(EdgeError):
 
 class StoreError(EdgeError):
     """The data directory cannot be opened or written (permissions, full disk)."""
+
+
+class StorageFull(StoreError):
+    """The disk holding the data directory is full: nothing was written. A handler may catch it
+    (``except edge.StorageFull``); HTTP answers 507, queue messages are retried later."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.path = path
 
 
 class Retry(Exception):

@@ -1,46 +1,33 @@
-"""The runtime: the store, the discovered steps, ``invoke`` (one handler run, one span) and the
-services that trigger steps, all started in one nursery.
+"""The runtime: the composition root.
 
-Trigger services (HTTP, queues, cron, state, streams) receive the runtime's ``invoke``; they
-never import this module.
+:meth:`Runtime.open` opens the store and builds, explicitly and in order, the tracer, the
+queue service, state, streams, cron and the boundary that runs handlers, handing each what it
+needs (``invoke=``, ``on_change=``, ``log=``). :meth:`Runtime.serve` runs the services in one
+trio nursery. Services never import this module and nothing is patched onto anything later.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Callable
 
+import msgspec
 import trio
 
+from ._boundary import Boundary, HandlerError, Host, Skipped, maybe_await
+from ._cron import CronJob, CronSchedule, serve_cron
+from ._loops import Pending, Ready, in_async, track
+from ._state import StateEvent, StateStore
 from .context import Context
-from .errors import EnqueueError, Retry
+from .errors import EnqueueError
+from .queues import QueueService
 from .schema import compile_schema
-from .state import StateStore
 from .store import Store
-from .streams import Streams
-from .tracing import Span, Tracer, current_trace_id, new_id
+from .streams import StreamEvent, Streams
+from .tracing import Tracer, new_id
 
-__all__ = ["Runtime", "Skipped", "HandlerError"]
-
-
-class Skipped(Exception):
-    """A trigger's condition returned false: the handler did not run."""
-
-
-class HandlerError(Exception):
-    """A handler raised; ``error_id`` ties the response or DLQ entry to the logged traceback."""
-
-    def __init__(self, original: BaseException, error_id: str):
-        super().__init__(f"{type(original).__name__}: {original}")
-        self.original = original
-        self.error_id = error_id
-
-
-async def maybe_await(value):
-    if inspect.isawaitable(value):
-        return await value
-    return value
+__all__ = ["Runtime", "Skipped", "HandlerError", "maybe_await"]
 
 
 class _TracerLogger:
@@ -69,13 +56,22 @@ class _TracerLogger:
 
 
 class Runtime:
-    """Per-run state that ``ctx`` reaches. Build with :meth:`open`, run with :meth:`serve`."""
+    """Per-run state that ``ctx`` reaches. Build with :meth:`open`, run with :meth:`serve`.
 
-    def __init__(self, settings, discovery, store: Store, tracer: Tracer):
+    Args:
+        settings, discovery: what to run.
+        store, tracer: opened by :meth:`open`.
+        wall_clock: seconds since the epoch (queues' due times); tests drive it.
+        queue_window: messages per subscription held in memory.
+    """
+
+    def __init__(self, settings, discovery, store: Store, tracer: Tracer, *,
+                 wall_clock: Callable[[], float] = time.time, queue_window: int | None = None):
         self.settings = settings
         self.discovery = discovery
         self.store = store
         self.tracer = tracer
+        store.on_hook_error = lambda message, exc: tracer.exception(message, exc)
         self.steps = {step.name: step for step in discovery.steps}
         self.schemas: dict[tuple[str, int], Any] = {}
         for step in discovery.steps:
@@ -85,155 +81,75 @@ class Runtime:
                     self.schemas[(step.name, trigger.index)] = compile_schema(
                         spec, where=f"{step.file}: triggers[{trigger.index}]"
                     )
-        self.state = StateStore(store, on_change=self._on_state_change)
-        #: The queue service sets itself here when attached (edge.queues.attach).
-        self.queues = None
+        self.boundary = Boundary(self, threads=getattr(settings, "threads", 4))
+        options = {} if queue_window is None else {"window": queue_window}
+        self.queues = QueueService(
+            store, discovery.steps, schema_for=self.schema_for, invoke=self.boundary.invoke,
+            skipped=Skipped, failed=HandlerError, tracer=tracer, wall_clock=wall_clock,
+            trigger_inputs={"stream": StreamEvent, "state": StateEvent}, **options,
+        )
+        self.state = StateStore(store, on_change=self.queues.on_state_change)
         self.streams = Streams(
-            store, discovery.streams, on_change=self._on_stream_change,
+            store, discovery.streams, on_change=self.queues.on_stream_change,
             triggered={t.stream_name for step in discovery.steps for t in step.triggers if t.type == "stream"},
         )
+        self.cron_jobs, self._cron_targets = self._cron_jobs()
         self.started = time.time()
         self.stopping = False
-        self._services: list = []
 
     @classmethod
-    def open(cls, settings, discovery, *, out=None) -> "Runtime":
+    def open(cls, settings, discovery, *, out=None, **options) -> "Runtime":
         store = Store.open(settings.data_dir, settings.durability)
         tracer = Tracer(store, mode=settings.mode, out=out, level=settings.log_level)
-        return cls(settings, discovery, store, tracer)
+        return cls(settings, discovery, store, tracer, **options)
 
     def schema_for(self, step, trigger):
         return self.schemas.get((step.name, trigger.index))
 
-    # -- running handlers -----------------------------------------------------------------
+    # -- what ctx calls ---------------------------------------------------------------------
 
-    async def invoke(self, step, trigger, input: Any, *, trace_id: str, parent: str | None = None,
-                     ctx: Context | None = None, handler=None) -> tuple[Any, Context]:
-        """Run ``step``'s handler for ``trigger`` once, recording a span.
-
-        Returns:
-            ``(result, ctx)``; ``ctx.outbox`` holds what the handler enqueued (not yet committed).
-        Raises:
-            Skipped: the trigger's condition was false.
-            HandlerError: the handler (or its condition) raised; already logged with its id.
-        """
-        from .steps import call_handler
-
-        span_id = new_id()
-        if ctx is None:
-            ctx = Context(self, step, trigger, trace_id, span_id)
-        else:
-            ctx.span_id = span_id  # a ctx.invoke child: its own invokes name this span as parent
-        start = time.time()
-        t0 = time.perf_counter()
-        status, error, error_id = "ok", None, None
-        trace_token = current_trace_id.set(trace_id)
-        try:
-            condition = getattr(trigger, "condition", None)
-            if condition is not None and not await maybe_await(condition(input, ctx)):
-                status = "skipped"
-                raise Skipped()
-            if handler is not None:
-                result = await handler(ctx)
-            else:
-                result = await call_handler(step, input, ctx)
-            return result, ctx
-        except (Skipped, trio.Cancelled):
-            if status != "skipped":
-                status, error = "error", "cancelled"
-            raise
-        except HandlerError:
-            status = "error"
-            raise
-        except Retry:  # raised on purpose (queue handlers): not an error, not logged
-            status, error = "retry", "Retry"
-            raise
-        except Exception as exc:
-            status, error_id = "error", new_id(6)
-            error = f"{type(exc).__name__}: {exc}"
-            self.tracer.exception(
-                f"{step.name} failed: {type(exc).__name__} (error_id {error_id})", exc,
-                trace_id=trace_id, step=step.name, flows=step.flows, data={"error_id": error_id},
-            )
-            raise HandlerError(exc, error_id) from exc
-        finally:
-            current_trace_id.reset(trace_token)
-            self.tracer.record_span(Span(
-                trace_id=trace_id, span_id=span_id, step=step.name,
-                trigger=getattr(trigger, "type", "invoke"), start=start,
-                duration_ms=round((time.perf_counter() - t0) * 1000, 3),
-                status=status, error=error, error_id=error_id, parent=parent,
-            ))
+    async def invoke(self, step, trigger, input: Any, *, trace_id: str, **kw) -> tuple[Any, Context]:
+        """Run one handler through the boundary (see :meth:`edge._boundary.Boundary.invoke`)."""
+        return await self.boundary.invoke(step, trigger, input, trace_id=trace_id, **kw)
 
     async def invoke_step(self, ctx: Context, name: str, input: Any) -> Any:
-        """``ctx.invoke``: run another step's handler in the caller's trace and outbox."""
+        """``ctx.invoke``: run another step's handler in the caller's trace and outbox; the
+        callee sees its first trigger as ``ctx.trigger``."""
         step = self.steps.get(name)
         if step is None:
             raise EnqueueError(f"ctx.invoke: no step named {name!r}; known steps: {', '.join(sorted(self.steps))}")
         trigger = step.triggers[0] if step.triggers else None
-        child = Context(self, step, trigger, ctx.trace_id)
-        child.outbox = ctx.outbox  # the callee's enqueues commit or vanish with the caller's
-        result, _ = await self.invoke(step, None, input, trace_id=ctx.trace_id, parent=ctx.span_id, ctx=child)
+        child = Context(self, step, trigger, ctx.trace_id, input=input, outbox=ctx.outbox)
+        result, _ = await self.boundary.invoke(step, None, input, trace_id=ctx.trace_id,
+                                               parent=ctx.span_id, ctx=child)
         return result
 
-    # -- enqueue (the queue service fills these in) -----------------------------------------
-
-    def enqueue_from(self, ctx: Context, event: dict) -> None:
-        if self.queues is None:
-            raise EnqueueError("ctx.enqueue: the queue service is not running")
-        ctx.outbox.append(self.queues.prepare(ctx, event))
+    def publish(self, out) -> Any:
+        """Commit one prepared enqueue now (HTTP, cron, the runtime's own calls): awaitable in
+        async code, blocking in a sync handler's thread; durable when it returns."""
+        if in_async():
+            done = self.queues.submit([out])
+            if done is None:
+                return Ready(None)
+            track(done)
+            return Pending(done)
+        host = self.boundary.host
+        if host is None:
+            raise EnqueueError("ctx.enqueue from a thread needs the server running")
+        done = host.call_blocking(self.queues.submit, [out])
+        if done is not None:
+            done.wait_blocking()
+        return None
 
     async def commit_outbox(self, ctx: Context) -> None:
-        """Make ``ctx``'s enqueues durable (for triggers that have no message to ack)."""
+        """Make a queued invocation's enqueues durable when it has no message to ack."""
         if ctx.outbox:
             await self.queues.commit(ctx.outbox)
-            ctx.outbox = []
+            ctx.outbox.clear()
 
-    def streams_view(self, ctx):
-        return self.streams.view(ctx)
+    # -- cron -------------------------------------------------------------------------------
 
-    def _on_stream_change(self, txn, change) -> None:
-        """Inside the write txn of a change to a stream some step listens to: store its triggers."""
-        hook = getattr(self.queues, "on_stream_change", None)
-        if hook is not None:
-            hook(txn, change)
-
-    def _on_state_change(self, txn, event_type, group, key, old, new, trace_id=None) -> None:
-        hook = getattr(self.queues, "on_state_change", None)
-        if hook is not None:
-            hook(txn, event_type, group, key, old, new, trace_id=trace_id)
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Start the writer and every service; run until cancelled; flush on the way out."""
-        self.store.start_writer()
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.tracer.serve_flush)
-                for service in self.services():
-                    await nursery.start(service)
-                task_status.started(self)
-                await trio.sleep_forever()
-        finally:
-            self.tracer.flush()
-
-    def services(self) -> list:
-        """The ``serve_*`` callables to start: cron (when a step has a cron trigger) and
-        whatever other layers registered with :meth:`add_service`."""
-        services = list(self._services)
-        cron = self._cron_service()
-        if cron is not None:
-            services.append(cron)
-        return services
-
-    def _cron_service(self):
-        from datetime import datetime, timezone
-
-        import msgspec
-
-        from .cron import CronJob, CronSchedule, serve_cron
-
+    def _cron_jobs(self):
         jobs, targets = [], {}
         for step in self.steps.values():
             for trigger in step.triggers:
@@ -244,35 +160,54 @@ class Runtime:
                                               where=f"{step.file}: triggers[{trigger.index}]")
                 jobs.append(CronJob(key, schedule, trigger.missed))
                 targets[key] = (step, trigger)
-        if not jobs:
-            return None
+        return jobs, targets
 
-        def load_last(key: str):
-            raw = self.store.read(lambda t: t.get("cron", key.encode()))
-            return None if raw is None else datetime.fromtimestamp(msgspec.msgpack.decode(raw), timezone.utc)
+    def _load_last(self, key: str):
+        raw = self.store.read(lambda t: t.get("cron", key.encode()))
+        return None if raw is None else datetime.fromtimestamp(msgspec.msgpack.decode(raw), timezone.utc)
 
-        async def save_last(key: str, slot) -> None:
-            packed = msgspec.msgpack.encode(slot.timestamp())
-            await self.store.write(lambda t: t.put("cron", key.encode(), packed))
+    async def _save_last(self, key: str, slot) -> None:
+        packed = msgspec.msgpack.encode(slot.timestamp())
+        await self.store.write(lambda t: t.put("cron", key.encode(), packed))
 
-        async def dispatch(job, slot) -> None:
-            step, trigger = targets[job.key]
-            try:
-                _, ctx = await self.invoke(step, trigger, None, trace_id=new_id(16))
-                await self.commit_outbox(ctx)
-            except (Skipped, HandlerError):
-                pass  # logged with its span; the next slot runs as usual
+    async def _fire(self, job, slot) -> None:
+        step, trigger = self._cron_targets[job.key]
+        try:
+            await self.boundary.invoke(step, trigger, None, trace_id=new_id(16))
+        except (Skipped, HandlerError):
+            pass  # logged with its span; the next slot runs as usual
 
-        async def serve(*, task_status=trio.TASK_STATUS_IGNORED):
-            await serve_cron(jobs, dispatch=dispatch, load_last=load_last, save_last=save_last,
-                             logger=_TracerLogger(self.tracer), task_status=task_status)
+    async def serve_cron(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await serve_cron(self.cron_jobs, dispatch=self._fire, load_last=self._load_last,
+                         save_last=self._save_last, logger=_TracerLogger(self.tracer), task_status=task_status)
 
-        return serve
+    # -- lifecycle --------------------------------------------------------------------------
 
-    def add_service(self, serve_fn) -> None:
-        self._services.append(serve_fn)
+    async def serve(self, *, host: Host | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Start the writer and every service; run until cancelled; flush on the way out.
+
+        Args:
+            host: the asyncio loop handlers run on (the server passes it); None runs every
+                handler in trio (in-process tests on a mock clock).
+        """
+        self.store.start_writer(notify=host.loop.call_soon_threadsafe if host is not None else None)
+        try:
+            async with trio.open_nursery() as nursery:
+                if host is not None:
+                    host.nursery = nursery
+                    self.boundary.host = host
+                await nursery.start(self.tracer.serve_flush)
+                await nursery.start(self.queues.serve)
+                if self.cron_jobs:
+                    await nursery.start(self.serve_cron)
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self.boundary.host = None
+            self.tracer.flush()
 
     def close(self) -> None:
+        self.boundary.close()
         self.store.close()
 
     def health(self) -> dict:
@@ -281,9 +216,8 @@ class Runtime:
             "uptime_s": round(time.time() - self.started, 3),
             "steps": len(self.steps),
             "store": self.store.info(),
+            "queues": self.queues.health(),
         }
-        if self.queues is not None:
-            out["queues"] = self.queues.health()
         if self.streams.streams:
             out["streams"] = self.streams.health()
         return out

@@ -26,6 +26,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     grace: float = 10.0
     cors_origins: tuple[str, ...] = ()
     log_level: str = "info"
+    #: Threads that run sync handlers (a blocking handler holds one while it runs).
+    threads: int = 4
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **flags) -> "Settings":
@@ -39,7 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, field_type in (
             ("dir", Path), ("host", str), ("port", int), ("data_dir", Path),
             ("durability", str), ("max_body", "size"), ("token", str), ("grace", float),
-            ("cors_origins", "list"), ("log_level", str),
+            ("cors_origins", "list"), ("log_level", str), ("threads", int),
         ):
             raw = flags.get(name)
             source = f"--{name.replace('_', '-')}"
@@ -54,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         durability = values.get("durability", "durable")
         if durability not in ("durable", "relaxed"):
             raise ConfigError(f'--durability: expected "durable" or "relaxed", got "{durability}"')
+        if values.get("threads", 1) < 1:
+            raise ConfigError(f"--threads: expected at least 1, got {values['threads']}")
         port = values.get("port", 3000)
         if not 0 <= port <= 65535:
             raise ConfigError(f"--port: expected 0..65535, got {port}")

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 from croniter import croniter
 
-from edge.cron import (
+from edge._cron import (
     GRACE,
     CronJob,
     CronLoop,

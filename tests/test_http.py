@@ -106,7 +106,8 @@ PROJECT = {
     "steps/slow_step.py": """
         import trio
 
-        config = {"name": "Slow", "triggers": [{"type": "http", "method": "GET", "path": "/slow"}]}
+        # A trio-written handler, by the documented route.
+        config = {"name": "Slow", "runtime": "trio", "triggers": [{"type": "http", "method": "GET", "path": "/slow"}]}
 
         async def handler(req, ctx):
             await trio.sleep(float(req.query_params.get("s", "1")))

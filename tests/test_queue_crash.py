@@ -12,7 +12,7 @@ PROJECT = {
     "steps/work_step.py": """
         import os
 
-        import trio
+        import asyncio
 
         #: Seconds per message; the SIGTERM test slows it so a backlog is surely there at the stop.
         PACE = float(os.environ.get("WORK_PACE", "0.003"))
@@ -25,7 +25,7 @@ PROJECT = {
         }
 
         async def handler(data, ctx):
-            await trio.sleep(PACE)  # slower than the producers: a backlog builds up
+            await asyncio.sleep(PACE)  # slower than the producers: a backlog builds up
             await ctx.enqueue({"topic": "work.done", "data": data})  # committed with the ack
     """,
     "steps/done_step.py": """

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from edge.errors import EnqueueError, Retry, SchemaError
-from edge.queues import NotFound, attach
+from edge.queues import NotFound
 from edge.queues.dlq import list_dead
 from edge.runtime import Runtime
 from edge.settings import Settings
@@ -83,8 +83,10 @@ async def running(tmp_path: Path, *steps: Step, writer: bool = False, **options)
     """
     settings = Settings.from_env(env={}, dir=tmp_path, data_dir=tmp_path / "data")
     out = io.StringIO()
-    runtime = Runtime.open(settings, Discovery(project_dir=tmp_path, steps=tuple(steps)), out=out)
-    attach(runtime, wall_clock=wall, **options)
+    if "window" in options:
+        options["queue_window"] = options.pop("window")
+    runtime = Runtime.open(settings, Discovery(project_dir=tmp_path, steps=tuple(steps)), out=out,
+                           wall_clock=wall, **options)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.serve if writer else runtime.queues.serve)
@@ -123,10 +125,8 @@ async def test_every_subscriber_gets_its_own_copy_in_the_producers_trace(tmp_pat
                           "enqueues": ["reading"]}, produce)
     async with running(tmp_path, producer, queue_step("Store", "reading", store_it),
                        queue_step("Alert", "reading", alert)) as app:
-        _, ctx = await app.runtime.invoke(producer, producer.triggers[0], None, trace_id="trace-42")
-        assert ctx.outbox and app.depth() == 0  # nothing stored before the producer succeeded
-        await app.runtime.commit_outbox(ctx)
-        assert app.depth() == 2  # one copy per subscriber, durable when commit returns
+        await app.runtime.invoke(producer, producer.triggers[0], None, trace_id="trace-42")
+        assert app.depth() == 2  # one copy per subscriber, durable when the enqueue returned
         await settle(app)
     assert sorted(got, key=lambda g: g[0]) == [
         ("alert", {"celsius": 21.5}, "trace-42", {"type": "queue", "index": 0, "topic": "reading"}),
@@ -386,8 +386,9 @@ async def test_messages_and_their_attempts_survive_a_restart(tmp_path, autojump_
     step = queue_step("Fail", "t", fail, config={"maxRetries": 1, "backoffDelayMs": 60_000})
     settings = Settings.from_env(env={}, dir=tmp_path, data_dir=tmp_path / "data")
     # 1. stored while nothing consumes (the service is not serving: a plain durable write)
-    runtime = Runtime.open(settings, Discovery(project_dir=tmp_path, steps=(step,)), out=io.StringIO())
-    service = attach(runtime, wall_clock=wall)
+    runtime = Runtime.open(settings, Discovery(project_dir=tmp_path, steps=(step,)), out=io.StringIO(),
+                           wall_clock=wall)
+    service = runtime.queues
     await service.emit("t", "m1", trace_id="t1")
     await service.emit("t", "m2", trace_id="t2")
     runtime.close()
@@ -462,8 +463,6 @@ async def test_enqueue_errors_name_the_problem_and_store_nothing(tmp_path, autoj
             {"topic": "todo.created", "data": {"title": "ok"}, "messageGroupId": 7},
             {"topic": "todo.created", "data": {"title": object()}},
         ], trace_id="t")
-        assert ctx.outbox == []
-        await app.runtime.commit_outbox(ctx)
         assert app.depth() == 0
     assert problems == [
         ("EnqueueError", 'steps/create_step.py: step "Create" enqueued to topic "todo.deleted", which is not in its '
@@ -488,8 +487,7 @@ async def test_a_topic_nobody_subscribes_to_is_dropped_with_one_warning(tmp_path
 
     producer = make_step({"name": "P", "triggers": [{"type": "http", "method": "POST", "path": "/p"}]}, produce)
     async with running(tmp_path, producer) as app:
-        _, ctx = await app.runtime.invoke(producer, producer.triggers[0], None, trace_id="t")
-        await app.runtime.commit_outbox(ctx)
+        await app.runtime.invoke(producer, producer.triggers[0], None, trace_id="t")
         assert app.depth() == 0
         assert [r["msg"] for r in app.logs("warn")] == [
             'step "P" enqueued to topic "nobody.listens", which no step subscribes to; the message was dropped '
@@ -514,8 +512,8 @@ async def test_stream_trigger_invocations_are_durable_retried_and_in_order(tmp_p
                      on_change)
     settings = Settings.from_env(env={}, dir=tmp_path, data_dir=tmp_path / "data")
     runtime = Runtime(settings, Discovery(project_dir=tmp_path, steps=(step,), streams=(StreamDef(name="sensors"),)),
-                      *_store_and_tracer(settings))
-    service = attach(runtime, wall_clock=wall)
+                      *_store_and_tracer(settings), wall_clock=wall)
+    service = runtime.queues
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.serve if writer else service.serve)

@@ -256,7 +256,7 @@ def test_unknown_key_suggests_the_nearest_in_the_users_style():
 def test_unknown_key_without_a_near_one_lists_the_valid_keys():
     assert error_of({"name": "a", "triggers": [http("GET", "/x")], "foo": 1}) == (
         'steps/create_step.py: foo: unknown key "foo"; valid keys: name, description, triggers, enqueues, '
-        "virtualEnqueues, virtualSubscribes, flows, includeFiles, infrastructure"
+        "virtualEnqueues, virtualSubscribes, flows, includeFiles, infrastructure, runtime"
     )
 
 

@@ -49,10 +49,10 @@ PROJECT = {
         config = {"name": "secret", "canAccess": can_access}
     """,
     "steps/async_secret_stream.py": """
-        import trio
+        import asyncio
 
         async def can_access(subscription, auth_context):
-            await trio.sleep(0.05)   # user code runs in trio
+            await asyncio.sleep(0.05)   # user code runs on asyncio
             return auth_context is not None and auth_context["token"] == "letmein"
 
         config = {"name": "asecret", "canAccess": can_access}
@@ -64,7 +64,7 @@ PROJECT = {
         config = {"name": "broken", "canAccess": can_access}
     """,
     "steps/items_step.py": """
-        import trio
+        import asyncio
 
         from edge.errors import SchemaError
 
@@ -83,7 +83,7 @@ PROJECT = {
                 if "n" in p:  # 60 kB items at ~4 MB/s: a reading client keeps up, even on a busy machine
                     for i in range(int(p["n"])):
                         await stream.set(p["group"], f"f{i}", {"title": "x" * 60_000, "n": i})
-                        await trio.sleep(0.015)
+                        await asyncio.sleep(0.015)
                     return {"status": 204}
                 if req.method == "PUT":
                     return {"status": 200, "body": await stream.set(p["group"], p["id"], req.body)}

@@ -8,7 +8,8 @@
 - :mod:`edge.queues.dlq`: reading and redriving dead letters.
 - :mod:`edge.queues.endpoints`: ``POST /__edge/emit`` and ``/__edge/dlq``.
 
-User-facing documentation: docs/queues.md.
+The runtime (the composition root) builds the service with its ``invoke``; this package
+never imports the runtime. User-facing documentation: docs/queues.md.
 """
 
 from __future__ import annotations
@@ -16,35 +17,4 @@ from __future__ import annotations
 from .service import NotFound, Outgoing, QueueService
 from .window import WINDOW, Subscription
 
-__all__ = ["QueueService", "Subscription", "Outgoing", "NotFound", "WINDOW", "attach", "install"]
-
-
-def attach(runtime, **options) -> QueueService:
-    """Create the queue service for ``runtime``, make it ``runtime.queues`` and register its
-    ``serve`` with the runtime (call before ``runtime.serve``). Idempotent.
-
-    This is the glue between the layers: the service itself takes the runtime's ``invoke``
-    and its two outcome exceptions as arguments, and never imports the runtime.
-    """
-    if isinstance(runtime.queues, QueueService):
-        return runtime.queues
-    from ..runtime import HandlerError, Skipped
-    from ..state import StateEvent
-    from ..streams import StreamEvent
-
-    options.setdefault("trigger_inputs", {"stream": StreamEvent, "state": StateEvent})
-    service = QueueService(
-        runtime.store, runtime.steps.values(), schema_for=runtime.schema_for, invoke=runtime.invoke,
-        skipped=Skipped, failed=HandlerError, tracer=runtime.tracer, **options,
-    )
-    runtime.queues = service
-    runtime.add_service(service.serve)
-    return service
-
-
-def install(runtime, app) -> None:
-    """Server installer: attach the service and add its ``/__edge/`` endpoints to ``app``."""
-    from .endpoints import install_endpoints
-
-    attach(runtime)
-    install_endpoints(app)
+__all__ = ["QueueService", "Subscription", "Outgoing", "NotFound", "WINDOW"]

@@ -13,6 +13,7 @@ from typing import Callable
 
 import trio
 
+from .._loops import Completion
 from ..errors import StoreError
 from . import records as R
 
@@ -26,7 +27,7 @@ MAX_PENDING = 20_000
 class Batch:
     """Everything the committer writes in its next transaction."""
 
-    __slots__ = ("writes", "inserts", "dead", "redrives", "removed", "counts", "event", "error", "size")
+    __slots__ = ("writes", "inserts", "dead", "redrives", "removed", "counts", "done", "error", "size")
 
     def __init__(self):
         self.writes: dict[bytes, bytes | None] = {}  # queue key -> new record, None: delete
@@ -35,7 +36,7 @@ class Batch:
         self.redrives: list[tuple[bytes, bytes, bytes]] = []  # (dlq key, prefix, record)
         self.removed: list = []  # (subscription, key): acked or dead-lettered
         self.counts: dict = {}  # subscription -> messages inserted for it
-        self.event: trio.Event | None = None  # set once committed (producers wait on it)
+        self.done: Completion | None = None  # set once committed (producers wait on it)
         self.error: BaseException | None = None
         self.size = 0
 
@@ -122,22 +123,31 @@ class Committer:
     async def wait_for_space(self) -> None:
         await self._space.park()
 
-    async def durable(self) -> None:
-        """Wait until the open batch is committed (raise its error if it failed)."""
+    def pending(self) -> Completion | None:
+        """The completion of the open batch (None: it is empty): set once it is committed,
+        failed with its error. Safe to call from asyncio code and threads' loop callbacks."""
         batch = self.batch
         if not batch:
-            return
+            return None
         if not self.running:
             self.batch = Batch()
-            self.write_now(batch)
-            return
-        if batch.event is None:
-            batch.event = trio.Event()
-        event = batch.event
+            done = batch.done = Completion()
+            try:
+                self.write_now(batch)
+            except Exception:
+                pass  # batch.done carries the error
+            return done
+        if batch.done is None:
+            batch.done = Completion()
         self._work.unpark()
-        await event.wait()
-        if batch.error is not None:
-            raise batch.error
+        return batch.done
+
+    async def durable(self) -> None:
+        """Wait until the open batch is committed (raise its error if it failed); from an
+        asyncio or a trio task."""
+        done = self.pending()
+        if done is not None:
+            await done.wait()
 
     def write_now(self, batch: Batch) -> None:
         """Commit ``batch`` on the calling thread (no committer task: CLI, before start)."""
@@ -179,8 +189,8 @@ class Committer:
                 sub.reload()
             else:
                 sub.caught_up = False
-        if batch.event is not None:
-            batch.event.set()
+        if batch.done is not None:
+            batch.done.set()
 
     def _failed(self, batch: Batch, exc: BaseException) -> None:
         if not isinstance(exc, StoreError):
@@ -190,5 +200,5 @@ class Committer:
             self._log("error", f"{exc}; {len(batch.removed)} handled message(s) stay stored and will be delivered again")
         for sub, key in batch.removed:
             sub.rewind(key)  # still stored: the loader finds it again (at least once)
-        if batch.event is not None:
-            batch.event.set()
+        if batch.done is not None:
+            batch.done.fail(exc)

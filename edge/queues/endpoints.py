@@ -15,15 +15,18 @@ from .dlq import list_dead
 from .enqueue import parse_event
 from .service import NotFound
 
-__all__ = ["install_endpoints"]
+__all__ = ["queue_endpoints"]
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def install_endpoints(app) -> None:
-    app.endpoints[("POST", "/__edge/emit")] = emit
-    app.endpoints[("GET", "/__edge/dlq")] = dlq_list
-    app.endpoints[("POST", "/__edge/dlq/redrive")] = dlq_redrive
+def queue_endpoints() -> dict:
+    """``(method, path) -> endpoint`` of the queue part of the runtime's surface."""
+    return {
+        ("POST", "/__edge/emit"): emit,
+        ("GET", "/__edge/dlq"): dlq_list,
+        ("POST", "/__edge/dlq/redrive"): dlq_redrive,
+    }
 
 
 async def emit(app, request):

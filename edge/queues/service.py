@@ -19,7 +19,7 @@ Everything stored is delivered again after a crash (at least once): memory holds
 window over LMDB, rebuilt at start.
 
 This module does not import the runtime: ``invoke`` and the runtime's "condition was false"
-and "handler failed" exception types are injected (see ``edge.queues.attach``).
+and "handler failed" exception types are injected (the runtime, ``edge.runtime``, builds the service).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class QueueService:
         self._skipped = skipped
         self._failed = failed
         self._wall = wall_clock
-        self.timers = Timers()
+        self.timers = Timers(on_error=self._internal_error)
         self.committer = Committer(store, lambda level, msg: self._log(level, msg))
         if schema_for is None:
             from ..schema import compile_schema
@@ -134,14 +134,15 @@ class QueueService:
                 self._state_subs.append(sub)
         self.unrouted: dict[str, int] = {}
         self.orphaned: dict[str, int] = {}
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._nursery: trio.Nursery | None = None
-        self._staged: set[Subscription] = set()
-        self._barrier_running = False
+        self._serving = False
 
     def _log(self, level: str, msg: str, *, trace_id=None, step=None, data=None) -> None:
         if self.tracer is not None:
             self.tracer.log(level, msg, trace_id=trace_id, step=step, data=data)
+
+    def _internal_error(self, message: str, exc: BaseException) -> None:
+        if self.tracer is not None:
+            self.tracer.exception(message, exc)
 
     def _now_ms(self) -> int:
         return int(self._wall() * 1000)
@@ -188,14 +189,23 @@ class QueueService:
                       trace_id=trace_id, step=step.name if step is not None else None)
         return Outgoing(topic, ())
 
+    def submit(self, outbox: Iterable[Outgoing]):
+        """Add the prepared messages to the next group commit now; returns its
+        :class:`~edge._loops.Completion` (None: nothing to store, no subscribers)."""
+        if self.committer.batch.insert_all(outbox):
+            return self.committer.pending()
+        return None
+
     async def commit(self, outbox: Iterable[Outgoing]) -> None:
         """Store the prepared messages; return once they are durable (one group commit).
+        From an asyncio or a trio task.
 
         Raises:
             StoreError: the store could not be written (nothing of this batch was stored).
         """
-        if self.committer.batch.insert_all(outbox):  # none (no subscribers): nothing to wait for
-            await self.committer.durable()
+        done = self.submit(outbox)
+        if done is not None:  # none (no subscribers): nothing to wait for
+            await done.wait()
 
     def commit_sync(self, outbox: Iterable[Outgoing]) -> None:
         """:meth:`commit` on the calling thread, for code outside trio (``edge emit`` without
@@ -219,18 +229,13 @@ class QueueService:
         """Store one invocation of a state or stream trigger inside ``txn`` (the write function
         of the change that fires it), so the change is never committed without it.
 
-        Runs on the store's writer thread. The subscription is told once the transaction has
-        committed.
+        Runs on the store's writer thread; the subscription looks at LMDB again once the
+        transaction has committed (``txn.after_commit``).
         """
         seq = R.next_seq(txn, R.SEQ_KEY, 1)
         record = encode_message(Message(trace_id, raw, self._now_ms(), group))
         txn.put("queue", sub.prefix + seq.to_bytes(8, "big"), record)
-        token = self._token
-        if token is not None:
-            try:
-                token.run_sync_soon(self._after_stage, sub)
-            except trio.RunFinishedError:
-                pass  # stopping: the next start loads it
+        txn.after_commit(lambda: self._after_stage(sub))
 
     def on_state_change(self, txn, event_type: str, group: str, key: str, old: Any, new: Any, *,
                         trace_id: str | None = None) -> None:
@@ -264,23 +269,10 @@ class QueueService:
 
     def _after_stage(self, sub: Subscription) -> None:
         sub.stored += 1
-        self._staged.add(sub)
-        if not self._barrier_running and self._nursery is not None:
-            self._barrier_running = True
-            self._nursery.start_soon(self._barrier)
-
-    async def _barrier(self) -> None:
-        """Reload the subscriptions that got staged messages, once those are committed:
-        ``stage`` ran inside a transaction that may still be committing, and an empty write
-        queued now completes after it (LMDB writes nothing for an empty transaction)."""
-        try:
-            while self._staged:
-                subs, self._staged = self._staged, set()
-                await self.store.write(_nothing)
-                for sub in subs:
-                    sub.reload()
-        finally:
-            self._barrier_running = False
+        if self._serving:
+            sub.reload()
+        else:
+            sub.caught_up = False  # loaded when the service starts
 
     # -- delivery -------------------------------------------------------------------------
 
@@ -419,8 +411,7 @@ class QueueService:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.committer.serve)
             await nursery.start(self.timers.serve)
-            self._token = trio.lowlevel.current_trio_token()
-            self._nursery = nursery
+            self._serving = True
             try:
                 for sub in self.subscriptions:
                     for _ in range(sub.concurrency):
@@ -430,7 +421,7 @@ class QueueService:
                 task_status.started()
                 await trio.sleep_forever()
             finally:
-                self._token = self._nursery = None
+                self._serving = False
 
     def _heal(self) -> None:
         for sub in self.subscriptions:
@@ -479,6 +470,3 @@ class QueueService:
 def _pack_raw(data: Any) -> msgspec.Raw:
     return msgspec.Raw(_pack(to_builtins(data)))
 
-
-def _nothing(txn) -> None:
-    return None

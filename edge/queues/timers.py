@@ -17,7 +17,9 @@ __all__ = ["Timers"]
 class Timers:
     """``at(delay, fn, *args)`` calls ``fn(*args)`` on the event loop ``delay`` seconds from now."""
 
-    def __init__(self):
+    def __init__(self, on_error=None):
+        #: ``fn(message, exc)`` for a callback that raised: logged, and the timers go on.
+        self._on_error = on_error
         self._heap: list = []
         self._lot = trio.lowlevel.ParkingLot()
         self._tick = itertools.count()  # orders entries due at the same instant
@@ -33,7 +35,12 @@ class Timers:
         heap, now = self._heap, trio.current_time()
         while heap and heap[0][0] <= now:
             _, _, fn, args = heapq.heappop(heap)
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception as exc:  # one bad callback must not stop retries and delays
+                if self._on_error is None:
+                    raise
+                self._on_error(f"edge: a queue timer callback failed: {type(exc).__name__}: {exc}", exc)
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

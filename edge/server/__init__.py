@@ -1,17 +1,23 @@
 """The HTTP/WebSocket server: Granian bridge, routing, the runtime's own endpoints.
 
-Only this package imports ``granian`` and ``asyncio``.
+Only this package (and the boundary that runs handlers) imports ``granian`` and ``asyncio``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+__all__ = ["run_server", "build_app"]
 
-__all__ = ["run_server"]
 
-#: ``fn(runtime, app)`` hooks that later layers (queues, streams) register to add services,
-#: endpoints and the WebSocket handler before the server starts.
-INSTALLERS: list[Callable] = []
+def build_app(runtime, settings):
+    """The HTTP app of ``runtime``, with every endpoint and the stream WebSocket, built explicitly."""
+    from ..queues.endpoints import queue_endpoints
+    from .app import EdgeApp
+    from .endpoints import core_endpoints
+    from .ws import StreamSockets
+
+    endpoints = {**core_endpoints(), **queue_endpoints()}
+    sockets = StreamSockets(runtime.streams, runtime.tracer)
+    return EdgeApp(runtime, settings, endpoints=endpoints, websocket=sockets)
 
 
 def run_server(settings, discovery, *, out=None, on_ready=None) -> int:
@@ -25,18 +31,6 @@ def run_server(settings, discovery, *, out=None, on_ready=None) -> int:
     if forced not in ("", "rsgi", "asgi"):
         raise ConfigError(f'EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "{forced}"')
     from .bridge import serve
-    from .endpoints import install_core_endpoints
 
     runtime = Runtime.open(settings, discovery, out=out)
-
-    def install(app):
-        from ..queues import install as install_queues
-        from .ws import install_streams
-
-        install_core_endpoints(app)
-        install_queues(runtime, app)
-        install_streams(runtime, app)
-        for installer in INSTALLERS:
-            installer(runtime, app)
-
-    return serve(runtime, settings, on_ready=on_ready, install=install)
+    return serve(runtime, build_app(runtime, settings), settings, on_ready=on_ready)

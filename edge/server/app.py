@@ -1,9 +1,11 @@
-"""The RSGI application: parses and checks requests on the asyncio side, runs handlers in trio.
+"""The RSGI application: every request is handled on the asyncio host loop, where Granian
+calls it and where handlers run — no hop into another loop on the HTTP path.
 
-Everything synchronous (routing, body limits, JSON parsing, schema validation) happens on the
-asyncio side, so a bad request never costs a hop into trio. A good one hops once: the handler
-runs as a trio task and hands its response back through an asyncio future that is resolved in
-a ``finally`` (STACK-NOTES 4), so no request can hang.
+Routing, body limits, JSON parsing and schema validation come first (a rejected request never
+reaches a handler); the handler then runs inside the boundary (``edge._boundary``), which also
+builds the response, so a result that cannot be sent is that invocation's error. ``__rsgi__``
+is the outermost guard: whatever happens below it, the client gets an answer and the server
+goes on serving.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import msgspec
-import trio
 
 from ..api import ApiRequest
-from ..errors import EdgeError, MalformedJSON, SchemaError
+from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
 from ..runtime import HandlerError, Runtime, Skipped, maybe_await
 from ..tracing import new_id
-from .responses import JSON, BadResult, build_response, error_response, json_body
+from .responses import JSON, BadResult, build_response, error_response, json_body, storage_full
 from .routing import Router
 
 __all__ = ["EdgeApp", "Endpoint"]
@@ -29,12 +30,15 @@ __all__ = ["EdgeApp", "Endpoint"]
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-#: ``async fn(app, request) -> (status, body)``: the runtime's own ``/__edge/...`` endpoints.
-Endpoint = Callable[["EdgeApp", ApiRequest], Awaitable[tuple[int, Any]]]
+#: ``async fn(app, request) -> (status, body)`` or ``(status, body, headers)``: the runtime's
+#: own ``/__edge/...`` endpoints.
+Endpoint = Callable[["EdgeApp", ApiRequest], Awaitable[tuple]]
 
 
 class EdgeApp:
-    def __init__(self, runtime: Runtime, settings):
+    """The HTTP app of one runtime. Built by the server with every endpoint it serves."""
+
+    def __init__(self, runtime: Runtime, settings, *, endpoints: dict | None = None, websocket=None):
         self.runtime = runtime
         self.settings = settings
         self.max_body = settings.max_body
@@ -43,21 +47,22 @@ class EdgeApp:
             for trigger in step.triggers:
                 if trigger.type == "http":
                     self.router.add(trigger.method, trigger.path, step, trigger)
-        #: (method, path) -> Endpoint; services add theirs (emit, dlq, ...).
-        self.endpoints: dict[tuple[str, str], Endpoint] = {}
-        #: ``async fn(scope, proto)`` for WebSocket connections (the streams service sets it).
-        self.websocket = None
+        #: (method, path) -> Endpoint.
+        self.endpoints: dict[tuple[str, str], Endpoint] = dict(endpoints or {})
+        #: The stream WebSockets (``edge.server.ws.StreamSockets``), or None.
+        self.websocket = websocket
+        #: "rsgi" or "asgi": the Granian interface the server picked (health shows it).
+        self.interface = "rsgi"
         #: The OpenAPI document, built on first request (the steps do not change while serving).
         self.openapi: dict | None = None
         #: WebSocket callbacks still running: Granian sends a socket's close frame only once its
         #: callback has returned, so shutdown waits for this to reach 0 before stopping Granian.
         self.websockets_open = 0
         self.websockets_served = 0
-        self.nursery: trio.Nursery | None = None
         self.inflight = 0
         self.idle = asyncio.Event()
         self.idle.set()
-        self._scopes: set[trio.CancelScope] = set()
+        self._tasks: set[asyncio.Task] = set()
         self.cors = tuple(settings.cors_origins)
 
     # -- entry point ----------------------------------------------------------------------
@@ -76,20 +81,30 @@ class EdgeApp:
             return
         self.inflight += 1
         self.idle.clear()
+        task = asyncio.current_task()
+        self._tasks.add(task)
         try:
             status, headers, body = await self._http(scope, proto)
+        except asyncio.CancelledError:  # shutdown ran out of grace
+            status, headers, body = error_response(503, detail="edge stopped before the handler finished; retry")
+            if task is not None:
+                task.uncancel()
         except Exception as exc:  # a bug in edge itself: still answer, and say where to look
             error_id = new_id(6)
             self.runtime.tracer.exception(f"edge failed on {scope.method} {scope.path} (error_id {error_id})", exc)
             status, headers, body = error_response(500, error_id=error_id)
             headers.append(("x-trace-id", error_id))
         finally:
+            self._tasks.discard(task)
             self.inflight -= 1
             if self.inflight == 0:
                 self.idle.set()
         if scope.method == "HEAD":
             body = b""
-        proto.response_bytes(status, headers, body)
+        try:
+            proto.response_bytes(status, headers, body)
+        except Exception:  # the client is gone (or the headers are unusable): nothing to answer
+            pass
 
     async def _http(self, scope, proto):
         req_headers = scope.headers
@@ -144,8 +159,8 @@ class EdgeApp:
             dict(req_headers.items()), body, raw,
         )
         if endpoint is not None:
-            return await self._in_trio(self._run_endpoint, endpoint, request)
-        return await self._in_trio(self._run_step, match, request, trace_id)
+            return await self._run_endpoint(endpoint, request)
+        return await self._run_step(match, request, trace_id)
 
     # -- request pieces -------------------------------------------------------------------
 
@@ -194,74 +209,71 @@ class EdgeApp:
     def _cors_allows(self, origin: str) -> bool:
         return "*" in self.cors or origin in self.cors
 
-    # -- into trio and back ---------------------------------------------------------------
-
-    async def _in_trio(self, fn, *args):
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.nursery.start_soon(self._resolve, future, fn, *args)
-        return await future
-
-    async def _resolve(self, future, fn, *args):
-        response = None
-        try:
-            with trio.CancelScope() as scope:
-                self._scopes.add(scope)
-                response = await fn(*args)
-        finally:
-            self._scopes.discard(scope)
-            if response is None:
-                response = error_response(503, detail="edge stopped before the handler finished; retry")
-            if not future.done():
-                future.set_result(response)
+    # -- running ---------------------------------------------------------------------------
 
     async def _run_step(self, match, request, trace_id):
         runtime = self.runtime
         step, trigger = match.step, match.trigger
         middleware = trigger.middleware
-        handler = None
-        if middleware:
-            from ..steps import call_handler
+        call = runtime.boundary.call
 
-            async def handler(ctx):
+        async def respond(ctx):
+            if middleware:
                 async def chain(i):
                     if i == len(middleware):
-                        return await call_handler(step, request, ctx)
+                        return await call(step, request, ctx)
                     return await maybe_await(middleware[i](request, ctx, lambda: chain(i + 1)))
 
-                return await chain(0)
+                result = await chain(0)
+            else:
+                result = await call(step, request, ctx)
+            return build_response(result)
 
         try:
-            result, ctx = await runtime.invoke(step, trigger, request, trace_id=trace_id, handler=handler)
-            response = build_response(result)
-            # Durable before the client hears 2xx: the outbox commits first.
-            await runtime.commit_outbox(ctx)
+            response, _ = await runtime.invoke(step, trigger, request, trace_id=trace_id, around=respond)
             return response
         except Skipped:
             return error_response(422, error="Request condition not met", skipped=True)
         except HandlerError as exc:
+            if isinstance(exc.original, StorageFull):
+                return storage_full(exc.original, error_id=exc.error_id)
             return error_response(500, error_id=exc.error_id)
-        except BadResult as exc:
-            error_id = new_id(6)
-            runtime.tracer.log("error", f"{step.name}: {exc} (error_id {error_id})", trace_id=trace_id, step=step.name)
-            return error_response(500, error_id=error_id)
 
     async def _run_endpoint(self, endpoint, request):
+        """The runtime's own endpoints: bad input is a 400 saying why; anything else a 500."""
         try:
-            status, body = await endpoint(self, request)
+            result = await endpoint(self, request)
         except SchemaError as exc:
             return error_response(400, error=str(exc), errors=exc.errors)
+        except StorageFull as exc:
+            return storage_full(exc)
         except EdgeError as exc:
             return error_response(400, detail=str(exc))
+        except Exception as exc:
+            error_id = new_id(6)
+            self.runtime.tracer.exception(
+                f"edge endpoint {request.method} {request.path} failed: {type(exc).__name__} (error_id {error_id})", exc)
+            return error_response(500, error_id=error_id)
+        status, body = result[0], result[1]
+        headers = list(result[2]) if len(result) > 2 else []
+        has_type = any(k.lower() == "content-type" for k, _ in headers)
         if isinstance(body, (bytes, str)):
-            return status, [("content-type", "text/plain; charset=utf-8")], body if isinstance(body, bytes) else body.encode()
-        return status, [("content-type", JSON)], json_body(body)
+            if not has_type:
+                headers.append(("content-type", "text/plain; charset=utf-8"))
+            return status, headers, body if isinstance(body, bytes) else body.encode()
+        try:
+            payload = json_body(body)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EdgeError(f"the answer cannot be encoded as JSON: {exc}") from None
+        if not has_type:
+            headers.append(("content-type", JSON))
+        return status, headers, payload
 
     # -- shutdown -------------------------------------------------------------------------
 
     def cancel_inflight(self) -> None:
-        for scope in list(self._scopes):
-            scope.cancel()
+        for task in list(self._tasks):
+            task.cancel()
 
 
 class _BadBody(Exception):

@@ -1,4 +1,6 @@
-"""One process, two loops: asyncio hosts Granian's embedded RSGI server, trio runs as its guest.
+"""One process, two loops: asyncio hosts Granian's embedded RSGI server and every handler; trio
+runs as its guest and owns the services (queues, cron, the tracer's flush, the store writer's
+wake-ups). On uvloop when it is installed (faster on the HTTP path), else asyncio's own loop.
 
 Order matters (STACK-NOTES 2–8): signal handlers are registered before trio starts; on
 SIGTERM/SIGINT new requests get 503, in-flight ones get ``grace`` seconds, then are cancelled
@@ -20,6 +22,7 @@ import trio
 from granian.constants import Interfaces
 from granian.server.embed import Server
 
+from .._boundary import Host
 from ..runtime import Runtime
 from .app import EdgeApp
 
@@ -50,33 +53,41 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:
     return holder, holder.getsockname()[1]
 
 
-def serve(runtime: Runtime, settings, *, on_ready: Callable[[ServerHandle], None] | None = None,
-          install: Callable[[EdgeApp], None] | None = None) -> int:
+def loop_factory() -> tuple[Callable | None, str]:
+    """The host loop: uvloop's when it is installed (and not disabled with EDGE_LOOP=asyncio)."""
+    wanted = os.environ.get("EDGE_LOOP", "").strip().lower()
+    if wanted != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop, "uvloop"
+    return None, "asyncio"
+
+
+def serve(runtime: Runtime, app: EdgeApp, settings, *,
+          on_ready: Callable[[ServerHandle], None] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit code."""
-    return asyncio.run(_serve(runtime, settings, on_ready, install))
+    factory, name = loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_serve(runtime, app, settings, on_ready, name))
 
 
-async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
+async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: str) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    app = EdgeApp(runtime, settings)
-    if install is not None:
-        install(app)
     started: asyncio.Future = loop.create_future()
     trio_done: asyncio.Future = loop.create_future()
     cancel_scope = trio.CancelScope()
+    host = Host(loop)
 
     async def trio_main():
         with cancel_scope:
-            async with trio.open_nursery() as nursery:
-                app.nursery = nursery
-                await nursery.start(runtime.serve)
-                if not started.done():
-                    started.set_result(None)
-                await trio.sleep_forever()
+            await runtime.serve(host=host, task_status=_Started(started))
 
     def done_callback(outcome):
         if not started.done():
@@ -117,8 +128,10 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
         code = 1
     else:
         code = 0
+        steps = len(runtime.steps)
         runtime.tracer.log("info", f"edge listening on http://{settings.host}:{port} "
-                                   f"({len(runtime.steps)} steps, data in {settings.data_dir})")
+                                   f"({steps} step{'' if steps == 1 else 's'}, data in {settings.data_dir}, "
+                                   f"{loop_name} loop)")
         if on_ready is not None:
             on_ready(ServerHandle(app, port))
         _release_startup_memory()
@@ -128,8 +141,9 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
 
     waiters = [loop.create_task(stop.wait()), serving, trio_done]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    if trio_done.done() and not stop.is_set():
-        code = _report(runtime, trio_done.result()) or 1
+    crashed = trio_done.done() and not stop.is_set()
+    if crashed:  # the runtime itself failed: said once, below; exit 1
+        code = 1
 
     # Graceful stop: 503 for new requests, a bounded grace for in-flight ones.
     runtime.stopping = True
@@ -140,9 +154,8 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
             runtime.tracer.log("warn", f"{app.inflight} request(s) still running after {settings.grace}s; cancelling them")
             app.cancel_inflight()
             await asyncio.wait_for(app.idle.wait(), timeout=5)
-    closer = getattr(app, "close_websockets", None)
-    if closer is not None:
-        await closer()
+    if app.websocket is not None:
+        await app.websocket.close_all()
     if app.websockets_served:
         await _websockets_flushed(app)
     server.stop()
@@ -153,8 +166,8 @@ async def _serve(runtime: Runtime, settings, on_ready, install) -> int:
     outcome = await trio_done
     error = _report(runtime, outcome)
     runtime.close()
-    runtime.tracer.log("info", "edge stopped")
-    return code or error
+    runtime.tracer.log("info", "edge stopped" if not (code or error) else "edge stopped after an error (exit code 1)")
+    return 1 if (code or error) else 0
 
 
 def _interface(app: EdgeApp):
@@ -225,13 +238,28 @@ def _release_startup_memory() -> None:
         pass  # not glibc (musl, macOS): nothing to trim
 
 
+class _Started:
+    """``task_status`` for ``runtime.serve`` that resolves an asyncio future."""
+
+    def __init__(self, future: asyncio.Future):
+        self._future = future
+
+    def started(self, value=None) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
+
+
 def _report(runtime: Runtime, outcome) -> int:
-    try:
-        outcome.unwrap()
-    except trio.Cancelled:
+    """Say once why the runtime ended, if it failed; the exit code. ``outcome`` is read once
+    (an ``outcome.Outcome`` may be unwrapped only once)."""
+    error = getattr(outcome, "error", None)
+    if error is None or isinstance(error, trio.Cancelled):
         return 0
-    except BaseException as exc:  # the runtime crashed: say so, exit 1
-        runtime.tracer.exception(f"edge runtime failed: {type(exc).__name__}: {exc}", exc)
-        sys.stderr.flush()
-        return 1
-    return 0
+    if isinstance(error, BaseExceptionGroup):
+        only = error.subgroup(lambda e: not isinstance(e, trio.Cancelled))
+        if only is None:
+            return 0
+        error = only.exceptions[0] if len(only.exceptions) == 1 else only
+    runtime.tracer.exception(f"edge runtime failed: {type(error).__name__}: {error}", error)
+    sys.stderr.flush()
+    return 1

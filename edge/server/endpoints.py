@@ -6,20 +6,23 @@ from ..errors import EdgeError
 from ..openapi import build_openapi
 from ..tracing import read_logs, read_spans
 
-__all__ = ["install_core_endpoints"]
+__all__ = ["core_endpoints"]
 
 
-def install_core_endpoints(app) -> None:
-    app.endpoints[("GET", "/__edge/health")] = health
-    app.endpoints[("GET", "/__edge/openapi.json")] = openapi
-    app.endpoints[("GET", "/__edge/state")] = state_get
-    app.endpoints[("POST", "/__edge/state")] = state_set
-    app.endpoints[("GET", "/__edge/logs")] = logs
-    app.endpoints[("GET", "/__edge/traces")] = traces
+def core_endpoints() -> dict:
+    """``(method, path) -> endpoint`` of the runtime's core surface."""
+    return {
+        ("GET", "/__edge/health"): health,
+        ("GET", "/__edge/openapi.json"): openapi,
+        ("GET", "/__edge/state"): state_get,
+        ("POST", "/__edge/state"): state_set,
+        ("GET", "/__edge/logs"): logs,
+        ("GET", "/__edge/traces"): traces,
+    }
 
 
 async def health(app, request):
-    return 200, {**app.runtime.health(), "interface": getattr(app, "interface", "rsgi")}
+    return 200, {**app.runtime.health(), "interface": app.interface}
 
 
 async def openapi(app, request):
@@ -48,8 +51,12 @@ async def state_set(app, request):
     body = request.body
     if not isinstance(body, dict) or not {"group", "key", "value"} <= body.keys():
         raise EdgeError('POST /__edge/state takes {"group": ..., "key": ..., "value": ...}')
-    value = await app.runtime.state.set(body["group"], body["key"], body["value"])
-    return 200, {"group": body["group"], "key": body["key"], "value": value}
+    group, key = body["group"], body["key"]
+    if not isinstance(group, str) or not isinstance(key, str):
+        raise EdgeError(f'POST /__edge/state: "group" and "key" must be strings, got {type(group).__name__} '
+                        f'and {type(key).__name__}')
+    value = await app.runtime.state.set(group, key, body["value"])
+    return 200, {"group": group, "key": key, "value": value}
 
 
 def _limit(request) -> int:

@@ -8,12 +8,13 @@ import msgspec
 
 from ..api import ApiResponse
 
-__all__ = ["build_response", "error_response", "json_body", "STATUS_TEXT"]
+__all__ = ["build_response", "error_response", "json_body", "storage_full", "STATUS_TEXT"]
 
 STATUS_TEXT = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
-    422: "Unprocessable Entity", 500: "Internal Server Error", 503: "Service Unavailable",
+    421: "Misdirected Request", 422: "Unprocessable Entity", 500: "Internal Server Error",
+    503: "Service Unavailable", 507: "Insufficient Storage",
 }
 
 JSON = "application/json"
@@ -40,8 +41,37 @@ def error_response(status: int, **fields: Any) -> tuple[int, list, bytes]:
     return status, [("content-type", JSON)], _encoder.encode(body)
 
 
+def storage_full(exc, **fields: Any) -> tuple[int, list, bytes]:
+    """507: the disk holding the data directory is full (nothing was written)."""
+    return error_response(507, error=f"the disk holding {exc.path} is full", detail=str(exc), **fields)
+
+
 class BadResult(Exception):
     """A handler returned something that is not a response."""
+
+
+def _unencodable(value: Any, path: str = "$") -> str | None:
+    """The JSON path of the first value in ``value`` that cannot be encoded, as ``"type at path"``."""
+    try:
+        _encoder.encode(value)
+        return None
+    except (TypeError, ValueError, OverflowError) as exc:
+        reason = exc
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float)):
+                return f"key of type {type(key).__name__} at {path}"
+            found = _unencodable(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _unencodable(item, f"{path}[{i}]")
+            if found:
+                return found
+    if isinstance(reason, OverflowError) or (isinstance(value, int) and "range" in str(reason)):
+        return f"integer out of range ({value if isinstance(value, int) else '?'}) at {path}"
+    return f"{type(value).__name__} at {path}"
 
 
 def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -59,6 +89,8 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         status, body = 200, result
     if not isinstance(status, int) or not 100 <= status <= 599:
         raise BadResult(f"handler returned status {status!r}; expected an int between 100 and 599")
+    if not isinstance(headers, dict):
+        raise BadResult(f"handler returned headers of type {type(headers).__name__}; expected a dict of name -> value")
     out = [(str(k).lower(), str(v)) for k, v in headers.items()]
     has_type = any(k == "content-type" for k, _ in out)
     if body is None:
@@ -72,7 +104,10 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         if not has_type:
             out.append(("content-type", "text/plain; charset=utf-8"))
     else:
-        payload = _encoder.encode(body)
+        try:
+            payload = _encoder.encode(body)
+        except (TypeError, ValueError, OverflowError):
+            raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
         if not has_type:
             out.append(("content-type", JSON))
     return status, out, payload

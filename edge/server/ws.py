@@ -4,10 +4,11 @@ Client -> server frames are ``{"type": "join"|"leave", "data": {"streamName", "g
 "subscriptionId"}}``. They are handled on the asyncio side, one at a time and in order, because
 Granian's socket calls can only be awaited there; a join reads the store and registers with the
 :class:`~edge.streams.Hub` synchronously, so no change can slip between its ``sync`` and the
-live events that follow. Only an async ``canAccess`` hops into trio.
+live events that follow. An async ``canAccess`` is awaited there too (user code runs on asyncio).
 
-Server -> client frames are queued per socket by ``Client.push`` (called from trio, on the same
-thread) and written by one asyncio task per socket. The queue is bounded: a client that cannot
+Server -> client frames are queued per socket by ``Client.push`` (called on the loop thread:
+from the store's after-commit hooks, from handlers, from trio) and written by one asyncio task
+per socket. The queue is bounded: a client that cannot
 keep up is disconnected (close code 1008) the moment its queue would pass ``MAX_BUFFER``, and
 nobody else waits for it.
 """
@@ -24,7 +25,7 @@ import msgspec
 
 from ..streams import AuthContext, Streams, Subscription
 
-__all__ = ["StreamSockets", "install_streams", "MAX_FRAME", "MAX_SUBSCRIPTIONS", "MAX_BUFFER"]
+__all__ = ["StreamSockets", "MAX_FRAME", "MAX_SUBSCRIPTIONS", "MAX_BUFFER"]
 
 #: Largest client frame handled (bytes); joins are ~200 bytes. Bigger frames get FRAME_TOO_LARGE.
 MAX_FRAME = 64 * 1024
@@ -184,7 +185,7 @@ class Client:
 
     async def _join_later(self, sub_id, room, stream, pending) -> None:
         try:
-            allowed = await self.sockets.in_trio(pending)
+            allowed = await pending
         except Exception as exc:
             self._access_failed(stream, exc)
             allowed = False
@@ -279,12 +280,11 @@ def client_token(headers, query_string: str) -> tuple[str | None, str | None]:
 
 
 class StreamSockets:
-    """Every stream WebSocket of the server: ``app.websocket`` and ``app.close_websockets``."""
+    """Every stream WebSocket of the server (``app.websocket``)."""
 
-    def __init__(self, streams: Streams, tracer=None, nursery_of=None):
+    def __init__(self, streams: Streams, tracer=None):
         self.streams = streams
         self.tracer = tracer
-        self._nursery_of = nursery_of or (lambda: None)
         self.clients: set[Client] = set()
         self.handlers: set[asyncio.Future] = set()
         #: Clients cut off for not reading (see ``Client.push``).
@@ -306,31 +306,6 @@ class StreamSockets:
             hub.remove(room, client)
         client.rooms.clear()
         client.subs.clear()
-
-    async def in_trio(self, awaitable) -> Any:
-        """Await ``awaitable`` (a user coroutine) as a trio task; return its result here in asyncio."""
-        nursery = self._nursery_of()
-        if nursery is None:
-            return await awaitable
-        future = asyncio.get_running_loop().create_future()
-
-        async def run():
-            # Resolved on every path (STACK-NOTES 4), or the join would wait forever.
-            try:
-                result = await awaitable
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-            except BaseException:
-                if not future.done():
-                    future.set_exception(RuntimeError("the server is stopping"))
-                raise
-            else:
-                if not future.done():
-                    future.set_result(result)
-
-        nursery.start_soon(run)
-        return await future
 
     # -- the RSGI entry point -------------------------------------------------------------
 
@@ -411,14 +386,3 @@ def _receiver(transport):
         return message.data
 
     return receive
-
-
-def install_streams(runtime, app) -> None:
-    """Server installer: serve the stream WebSocket on ``app`` (see ``edge.server.INSTALLERS``)."""
-    streams = runtime.streams
-    if streams is None:
-        return
-    sockets = StreamSockets(streams, runtime.tracer, nursery_of=lambda: app.nursery)
-    app.websocket = sockets
-    app.close_websockets = sockets.close_all
-    app.stream_sockets = sockets

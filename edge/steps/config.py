@@ -37,14 +37,16 @@ __all__ = ["parse_step_config", "parse_stream_config", "normalise_path", "snake_
 
 _STEP_KEYS = (
     "name", "description", "triggers", "enqueues", "virtual_enqueues", "virtual_subscribes",
-    "flows", "include_files", "infrastructure",
+    "flows", "include_files", "infrastructure", "runtime",
 )
+#: Where a step's async handler runs: asyncio (the default: the Python async ecosystem) or trio.
+RUNTIMES = ("asyncio", "trio")
 # Every key a Motia 0.x config may carry; keys another type uses are ignored, as Motia did
 # (0.x projects often carry "subscribes": [] on api steps). timezone/missed are edge's.
 _LEGACY_KEYS = (
     "type", "name", "description", "subscribes", "emits", "virtual_emits", "virtual_subscribes",
     "flows", "include_files", "method", "path", "body_schema", "response_schema", "query_params",
-    "middleware", "input", "infrastructure", "cron", "timezone", "missed",
+    "middleware", "input", "infrastructure", "cron", "timezone", "missed", "runtime",
 )
 _LEGACY_TYPES = ("api", "event", "cron", "noop")
 _TRIGGER_KEYS = {
@@ -449,7 +451,7 @@ def _cron_fields(t: _Obj, key: str, hint: str) -> tuple[str, str | None, str]:
     missed = t.choice("missed", ("skip", "once"), "skip")
     expression = " ".join(fields)
     # Field values, ranges and impossible dates: refused here, at discovery, naming the step.
-    from ..cron import CronSchedule
+    from .._cron import CronSchedule
 
     CronSchedule.parse(expression, timezone, where=f"{t.file}: {t.path or 'config'}",
                        expression_key=key)
@@ -586,6 +588,7 @@ def _step_fields(c: _Obj, name: str, triggers: tuple[Trigger, ...], *, enqueues_
         "flows": c.texts("flows"),
         "include_files": c.texts("include_files"),
         "dialect": dialect,
+        "runtime": c.choice("runtime", RUNTIMES, "asyncio"),
     }
 
 

@@ -201,6 +201,7 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     path: pathlib.Path | None = None  # absolute path of the file
     dialect: str = "1.0"  # "1.0" (triggers) or "0.x" (Motia 0.x "type" configs)
     call: HandlerCall | None = None  # the calling convention, computed once
+    runtime: str = "asyncio"  # where an async handler runs: "asyncio" (default) or "trio"
 
     def triggers_of(self, type: str) -> tuple[Trigger, ...]:
         """The triggers of one type ("http", "queue", ...), in declaration order."""

@@ -2,8 +2,13 @@
 
 Every write is a function ``fn(txn)`` handed to :meth:`Store.write`. The writer thread drains
 whatever functions are waiting into one LMDB transaction and one fsync (group commit), then
-wakes every waiting trio task at once. A function that raises is rolled back alone (it runs in
-a nested transaction); the rest of its batch commits.
+hands the loop thread, in one callback, every ``txn.after_commit`` hook of the batch (in
+commit order) and every waiter to wake (asyncio tasks, trio tasks or threads alike). A function
+that raises is rolled back alone (it runs in a nested transaction); the rest of its batch
+commits, and the hooks it registered are dropped with it.
+
+The map grows by itself; growth waits until no read transaction is open (LMDB forbids
+``set_mapsize`` while one is), and reads that start meanwhile wait for it.
 
 Only this package imports ``lmdb``.
 """
@@ -20,7 +25,8 @@ from typing import Any, Callable, Iterator, TypeVar
 import lmdb
 import trio
 
-from ..errors import StoreError
+from .._loops import Completion
+from ..errors import StorageFull, StoreError
 
 __all__ = ["Store", "Txn", "TABLES"]
 
@@ -43,11 +49,19 @@ _STOP = object()
 class Txn:
     """A transaction over the named tables; what write and read functions receive."""
 
-    __slots__ = ("_txn", "_dbs")
+    __slots__ = ("_txn", "_dbs", "_after")
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]):
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any], after: list | None = None):
         self._txn = txn
         self._dbs = dbs
+        self._after = after
+
+    def after_commit(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` on the loop thread once this write is durable (never if it is rolled
+        back). Hooks run once per batch, in commit order, before the writers are woken."""
+        if self._after is None:
+            raise StoreError("after_commit is only available inside Store.write functions")
+        self._after.append(fn)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         return self._txn.get(key, db=self._dbs[table])
@@ -123,13 +137,16 @@ def _prefix_end(prefix: bytes) -> bytes | None:
 
 
 class _Op:
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "done", "result", "error", "after", "blocking")
 
-    def __init__(self, fn: Callable[[Txn], Any], done: Callable[["_Op"], None] | None):
+    def __init__(self, fn: Callable[[Txn], Any], done: Completion | None = None,
+                 blocking: threading.Event | None = None):
         self.fn = fn
-        self.done = done
+        self.done = done  # woken on the loop thread
+        self.blocking = blocking  # woken on the writer thread (a caller blocking the loop thread)
         self.result: Any = None
         self.error: BaseException | None = None
+        self.after: list = []
 
 
 class Store:
@@ -145,7 +162,14 @@ class Store:
         self._dbs = {name: env.open_db(name.encode()) for name in TABLES}
         self._ops: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
+        #: ``fn(callback, *args)`` that runs ``callback`` soon on the loop thread, from any thread.
+        self._notify: Callable | None = None
+        #: ``fn(message, exc)`` for an after_commit hook that raised (logged, never fatal).
+        self.on_hook_error: Callable[[str, BaseException], None] | None = None
+        # Map growth and readers: growth waits for open reads, new reads wait for growth.
+        self._readers = 0
+        self._growing = False
+        self._gate = threading.Condition()
         #: Figures for `GET /__edge/health` and the benchmarks.
         self.commits = 0
         self.ops_committed = 0
@@ -190,33 +214,72 @@ class Store:
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a read transaction on the calling thread and return its result."""
-        with self._env.begin(buffers=False) as txn:
-            return fn(Txn(txn, self._dbs))
+        gate = self._gate
+        with gate:
+            while self._growing:
+                gate.wait()
+            self._readers += 1
+        try:
+            with self._env.begin(buffers=False) as txn:
+                return fn(Txn(txn, self._dbs))
+        finally:
+            with gate:
+                self._readers -= 1
+                if not self._readers:
+                    gate.notify_all()
 
     # -- writes ---------------------------------------------------------------------------
 
-    def start_writer(self) -> None:
-        """Start the writer thread; must be called from inside trio."""
+    def start_writer(self, notify: Callable | None = None) -> None:
+        """Start the writer thread.
+
+        Args:
+            notify: ``fn(callback, *args)`` that runs ``callback(*args)`` soon on the loop
+                thread and may be called from any thread (the host loop's
+                ``call_soon_threadsafe``). Default: trio's, so call this from inside trio.
+        """
         if self._thread is not None:
             return
-        self._token = trio.lowlevel.current_trio_token()
+        self._notify = notify or trio.lowlevel.current_trio_token().run_sync_soon
         self._thread = threading.Thread(target=self._writer_loop, name="edge-store-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def writing(self) -> bool:
+        """Whether the writer thread runs (else writes commit on the calling thread)."""
+        return self._thread is not None
+
+    def submit(self, fn: Callable[[Txn], Any]) -> Completion:
+        """Queue ``fn`` for the next group commit now; the completion is set (on the loop
+        thread) with its result, or failed with its error, once the batch is durable."""
+        op = _Op(fn, Completion())
+        if self._thread is None:
+            self._commit([op])
+            self._finish([op])
+        else:
+            self._ops.put(op)
+        return op.done
 
     async def write(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in the next group commit; return its result once it is durable.
 
-        ``fn`` must be synchronous and may run more than once (a batch is replayed after the
-        map grows), so it must not have side effects outside the transaction. Cancelling the
-        caller does not cancel the write: it completes, the caller just stops waiting.
+        Works from an asyncio task and from a trio task. ``fn`` must be synchronous and may run
+        more than once (a batch is replayed after the map grows), so it must not have side
+        effects outside the transaction (use ``txn.after_commit``). Cancelling the caller does
+        not cancel the write: it completes, the caller just stops waiting.
         """
-        if self._thread is None:
+        return await self.submit(fn).wait()
+
+    def write_blocking(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in the next group commit and block the calling thread until it is durable.
+
+        For callers that cannot await: sync handlers in their threads, and Motia's synchronous
+        calls made on the loop thread itself (that blocks every request for one commit)."""
+        if self._thread is None or self._thread is threading.current_thread():
             return self.write_sync(fn)
-        task = trio.lowlevel.current_task()
-        op = _Op(fn, lambda op: trio.lowlevel.reschedule(task))
+        op = _Op(fn, None, threading.Event())
         self._ops.put(op)
-        # A write once submitted completes; the caller cannot abandon it half way.
-        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        op.blocking.wait()
         if op.error is not None:
             raise op.error
         return op.result
@@ -226,12 +289,14 @@ class Store:
         if self._thread is None:
             self.write_sync(fn)
             return
-        self._ops.put(_Op(fn, None))
+        self._ops.put(_Op(fn))
 
     def write_sync(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in its own transaction on the calling thread (CLI, tests, no writer)."""
-        op = _Op(fn, None)
+        """Run ``fn`` in its own transaction on the calling thread (CLI, tests, no writer);
+        its after_commit hooks run before this returns."""
+        op = _Op(fn)
         self._commit([op])
+        self._run_hooks([op])
         if op.error is not None:
             raise op.error
         return op.result
@@ -254,14 +319,37 @@ class Store:
                     break
                 batch.append(op)
             self._commit(batch)
-            waiting = [op for op in batch if op.done is not None]
-            if waiting:
+            for op in batch:
+                if op.blocking is not None:
+                    op.blocking.set()
+            if any(op.done is not None or op.after for op in batch):
                 try:
-                    self._token.run_sync_soon(_wake, waiting)
-                except trio.RunFinishedError:
-                    pass
+                    self._notify(self._finish, batch)
+                except (trio.RunFinishedError, RuntimeError):
+                    pass  # the loop is gone (stopping): nobody is left to wake
             if stop:
                 return
+
+    def _finish(self, batch: list[_Op]) -> None:
+        """On the loop thread, once ``batch`` is durable: its hooks in order, then its waiters."""
+        self._run_hooks(batch)
+        for op in batch:
+            if op.done is not None:
+                if op.error is not None:
+                    op.done.fail(op.error)
+                else:
+                    op.done.set(op.result)
+
+    def _run_hooks(self, batch: list[_Op]) -> None:
+        for op in batch:
+            if op.error is not None:
+                continue
+            for hook in op.after:
+                try:
+                    hook()
+                except Exception as exc:  # a hook must not stop the others (or the loop)
+                    if self.on_hook_error is not None:
+                        self.on_hook_error(f"an after-commit hook failed: {type(exc).__name__}: {exc}", exc)
 
     def _commit(self, batch: list[_Op]) -> None:
         while True:
@@ -269,15 +357,17 @@ class Store:
                 with self._env.begin(write=True) as txn:
                     for op in batch:
                         op.error = None
+                        op.after = []
                         child = self._env.begin(write=True, parent=txn)
                         try:
-                            op.result = op.fn(Txn(child, self._dbs))
+                            op.result = op.fn(Txn(child, self._dbs, op.after))
                         except lmdb.MapFullError:
                             child.abort()
                             raise
                         except Exception as exc:  # the op fails alone; its batch commits
                             child.abort()
-                            op.error = exc
+                            op.error = self._describe(exc) if isinstance(exc, lmdb.Error) else exc
+                            op.after = []
                         else:
                             child.commit()
                 self.commits += 1
@@ -289,20 +379,43 @@ class Store:
                 error = self._describe(exc)
                 for op in batch:
                     op.error = error
+                    op.after = []
                 return
 
     def _grow(self) -> None:
-        size = self._env.info()["map_size"]
-        self._env.set_mapsize(size + min(size, MAX_GROWTH))
+        """Enlarge the map, once no read transaction is open (LMDB's rule for set_mapsize)."""
+        gate = self._gate
+        with gate:
+            self._growing = True
+            while self._readers:
+                gate.wait()
+        try:
+            size = self._env.info()["map_size"]
+            self._env.set_mapsize(size + min(size, MAX_GROWTH))
+        finally:
+            with gate:
+                self._growing = False
+                gate.notify_all()
 
     def _describe(self, exc: lmdb.Error) -> StoreError:
         text = str(exc)
-        if "No space left" in text or getattr(exc, "errno", None) == errno.ENOSPC:
-            return StoreError(
-                f"the disk holding the data directory {self.path} is full; nothing was written. "
-                "Free space on that disk or move --data-dir"
+        code = getattr(exc, "errno", None)
+        if "No space left" in text or code == errno.ENOSPC or (
+                ("Input/output error" in text or code == errno.EIO) and self._disk_nearly_full()):
+            return StorageFull(
+                f"the disk holding {self.path} is full; nothing was written. "
+                "Free space on that disk or move --data-dir", str(self.path)
             )
         return StoreError(f"writing to the store in {self.path} failed: {text}")
+
+    def _disk_nearly_full(self) -> bool:
+        """LMDB reports a full tmpfs as an I/O error when its pages cannot be written back."""
+        import shutil
+
+        try:
+            return shutil.disk_usage(self.path).free < 4 * self._env.stat()["psize"] * 64
+        except OSError:
+            return False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -321,7 +434,3 @@ class Store:
         info = self._env.info()
         return {"path": str(self.path), "map_size": info["map_size"], "durability": self.durability}
 
-
-def _wake(ops: list[_Op]) -> None:
-    for op in ops:
-        op.done(op)

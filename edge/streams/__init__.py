@@ -8,10 +8,9 @@ Every change is pushed to the WebSocket subscribers of its group and of its item
 :class:`Hub`, which knows nothing about sockets: a subscriber is anything with
 ``push(frame: str)``. Frames are encoded once per change, not once per subscriber.
 
-Order. A durable change is published only after its group commit, and changes are published
-in the order the writer thread committed them (not the order their tasks happened to wake):
-each write stamps its change with a sequence number inside the transaction, and
-:class:`~edge.streams.hub.Ordered` releases stamped changes strictly by that number. Timestamps strictly
+Order. A durable change is published only after its group commit, in the order the writer
+thread committed them: each write publishes from its transaction's ``after_commit`` hook, which
+the store runs once per batch, in commit order, on the loop thread. Timestamps strictly
 increase per ``(stream, group)``, because Motia's clients drop an update whose timestamp is
 not newer than the last one they saw.
 
@@ -21,7 +20,7 @@ transaction of its own), so the trigger messages the queue service stores there 
 committed atomically with the change, like state triggers.
 
 - :mod:`edge.streams.records`: changes, trigger events, subscriptions, ``StreamError``.
-- :mod:`edge.streams.hub`: rooms, frames, timestamps, commit-order release.
+- :mod:`edge.streams.hub`: rooms, frames, timestamps.
 - :mod:`edge.streams.store`: :class:`Streams`, storage and writes.
 - :mod:`edge.streams.view`: ``ctx.streams``.
 

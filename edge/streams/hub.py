@@ -1,5 +1,4 @@
-"""Live fan-out: rooms of subscribers, frames encoded once, strictly increasing timestamps,
-and the release of committed changes in commit order."""
+"""Live fan-out: rooms of subscribers, frames encoded once, strictly increasing timestamps."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import msgspec
 
 from .records import StreamChange
 
-__all__ = ["Hub", "Ordered"]
+__all__ = ["Hub"]
 
 _json = msgspec.json.Encoder()
 
@@ -80,39 +79,3 @@ class Hub:
             subscriber.push(frame)
         self.published += 1
         return len(targets)
-
-
-class Ordered:
-    """Releases stamped changes to ``publish`` in stamp (= commit) order."""
-
-    def __init__(self, publish: Callable[[StreamChange], None]):
-        self._publish = publish
-        self._counter = itertools.count()
-        self._next = 0
-        self._done: dict[int, StreamChange | None] = {}
-
-    def stamp(self, change: StreamChange) -> None:
-        """Called last inside the write transaction (writer thread); once, even if replayed."""
-        if change.seq is None:
-            change.seq = next(self._counter)
-
-    @contextlib.contextmanager
-    def releasing(self, change: StreamChange) -> Iterator[None]:
-        """Around the write of ``change``: resolve it as committed only if the body returned."""
-        committed = False
-        try:
-            yield
-            committed = True
-        finally:
-            self.resolve(change, committed)
-
-    def resolve(self, change: StreamChange, committed: bool) -> None:
-        """Called on the trio thread once the write returned (or failed)."""
-        if change.seq is None:
-            return  # failed before it was stamped: nothing to release
-        self._done[change.seq] = change if committed else None
-        while self._next in self._done:
-            ready = self._done.pop(self._next)
-            self._next += 1
-            if ready is not None:
-                self._publish(ready)

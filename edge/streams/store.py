@@ -7,13 +7,13 @@ import time
 from typing import Any, Callable, Iterable
 
 import msgspec
-import trio
 
+from .._loops import Pending, Ready, checkpoint, in_async, track
 from ..errors import SchemaError
 from ..schema import compile_schema, to_builtins
-from ..state import StateError, check_ops, apply_ops
+from .._state import StateError, check_ops, apply_ops
 from ..tracing import current_trace_id
-from .hub import Hub, Ordered
+from .hub import Hub
 from .records import CREATE, DELETE, UPDATE, StreamChange, StreamError
 from .view import StreamHandle, StreamsView
 
@@ -110,7 +110,6 @@ class Streams:
         self.streams: dict[str, _Stream] = {d.name: _Stream(d, d.name in triggered) for d in definitions}
         self.on_change = on_change
         self.hub = Hub(clock)
-        self._ordered = Ordered(self._publish_change)
         self._view = StreamsView(self)
         #: ``() -> {"sockets", "disconnected_slow"}``; the WebSocket layer (edge.server.ws) sets it.
         self.socket_stats: Callable[[], dict] = lambda: {"sockets": 0, "disconnected_slow": 0}
@@ -168,22 +167,26 @@ class Streams:
 
     # -- writes -----------------------------------------------------------------------------
 
-    async def set(self, name: str, group: str, id: str, data: Any) -> dict:
+    # set/update/delete work from async code (asyncio or trio: ``await`` them) and from a sync
+    # handler's thread (they return the result). The write is queued at call time, so it
+    # happens even if not awaited; the boundary waits for it before answering.
+
+    def set(self, name: str, group: str, id: str, data: Any) -> dict:
         """Store ``data`` as item ``id`` of ``group`` (validated, ``id`` injected); return the item."""
-        return await self._execute(self._plan_set(name, group, id, data))
+        return self._perform(self._plan_set(name, group, id, data))
 
-    async def update(self, name: str, group: str, id: str, ops) -> dict:
+    def update(self, name: str, group: str, id: str, ops) -> dict:
         """Apply update ops (as ``ctx.state.update``) atomically; the result is validated; return it."""
-        return await self._execute(self._plan_update(name, group, id, ops))
+        return self._perform(self._plan_update(name, group, id, ops))
 
-    async def delete(self, name: str, group: str, id: str) -> Any:
+    def delete(self, name: str, group: str, id: str) -> Any:
         """Remove an item; return it (None when there was none, and then nothing is published)."""
-        return await self._execute(self._plan_delete(name, group, id))
+        return self._perform(self._plan_delete(name, group, id))
 
     async def send(self, name: str, channel: dict, event: dict) -> int:
         """Push a custom event; see :meth:`send_nowait`."""
         receivers = self.send_nowait(name, channel, event)
-        await trio.lowlevel.checkpoint()  # as in _execute: let the writers run between events
+        await checkpoint()  # as in _execute: let the writers run between events
         return receivers
 
     def send_nowait(self, name: str, channel: dict, event: dict) -> int:
@@ -296,27 +299,41 @@ class Streams:
         """Last step of every LMDB stream write op, inside its transaction."""
         if self._fires(stream):
             self.on_change(txn, change)
-        self._ordered.stamp(change)
+        txn.after_commit(lambda: self._publish_change(change))
 
-    async def _execute(self, plan) -> Any:
+    def _perform(self, plan) -> Any:
         stream, change, op = plan
+        if not in_async():
+            return self._execute_blocking(plan)
         if stream.memory is None:
-            with self._ordered.releasing(change):
-                return await self.store.write(op)
+            done = self.store.submit(op)
+            track(done)
+            return Pending(done)
         if self._apply_memory(stream, change, op) and self._fires(stream):
             # Memory items are not durable, but the triggers they fire are.
-            await self.store.write(lambda t: self.on_change(t, change))
-        else:
-            # Let the sockets' writers run: a handler setting items in a loop must not fill
-            # every subscriber's queue before any of them had a chance to send.
-            await trio.lowlevel.checkpoint()
+            def fire(t):
+                self.on_change(t, change)
+                return change.data
+
+            done = self.store.submit(fire)
+            track(done)
+            return Pending(done)
+        # Awaiting lets the sockets' writers run: a handler setting items in a loop must not
+        # fill every subscriber's queue before any of them had a chance to send.
+        return _Yielding(change.data)
+
+    def _execute_blocking(self, plan) -> Any:
+        stream, change, op = plan
+        if stream.memory is None:
+            return self.store.write_blocking(op)
+        if self._apply_memory(stream, change, op) and self._fires(stream):
+            self.store.write_blocking(lambda t: self.on_change(t, change))
         return change.data
 
     def _execute_sync(self, plan) -> Any:
         stream, change, op = plan
         if stream.memory is None:
-            with self._ordered.releasing(change):
-                return self.store.write_sync(op)
+            return self.store.write_sync(op)
         if self._apply_memory(stream, change, op) and self._fires(stream):
             self.store.write_sync(lambda t: self.on_change(t, change))
         return change.data
@@ -360,3 +377,16 @@ class Streams:
         if id is None:
             return {"type": "sync", "data": self.get_group_nowait(name, group)}
         return {"type": "sync", "data": self.get_nowait(name, group, id)}
+
+
+class _Yielding:
+    """An awaitable that gives the loop a turn, then returns ``value``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __await__(self):
+        yield from checkpoint().__await__()
+        return self.value

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._loops import Ready, in_async
 from .records import StreamError
+
+
+def _answer(value: Any) -> Any:
+    """A read's value: awaitable in async code, plain in a thread."""
+    return Ready(value) if in_async() else value
 
 if TYPE_CHECKING:
     from .store import Streams
@@ -21,29 +27,32 @@ class StreamHandle:
         self._streams = streams
         self.name = name
 
-    async def get(self, group_id: str, id: str) -> Any:
-        return self._streams.get_nowait(self.name, group_id, id)
+    # From async code ``await`` these; from a sync handler's thread they return the result.
 
-    async def set(self, group_id: str, id: str, data: Any) -> dict:
-        return await self._streams.set(self.name, group_id, id, data)
+    def get(self, group_id: str, id: str) -> Any:
+        return _answer(self._streams.get_nowait(self.name, group_id, id))
 
-    async def delete(self, group_id: str, id: str) -> Any:
-        return await self._streams.delete(self.name, group_id, id)
+    def set(self, group_id: str, id: str, data: Any) -> dict:
+        return self._streams.set(self.name, group_id, id, data)
 
-    async def get_group(self, group_id: str) -> list[Any]:
-        return self._streams.get_group_nowait(self.name, group_id)
+    def delete(self, group_id: str, id: str) -> Any:
+        return self._streams.delete(self.name, group_id, id)
+
+    def get_group(self, group_id: str) -> list[Any]:
+        return _answer(self._streams.get_group_nowait(self.name, group_id))
 
     getGroup = get_group
     list = get_group
 
-    async def update(self, group_id: str, id: str, ops) -> dict:
-        return await self._streams.update(self.name, group_id, id, ops)
+    def update(self, group_id: str, id: str, ops) -> dict:
+        return self._streams.update(self.name, group_id, id, ops)
 
-    async def send(self, channel: dict, event: dict) -> None:
-        await self._streams.send(self.name, channel, event)
+    def send(self, channel: dict, event: dict) -> None:
+        self._streams.send_nowait(self.name, channel, event)
+        return _answer(None)
 
-    async def list_groups(self) -> list[str]:
-        return self._streams.list_groups_nowait(self.name)
+    def list_groups(self) -> list[str]:
+        return _answer(self._streams.list_groups_nowait(self.name))
 
     listGroups = list_groups
 

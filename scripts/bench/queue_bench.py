@@ -50,7 +50,6 @@ def child_edge(n: int, producers: int, workdir: Path) -> dict:
     import trio
 
     sys.path.insert(0, str(ROOT))
-    from edge.queues import attach
     from edge.runtime import Runtime
     from edge.settings import Settings
     from edge.steps import Discovery, Step, parse_step_config, prepare_handler
@@ -70,7 +69,7 @@ def child_edge(n: int, producers: int, workdir: Path) -> dict:
                 call=prepare_handler(handler))
     settings = Settings.from_env(env={}, dir=workdir, data_dir=workdir / "edge-data")
     runtime = Runtime.open(settings, Discovery(project_dir=workdir, steps=(step,)), out=open(os.devnull, "w"))
-    service = attach(runtime)
+    service = runtime.queues
     result = {}
 
     async def main():

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import msgspec
 
+from ._loops import Pending, Ready, in_async, track
 from .errors import EdgeError
 from .records import Record
 
@@ -19,6 +20,8 @@ __all__ = ["StateStore", "StateEvent", "apply_ops", "check_ops", "StateError"]
 _SEP = b"\x00"
 _pack = msgspec.msgpack.Encoder()
 _unpack = msgspec.msgpack.Decoder()
+#: LMDB's largest key in bytes; ``group NUL key`` must fit.
+MAX_KEY = 511
 
 #: ``on_change(txn, event_type, group, key, old, new, trace_id=...)`` runs in the writer's
 #: transaction; ``trace_id`` is the trace of the invocation that made the change (or None).
@@ -51,7 +54,27 @@ def _key(group: str, key: str) -> bytes:
         raise StateError(f"state key must be a non-empty string, got {key!r}")
     if "\x00" in group:
         raise StateError(f"state group must not contain NUL: {group!r}")
-    return group.encode() + _SEP + key.encode()
+    out = group.encode() + _SEP + key.encode()
+    if len(out) > MAX_KEY:
+        raise StateError(f"state group and key together are {len(out)} bytes (UTF-8); the limit is "
+                         f"{MAX_KEY - 1} bytes for both (shorten the key, e.g. use a hash of it)")
+    return out
+
+
+def encode_value(value: Any, what: str = "state value") -> bytes:
+    """msgpack bytes of a JSON-able value; a StateError that says what cannot be stored."""
+    try:
+        return _pack.encode(value)
+    except OverflowError:
+        raise StateError(f"{what}: an integer is out of range (stored integers must fit in "
+                         f"-2**63 .. 2**64-1; send big numbers as strings)") from None
+    except TypeError as exc:
+        raise StateError(f"{what}: {exc}") from None
+
+
+def _answer(value: Any) -> Any:
+    """A read's value: awaitable in async code, plain in a thread."""
+    return Ready(value) if in_async() else value
 
 
 def _trace() -> str | None:
@@ -92,14 +115,18 @@ class StateStore:
     def list_groups_nowait(self) -> list[str]:
         return self.store.read(lambda t: [g.decode() for g in t.groups("state", sep=_SEP)])
 
-    async def get(self, group: str, key: str) -> Any:
-        return self.get_nowait(group, key)
+    # Every call below works from async code (asyncio or trio: ``await`` it) and from a sync
+    # handler's thread (it returns the value). Reads are synchronous under the hood; a write
+    # is queued for the next group commit at call time, so it happens even if not awaited.
 
-    async def get_group(self, group: str) -> list[Any]:
-        return self.get_group_nowait(group)
+    def get(self, group: str, key: str) -> Any:
+        return _answer(self.get_nowait(group, key))
 
-    async def list_groups(self) -> list[str]:
-        return self.list_groups_nowait()
+    def get_group(self, group: str) -> list[Any]:
+        return _answer(self.get_group_nowait(group))
+
+    def list_groups(self) -> list[str]:
+        return _answer(self.list_groups_nowait())
 
     # The names Motia's dialects use for the same calls (``ctx.state`` is this store).
     getGroup = get_group
@@ -112,7 +139,7 @@ class StateStore:
         k = _key(group, key)
         trace = _trace()
         value = _to_builtins(value)
-        packed = _pack.encode(value)
+        packed = encode_value(value)
 
         def op(t):
             old = t.get("state", k)
@@ -165,28 +192,35 @@ class StateStore:
             raw = t.get("state", k)
             old = None if raw is None else _unpack.decode(raw)
             new = apply_ops(old, ops)
-            t.put("state", k, _pack.encode(new))
+            t.put("state", k, encode_value(new))
             if self.on_change is not None:
                 self.on_change(t, "created" if raw is None else "updated", group, key, old, new, trace_id=trace)
             return new
 
         return op
 
-    async def set(self, group: str, key: str, value: Any) -> Any:
+    def set(self, group: str, key: str, value: Any) -> Any:
         """Store ``value`` (JSON-able, a Struct or a pydantic model); return it as stored."""
-        return await self.store.write(self._set_op(group, key, value))
+        return self._write(self._set_op(group, key, value))
 
-    async def delete(self, group: str, key: str) -> Any:
+    def delete(self, group: str, key: str) -> Any:
         """Remove a key; return its old value (None when there was none)."""
-        return await self.store.write(self._delete_op(group, key))
+        return self._write(self._delete_op(group, key))
 
-    async def clear(self, group: str) -> int:
+    def clear(self, group: str) -> int:
         """Remove every key of ``group``; return how many there were."""
-        return await self.store.write(self._clear_op(group))
+        return self._write(self._clear_op(group))
 
-    async def update(self, group: str, key: str, ops: list[dict] | dict) -> Any:
+    def update(self, group: str, key: str, ops: list[dict] | dict) -> Any:
         """Apply update ops atomically (in the writer's transaction); return the new value."""
-        return await self.store.write(self._update_op(group, key, ops))
+        return self._write(self._update_op(group, key, ops))
+
+    def _write(self, op):
+        if in_async():
+            done = self.store.submit(op)
+            track(done)
+            return Pending(done)
+        return self.store.write_blocking(op)
 
     # Synchronous forms, for the CLI (no writer thread) and Motia's un-awaited 0.x calls.
     def set_sync(self, group, key, value):

@@ -1,0 +1,259 @@
+"""The boundary: every handler run of every trigger goes through :meth:`Boundary.invoke`.
+
+Where a handler runs
+--------------------
+- ``async def`` handlers run on the **asyncio** host loop (the one Granian serves on), so
+  ``asyncio.sleep/gather/wait_for/timeout/to_thread`` and every asyncio library work. An HTTP
+  request is already on that loop: no hop. A queue, cron, state or stream invocation comes from
+  a trio service and hops once: the handler becomes an asyncio task and the trio worker waits
+  for it (cancelling the trio side — a timeout, shutdown — cancels the task).
+- Steps with ``"runtime": "trio"`` run their async handler as a trio task instead (from HTTP:
+  one hop into the runtime's nursery).
+- Sync handlers run in a bounded thread pool (``--threads`` / ``EDGE_THREADS``), so a blocking
+  handler never stalls the loop; past its ``timeout`` the attempt counts as failed (the thread
+  itself cannot be stopped and finishes in the background).
+- Without a host loop (in-process tests on trio's MockClock) everything runs in trio, and sync
+  handlers inline, so that virtual time only moves when every handler waits.
+
+What the boundary guarantees
+----------------------------
+Whatever a handler (or its condition or middleware) raises becomes that invocation's outcome:
+:class:`HandlerError` (logged once, with its traceback, under an ``error_id``) or
+:class:`Skipped`; the writes it started are waited for before it counts as done; a span is
+recorded whatever happens. Nothing a handler does reaches the runtime's nurseries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import time
+from typing import Any, Callable
+
+import trio
+
+from ._loops import Completion, current_library, current_pending
+from .context import Context, current_context
+from .errors import Retry
+from .tracing import Span, current_trace_id, new_id
+
+__all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES"]
+
+#: Trigger types whose invocation acknowledges a stored message: their enqueues commit with it.
+QUEUED_TYPES = frozenset(("queue", "state", "stream"))
+#: How long a cancelled asyncio handler gets to finish its clean-up before trio stops waiting.
+CANCEL_GRACE = 5.0
+
+
+class Skipped(Exception):
+    """A trigger's condition returned false: the handler did not run."""
+
+
+class HandlerError(Exception):
+    """A handler raised; ``error_id`` ties the response or DLQ entry to the logged traceback."""
+
+    def __init__(self, original: BaseException, error_id: str):
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original
+        self.error_id = error_id
+
+
+async def maybe_await(value):
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+class Host:
+    """The asyncio loop that hosts Granian and the handlers, and the trio nursery that
+    trio-runtime handlers started from asyncio run in."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, nursery: trio.Nursery | None = None):
+        self.loop = loop
+        self.nursery = nursery
+
+    async def run_asyncio(self, fn: Callable, *args) -> Any:
+        """From a trio task: run ``fn(*args)`` (a coroutine function) as an asyncio task."""
+        task = self.loop.create_task(fn(*args))
+        done = trio.Event()
+        task.add_done_callback(lambda _: done.set())
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            task.cancel()
+            with trio.move_on_after(CANCEL_GRACE) as scope:
+                scope.shield = True
+                await done.wait()
+            raise
+        return task.result()
+
+    async def run_trio(self, fn: Callable, *args) -> Any:
+        """From an asyncio task: run ``fn(*args)`` as a trio task in the runtime's nursery."""
+        future = self.loop.create_future()
+
+        async def run():
+            # Resolved on every path (STACK-NOTES 4), or the caller would wait forever.
+            try:
+                result = await fn(*args)
+            except BaseException as exc:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception)
+                                         else asyncio.CancelledError("the runtime is stopping"))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                if not future.done():
+                    future.set_result(result)
+
+        self.nursery.start_soon(run)
+        return await future
+
+    def call_blocking(self, fn: Callable, *args) -> Any:
+        """From a thread that is not the loop thread: run ``fn(*args)`` on the loop, wait."""
+        return asyncio.run_coroutine_threadsafe(_call(fn, *args), self.loop).result()
+
+
+async def _call(fn, *args):
+    return fn(*args)
+
+
+class Boundary:
+    """Runs handlers for one runtime (see the module doc). Built by the runtime.
+
+    Args:
+        runtime: what ``ctx`` reaches (tracer, state, streams, queues).
+        threads: size of the pool for sync handlers.
+    """
+
+    def __init__(self, runtime, *, threads: int = 4):
+        self.runtime = runtime
+        self.tracer = runtime.tracer
+        self.threads = max(1, threads)
+        self.host: Host | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._limiter: trio.CapacityLimiter | None = None
+
+    # -- where it runs ----------------------------------------------------------------------
+
+    async def invoke(self, step, trigger, input: Any, *, trace_id: str, parent: str | None = None,
+                     ctx: Context | None = None, around: Callable | None = None) -> tuple[Any, Context]:
+        """Run ``step``'s handler for ``trigger`` once, on the loop it belongs to, from either loop.
+
+        ``around(ctx)``, when given, replaces the plain handler call (HTTP: middleware, then the
+        response built inside the boundary, so a bad result is this invocation's error).
+
+        Returns:
+            ``(result, ctx)``; ``ctx.outbox`` holds what a queued invocation enqueued.
+        Raises:
+            Skipped: the trigger's condition was false.
+            HandlerError: the handler, its condition or its writes failed; already logged.
+            Retry: the handler asked for a retry (queue handlers).
+        """
+        here = current_library()
+        host = self.host
+        if host is not None and (step.call is None or step.call.is_async or around is not None
+                                 or getattr(trigger, "condition", None) is not None):
+            # (a sync handler without condition needs no asyncio: its thread is started from here)
+            if step.runtime == "trio":
+                if here == "asyncio":
+                    return await host.run_trio(self.run, step, trigger, input, trace_id, parent, ctx, around)
+            elif here == "trio":
+                return await host.run_asyncio(self.run, step, trigger, input, trace_id, parent, ctx, around)
+        return await self.run(step, trigger, input, trace_id, parent, ctx, around)
+
+    # -- the guarded run -------------------------------------------------------------------
+
+    async def run(self, step, trigger, input, trace_id, parent=None, ctx=None, around=None):
+        """The boundary itself, on the loop the caller is on (see :meth:`invoke`)."""
+        span_id = new_id()
+        if ctx is None:
+            queued = trigger is not None and trigger.type in QUEUED_TYPES
+            ctx = Context(self.runtime, step, trigger, trace_id, span_id, input=input,
+                          outbox=[] if queued else None)
+        else:
+            ctx.span_id = span_id  # a ctx.invoke child: its own invokes name this span as parent
+        start = time.time()
+        t0 = time.perf_counter()
+        status, error, error_id = "ok", None, None
+        pending: list[Completion] = []
+        tokens = (current_trace_id.set(trace_id), current_pending.set(pending), current_context.set(ctx))
+        try:
+            condition = getattr(trigger, "condition", None)
+            if condition is not None and not await maybe_await(condition(input, ctx)):
+                status = "skipped"
+                raise Skipped()
+            if around is not None:
+                result = await around(ctx)
+            else:
+                result = await self.call(step, input, ctx)
+            for done in pending:  # writes the handler started (awaited or not) are durable
+                await done.wait()
+            return result, ctx
+        except Skipped:
+            raise
+        except (trio.Cancelled, asyncio.CancelledError):
+            status, error = "error", "cancelled"
+            raise
+        except HandlerError as exc:  # a ctx.invoke callee failed: already logged
+            status, error, error_id = "error", str(exc), exc.error_id
+            raise
+        except Retry:  # raised on purpose (queue handlers): not an error, not logged
+            status, error = "retry", "Retry"
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt, SystemExit, GeneratorExit: not the handler's outcome
+            status, error_id = "error", new_id(6)
+            error = f"{type(exc).__name__}: {exc}"
+            self.tracer.exception(
+                f"{step.name} failed: {type(exc).__name__} (error_id {error_id})", exc,
+                trace_id=trace_id, step=step.name, flows=step.flows, data={"error_id": error_id},
+            )
+            raise HandlerError(exc, error_id) from exc
+        finally:
+            current_context.reset(tokens[2])
+            current_pending.reset(tokens[1])
+            current_trace_id.reset(tokens[0])
+            self.tracer.record_span(Span(
+                trace_id=trace_id, span_id=span_id, step=step.name,
+                trigger=trigger.type if trigger is not None else "invoke", start=start,
+                duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+                status=status, error=error, error_id=error_id, parent=parent,
+            ))
+
+    async def call(self, step, input, ctx) -> Any:
+        """Call the handler by its signature; a sync handler runs in the thread pool."""
+        call = step.call
+        if call is None:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{step.file}: step {step.name!r} has no handler")
+        fn, arity = call.fn, call.arity
+        args = (input, ctx) if arity == 2 else ((ctx if call.ctx_only else input),) if arity == 1 else ()
+        if call.is_async:
+            return await fn(*args)
+        if self.host is None:  # in-process on a mock clock: deterministic, inline
+            result = fn(*args)
+        else:
+            result = await self.in_thread(fn, *args)
+        if hasattr(result, "__await__"):  # a sync function that returned an awaitable
+            result = await result
+        return result
+
+    async def in_thread(self, fn: Callable, *args) -> Any:
+        """Run a blocking ``fn(*args)`` in the bounded pool, from asyncio or trio, keeping the
+        caller's context variables (trace id, the current invocation)."""
+        run = functools.partial(contextvars.copy_context().run, fn, *args)
+        if current_library() == "trio":
+            if self._limiter is None:
+                self._limiter = trio.CapacityLimiter(self.threads)
+            return await trio.to_thread.run_sync(run, limiter=self._limiter, abandon_on_cancel=True)
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="edge-handler")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,147 @@
+"""Waiting that works on either loop: asyncio (handlers, HTTP), trio (services) or a thread.
+
+edge runs two event loops on one thread (asyncio hosts Granian and the handlers, trio runs as
+its guest and owns the services), plus a small pool of threads for sync handlers. The store,
+the queue committer and the streams are shared by all of them, so the few places that wait
+for "this write is durable" wait through :class:`Completion`, which asks sniffio which
+library the caller runs under and parks it the way that library understands.
+
+``Completion.set`` is called on the loop thread (both loops live there); a completion set from
+another thread must go through the host's ``call_soon_threadsafe`` (the store does that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any, Callable
+
+import sniffio
+import trio
+
+__all__ = ["Completion", "Pending", "Ready", "current_library", "checkpoint", "in_async", "track",
+           "current_pending"]
+
+
+def current_library() -> str | None:
+    """"asyncio", "trio", or None (a plain thread, or no loop at all)."""
+    try:
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return None
+
+
+def in_async() -> bool:
+    """True when the caller can ``await`` (it runs in an asyncio or a trio task)."""
+    return current_library() is not None
+
+
+async def checkpoint() -> None:
+    """Let other tasks of the caller's loop run (``asyncio.sleep(0)`` / trio's checkpoint)."""
+    if sniffio.current_async_library() == "trio":
+        await trio.lowlevel.checkpoint()
+    else:
+        await asyncio.sleep(0)
+
+
+class Completion:
+    """A one-shot result that asyncio tasks, trio tasks and threads can wait for.
+
+    ``set(value)`` / ``fail(error)`` once, on the loop thread; ``await wait()`` from either loop
+    or ``wait_blocking()`` from a thread. Waiters that stop waiting (cancelled) do not cancel
+    what they waited for.
+    """
+
+    __slots__ = ("done", "value", "error", "_waiters")
+
+    def __init__(self):
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self._waiters: list[Callable[[], None]] = []
+
+    def set(self, value: Any = None) -> None:
+        self._finish(value, None)
+
+    def fail(self, error: BaseException) -> None:
+        self._finish(None, error)
+
+    def _finish(self, value, error) -> None:
+        if self.done:
+            return
+        self.done, self.value, self.error = True, value, error
+        waiters, self._waiters = self._waiters, []
+        for wake in waiters:
+            wake()
+
+    def _result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    async def wait(self) -> Any:
+        """The value (or raise the error) once set; from an asyncio or a trio task."""
+        if self.done:
+            return self._result()
+        if sniffio.current_async_library() == "trio":
+            event = trio.Event()
+            self._waiters.append(event.set)
+            await event.wait()
+        else:
+            future = asyncio.get_running_loop().create_future()
+
+            def wake() -> None:
+                if not future.done():
+                    future.set_result(None)
+
+            self._waiters.append(wake)
+            await future
+        return self._result()
+
+    def wait_blocking(self, timeout: float | None = None) -> Any:
+        """From a thread that is not the loop thread: block until set."""
+        if not self.done:
+            event = threading.Event()
+            self._waiters.append(event.set)
+            if not self.done:
+                event.wait(timeout)
+        return self._result()
+
+
+class Pending:
+    """What an eager call returns in async code: the work has started (a write is queued for
+    the next commit) and ``await`` waits for its result. Not awaiting it loses nothing: the
+    boundary waits for every pending write of an invocation before it answers or acks."""
+
+    __slots__ = ("completion",)
+
+    def __init__(self, completion: Completion):
+        self.completion = completion
+
+    def __await__(self):
+        return self.completion.wait().__await__()
+
+
+class Ready:
+    """An awaitable whose value is already known (reads are synchronous under the hood)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __await__(self):
+        return self.value
+        yield  # noqa: unreachable - makes this a generator
+
+
+def track(completion: Completion) -> None:
+    """Tell the running invocation (if any) to wait for ``completion`` before it answers."""
+    pending = current_pending.get()
+    if pending is not None:
+        pending.append(completion)
+
+
+#: The list of completions the running invocation must wait for (set by the boundary).
+current_pending: contextvars.ContextVar[list | None] = contextvars.ContextVar("edge_pending", default=None)
