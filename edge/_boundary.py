@@ -34,10 +34,10 @@ from typing import Any, Callable
 
 import trio
 
-from ._loops import Completion, current_library, current_pending
-from .context import Context, current_context
+from ._loops import current_invocation, current_library
+from .context import Context
 from .errors import Retry
-from .tracing import Span, current_trace_id, new_id
+from .tracing import Span, new_id
 
 __all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES"]
 
@@ -177,8 +177,7 @@ class Boundary:
         start = time.time()
         t0 = time.perf_counter()
         status, error, error_id = "ok", None, None
-        pending: list[Completion] = []
-        tokens = (current_trace_id.set(trace_id), current_pending.set(pending), current_context.set(ctx))
+        token = current_invocation.set(ctx)
         try:
             condition = getattr(trigger, "condition", None)
             if condition is not None and not await maybe_await(condition(input, ctx)):
@@ -188,7 +187,7 @@ class Boundary:
                 result = await around(ctx)
             else:
                 result = await self.call(step, input, ctx)
-            for done in pending:  # writes the handler started (awaited or not) are durable
+            for done in ctx.pending:  # writes the handler started (awaited or not) are durable
                 await done.wait()
             return result, ctx
         except Skipped:
@@ -213,13 +212,11 @@ class Boundary:
             )
             raise HandlerError(exc, error_id) from exc
         finally:
-            current_context.reset(tokens[2])
-            current_pending.reset(tokens[1])
-            current_trace_id.reset(tokens[0])
+            current_invocation.reset(token)
             self.tracer.record_span(Span(
                 trace_id=trace_id, span_id=span_id, step=step.name,
                 trigger=trigger.type if trigger is not None else "invoke", start=start,
-                duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+                duration_ms=(time.perf_counter() - t0) * 1000,
                 status=status, error=error, error_id=error_id, parent=parent,
             ))
 

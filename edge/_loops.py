@@ -21,7 +21,7 @@ import sniffio
 import trio
 
 __all__ = ["Completion", "Pending", "Ready", "current_library", "checkpoint", "in_async", "track",
-           "current_pending"]
+           "current_invocation", "current_trace"]
 
 
 def current_library() -> str | None:
@@ -136,12 +136,20 @@ class Ready:
         yield  # noqa: unreachable - makes this a generator
 
 
+#: The invocation running in this task or thread (an ``edge.context.Context``, set by the
+#: boundary): its ``trace_id`` is carried into the triggers its writes fire, and its
+#: ``pending`` list holds the writes it must wait for before it answers.
+current_invocation: contextvars.ContextVar[Any] = contextvars.ContextVar("edge_invocation", default=None)
+
+
 def track(completion: Completion) -> None:
     """Tell the running invocation (if any) to wait for ``completion`` before it answers."""
-    pending = current_pending.get()
-    if pending is not None:
-        pending.append(completion)
+    invocation = current_invocation.get()
+    if invocation is not None:
+        invocation.pending.append(completion)
 
 
-#: The list of completions the running invocation must wait for (set by the boundary).
-current_pending: contextvars.ContextVar[list | None] = contextvars.ContextVar("edge_pending", default=None)
+def current_trace() -> str | None:
+    """The trace id of the running invocation (None outside one)."""
+    invocation = current_invocation.get()
+    return None if invocation is None else invocation.trace_id

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from ._loops import Pending, Ready, in_async, track
+from ._loops import Pending, Ready, current_trace, in_async, track
 from .errors import EdgeError
 from .records import Record
 
@@ -77,10 +77,7 @@ def _answer(value: Any) -> Any:
     return Ready(value) if in_async() else value
 
 
-def _trace() -> str | None:
-    from .tracing import current_trace_id
-
-    return current_trace_id.get()
+_trace = current_trace
 
 
 def _to_builtins(value: Any) -> Any:

@@ -23,16 +23,28 @@ _DICT_KEYS = {
 class ApiRequest:
     """An HTTP request: attributes, or dict access with Motia 0.x keys (``req["body"]``)."""
 
-    __slots__ = ("method", "path", "path_params", "query_params", "headers", "body", "raw_body")
+    __slots__ = ("method", "path", "path_params", "query_params", "_headers", "body", "raw_body")
 
     def __init__(self, method, path, path_params, query_params, headers, body, raw_body):
         self.method = method
         self.path = path
         self.path_params = path_params
         self.query_params = query_params
-        self.headers = headers
+        self._headers = headers  # a dict, or the server's header map (made a dict when read)
         self.body = body
         self.raw_body = raw_body
+
+    @property
+    def headers(self) -> dict:
+        """Request headers, lower-case names -> values."""
+        headers = self._headers
+        if type(headers) is not dict:
+            headers = self._headers = dict(headers.items())
+        return headers
+
+    @headers.setter
+    def headers(self, value: dict) -> None:
+        self._headers = value
 
     @property
     def pathParams(self) -> dict:

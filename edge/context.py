@@ -8,17 +8,16 @@ happens; the boundary waits for every write of an invocation before it answers o
 
 from __future__ import annotations
 
-import contextvars
 from typing import Any
 
-from ._loops import Ready, in_async
+from ._loops import Ready, current_invocation, in_async
 from .records import Record
 
 __all__ = ["Context", "StepLogger", "TriggerInfo", "current_context"]
 
 #: The invocation running in this task or thread (set by the boundary): what Motia 1.0's
 #: module-level ``logger``, ``enqueue``, ``stateManager`` and ``Stream(...)`` act for.
-current_context: contextvars.ContextVar["Context | None"] = contextvars.ContextVar("edge_context", default=None)
+current_context = current_invocation
 
 
 class StepLogger:
@@ -81,7 +80,7 @@ class Context:
     """
 
     __slots__ = ("_runtime", "step", "trigger_model", "trace_id", "logger", "outbox", "_trigger",
-                 "span_id", "input")
+                 "span_id", "input", "pending")
 
     def __init__(self, runtime, step, trigger, trace_id: str, span_id: str | None = None, *,
                  input: Any = None, outbox: list | None = None):
@@ -94,6 +93,8 @@ class Context:
         self.logger = StepLogger(runtime.tracer, trace_id, step.name if step else None, step.flows if step else ())
         self.outbox = outbox
         self._trigger = None
+        #: Writes this invocation started (awaited or not): the boundary waits for them.
+        self.pending: list = []
 
     @property
     def traceId(self) -> str:

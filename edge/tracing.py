@@ -6,7 +6,6 @@ diagnostics, not data, and must not add an fsync or a page write per request.
 
 from __future__ import annotations
 
-import contextvars
 import sys
 import time
 import traceback
@@ -17,11 +16,7 @@ from typing import Any, TextIO
 import msgspec
 import trio
 
-__all__ = ["Tracer", "Span", "LogRecord", "new_id", "read_logs", "read_spans", "current_trace_id"]
-
-#: The trace id of the invocation running in this task (set by ``Runtime.invoke``), so that the
-#: state and stream changes a handler makes carry its trace into the triggers they fire.
-current_trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("edge_trace_id", default=None)
+__all__ = ["Tracer", "Span", "LogRecord", "new_id", "read_logs", "read_spans"]
 
 #: How many log records and spans the store keeps; older ones are trimmed on flush.
 MAX_KEPT = 10_000
@@ -63,7 +58,10 @@ class Span(msgspec.Struct, omit_defaults=True):
 
 def new_id(nbytes: int = 8) -> str:
     """A random hex id (trace, span, error ids): unique enough, not secret, and cheap."""
-    return f"{getrandbits(nbytes * 8):0{nbytes * 2}x}"
+    return _ID_FORMATS[nbytes] % getrandbits(nbytes * 8)
+
+
+_ID_FORMATS = {n: f"%0{n * 2}x" for n in range(1, 33)}
 
 
 _json = msgspec.json.Encoder()
@@ -145,7 +143,13 @@ class Tracer:
     # -- spans ----------------------------------------------------------------------------
 
     def record_span(self, span: Span) -> None:
-        self._buffer(self._spans, span)
+        if self.store is None:
+            return
+        spans = self._spans
+        if len(spans) >= MAX_PENDING:
+            spans.popleft()
+            self.dropped += 1
+        spans.append(span)
 
     def _buffer(self, buffer: deque, item) -> None:
         if self.store is None:

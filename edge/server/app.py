@@ -60,8 +60,7 @@ class EdgeApp:
         self.websockets_open = 0
         self.websockets_served = 0
         self.inflight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self._idle: asyncio.Future | None = None  # created by wait_idle (shutdown) only
         self._tasks: set[asyncio.Task] = set()
         self.cors = tuple(settings.cors_origins)
 
@@ -80,7 +79,6 @@ class EdgeApp:
                 self.websockets_open -= 1
             return
         self.inflight += 1
-        self.idle.clear()
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
@@ -97,8 +95,8 @@ class EdgeApp:
         finally:
             self._tasks.discard(task)
             self.inflight -= 1
-            if self.inflight == 0:
-                self.idle.set()
+            if self.inflight == 0 and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
         if scope.method == "HEAD":
             body = b""
         try:
@@ -107,10 +105,17 @@ class EdgeApp:
             pass
 
     async def _http(self, scope, proto):
+        """One HTTP request -> ``(status, headers, body)``. The hot path: kept flat."""
         req_headers = scope.headers
+        method, path = scope.method, scope.path
         trace_id = _trace_id(req_headers)
         origin = req_headers.get("origin")
-        status, headers, body = await self._dispatch(scope, proto, req_headers, trace_id, origin)
+        if self.runtime.stopping:
+            status, headers, body = error_response(503, detail="edge is shutting down; retry shortly")
+        elif origin is not None and method == "OPTIONS" and req_headers.get("access-control-request-method"):
+            status, headers, body = self._preflight(path, req_headers, origin)
+        else:
+            status, headers, body = await self._dispatch(scope, proto, req_headers, method, path, trace_id)
         headers.append(("x-trace-id", trace_id))
         if origin is not None and self._cors_allows(origin):
             headers.append(("access-control-allow-origin", "*" if "*" in self.cors else origin))
@@ -119,13 +124,7 @@ class EdgeApp:
                 headers.append(("vary", "origin"))
         return status, headers, body
 
-    async def _dispatch(self, scope, proto, req_headers, trace_id, origin):
-        method, path = scope.method, scope.path
-        if self.runtime.stopping:
-            return error_response(503, detail="edge is shutting down; retry shortly")
-        if method == "OPTIONS" and req_headers.get("access-control-request-method"):
-            return self._preflight(path, req_headers, origin)
-
+    async def _dispatch(self, scope, proto, req_headers, method, path, trace_id):
         endpoint = match = None
         if path.startswith("/__edge/"):
             endpoint = self.endpoints.get((method, path))
@@ -144,27 +143,63 @@ class EdgeApp:
                     return _not_allowed(allowed)
                 return error_response(404, path=path)
 
-        raw, problem = await self._read_body(proto, req_headers)
-        if problem is not None:
-            return problem
-        content_type = (req_headers.get("content-type") or "").split(";")[0].strip().lower()
-        schema = self.runtime.schema_for(match.step, match.trigger) if match else None
-        try:
-            body = _parse_body(raw, content_type, schema)
-        except _BadBody as bad:
-            return bad.response
-        query = _query(scope.query_string)
-        request = ApiRequest(
-            method, path, match.params if match else {}, query,
-            dict(req_headers.items()), body, raw,
-        )
+        if req_headers.get("content-length") is None and req_headers.get("transfer-encoding") is None:
+            raw = b""  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
+        else:
+            raw, problem = await self._read_body(proto, req_headers)
+            if problem is not None:
+                return problem
+        schema = self.runtime.schemas.get((match.step.name, match.trigger.index)) if match else None
+        if raw or schema is not None:
+            content_type = (req_headers.get("content-type") or "").split(";")[0].strip().lower()
+            try:
+                body = _parse_body(raw, content_type, schema)
+            except _BadBody as bad:
+                return bad.response
+        else:
+            body = None
+        query_string = scope.query_string
+        query = _query(query_string) if query_string else {}
+        # Headers stay Granian's until a handler reads them (a copy costs more than the rest).
+        request = ApiRequest(method, path, match.params if match else {}, query, req_headers, body, raw)
         if endpoint is not None:
             return await self._run_endpoint(endpoint, request)
-        return await self._run_step(match, request, trace_id)
+
+        step, trigger = match.step, match.trigger
+        runtime = self.runtime
+        try:
+            if step.runtime == "asyncio":  # already on the loop it runs on: the boundary itself
+                response, _ = await runtime.boundary.run(step, trigger, request, trace_id, None, None, self._respond)
+            else:
+                response, _ = await runtime.invoke(step, trigger, request, trace_id=trace_id, around=self._respond)
+            return response
+        except Skipped:
+            return error_response(422, error="Request condition not met", skipped=True)
+        except HandlerError as exc:
+            if isinstance(exc.original, StorageFull):
+                return storage_full(exc.original, error_id=exc.error_id)
+            return error_response(500, error_id=exc.error_id)
+
+    async def _respond(self, ctx):
+        """Inside the boundary: middleware (outermost first), the handler, the response."""
+        step, request = ctx.step, ctx.input
+        middleware = ctx.trigger_model.middleware
+        call = self.runtime.boundary.call
+        if middleware:
+            async def chain(i):
+                if i == len(middleware):
+                    return await call(step, request, ctx)
+                return await maybe_await(middleware[i](request, ctx, lambda: chain(i + 1)))
+
+            result = await chain(0)
+        else:
+            result = await call(step, request, ctx)
+        return build_response(result)
 
     # -- request pieces -------------------------------------------------------------------
 
     async def _read_body(self, proto, headers):
+        """The body (within ``--max-body``), or ``(b"", error response)``."""
         declared = headers.get("content-length")
         if declared is not None:
             try:
@@ -191,7 +226,7 @@ class EdgeApp:
         if path.startswith("/__edge/"):
             allowed = self._endpoint_methods(path)
         else:
-            _, allowed = self.router.match("GET", path)
+            allowed = self.router.allowed(path)
         if not allowed:
             return error_response(404, path=path)
         out = [("allow", ", ".join(allowed + ["OPTIONS"]))]
@@ -210,34 +245,6 @@ class EdgeApp:
         return "*" in self.cors or origin in self.cors
 
     # -- running ---------------------------------------------------------------------------
-
-    async def _run_step(self, match, request, trace_id):
-        runtime = self.runtime
-        step, trigger = match.step, match.trigger
-        middleware = trigger.middleware
-        call = runtime.boundary.call
-
-        async def respond(ctx):
-            if middleware:
-                async def chain(i):
-                    if i == len(middleware):
-                        return await call(step, request, ctx)
-                    return await maybe_await(middleware[i](request, ctx, lambda: chain(i + 1)))
-
-                result = await chain(0)
-            else:
-                result = await call(step, request, ctx)
-            return build_response(result)
-
-        try:
-            response, _ = await runtime.invoke(step, trigger, request, trace_id=trace_id, around=respond)
-            return response
-        except Skipped:
-            return error_response(422, error="Request condition not met", skipped=True)
-        except HandlerError as exc:
-            if isinstance(exc.original, StorageFull):
-                return storage_full(exc.original, error_id=exc.error_id)
-            return error_response(500, error_id=exc.error_id)
 
     async def _run_endpoint(self, endpoint, request):
         """The runtime's own endpoints: bad input is a 400 saying why; anything else a 500."""
@@ -270,6 +277,17 @@ class EdgeApp:
         return status, headers, payload
 
     # -- shutdown -------------------------------------------------------------------------
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight (True), or ``timeout`` seconds (False)."""
+        if not self.inflight:
+            return True
+        self._idle = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._idle), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     def cancel_inflight(self) -> None:
         for task in list(self._tasks):

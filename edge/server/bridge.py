@@ -147,13 +147,10 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
 
     # Graceful stop: 503 for new requests, a bounded grace for in-flight ones.
     runtime.stopping = True
-    if app.inflight:
-        try:
-            await asyncio.wait_for(app.idle.wait(), timeout=settings.grace)
-        except asyncio.TimeoutError:
-            runtime.tracer.log("warn", f"{app.inflight} request(s) still running after {settings.grace}s; cancelling them")
-            app.cancel_inflight()
-            await asyncio.wait_for(app.idle.wait(), timeout=5)
+    if not await app.wait_idle(settings.grace):
+        runtime.tracer.log("warn", f"{app.inflight} request(s) still running after {settings.grace}s; cancelling them")
+        app.cancel_inflight()
+        await app.wait_idle(5)
     if app.websocket is not None:
         await app.websocket.close_all()
     if app.websockets_served:

@@ -89,10 +89,16 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         status, body = 200, result
     if not isinstance(status, int) or not 100 <= status <= 599:
         raise BadResult(f"handler returned status {status!r}; expected an int between 100 and 599")
-    if not isinstance(headers, dict):
+    if not headers:  # the common case
+        out, has_type = [], False
+    elif not isinstance(headers, dict):
         raise BadResult(f"handler returned headers of type {type(headers).__name__}; expected a dict of name -> value")
-    out = [(str(k).lower(), str(v)) for k, v in headers.items()]
-    has_type = any(k == "content-type" for k, _ in out)
+    else:
+        out = [(str(k).lower(), str(v)) for k, v in headers.items()]
+        has_type = any(k == "content-type" for k, _ in out)
+    for _, value in out:
+        if "\n" in value or "\r" in value:
+            raise BadResult(f"handler returned a header value with a line break: {value!r}")
     if body is None:
         payload = b""
     elif isinstance(body, bytes):

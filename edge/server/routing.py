@@ -35,11 +35,13 @@ class Router:
                 return
         self._patterns.append((parts, {method: (step, trigger)}))
 
-    def match(self, method: str, path: str) -> tuple[Match | None, list[str]]:
-        """Return ``(match, allowed_methods)``: no match and no methods means 404."""
-        parts = _split(path)
-        methods = self._static.get("/" + "/".join(parts))
+    def match(self, method: str, path: str) -> tuple[Match | None, list[str] | None]:
+        """Return ``(match, None)``, or ``(None, allowed_methods)``: no methods means 404."""
+        methods = self._static.get(path)  # the common case: a static path as declared
         params: dict[str, str] = {}
+        if methods is None:
+            parts = _split(path)
+            methods = self._static.get("/" + "/".join(parts))
         if methods is None:
             for pattern, candidate in self._patterns:
                 if len(pattern) != len(parts):
@@ -58,7 +60,12 @@ class Router:
         entry = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
         if entry is None:
             return None, sorted(methods)
-        return Match(entry[0], entry[1], params), sorted(methods)
+        return Match(entry[0], entry[1], params), None
+
+    def allowed(self, path: str) -> list[str]:
+        """The methods some step serves on ``path`` (empty: none)."""
+        match, allowed = self.match("\0", path)
+        return allowed or []
 
     def routes(self) -> list[tuple[str, str, Any, Any]]:
         out = []

@@ -8,11 +8,10 @@ from typing import Any, Callable, Iterable
 
 import msgspec
 
-from .._loops import Pending, Ready, checkpoint, in_async, track
+from .._loops import Pending, Ready, checkpoint, current_trace, in_async, track
 from ..errors import SchemaError
 from ..schema import compile_schema, to_builtins
 from .._state import StateError, check_ops, apply_ops
-from ..tracing import current_trace_id
 from .hub import Hub
 from .records import CREATE, DELETE, UPDATE, StreamChange, StreamError
 from .view import StreamHandle, StreamsView
@@ -293,7 +292,7 @@ class Streams:
         _check_name(group, "group id", call)
         _check_name(id, "id", call)
         stream.key(group, id, call)  # the same limits whatever the storage type
-        return stream, StreamChange(name, group, id, trace_id=current_trace_id.get())
+        return stream, StreamChange(name, group, id, trace_id=current_trace())
 
     def _committing(self, txn, stream: _Stream, change: StreamChange) -> None:
         """Last step of every LMDB stream write op, inside its transaction."""

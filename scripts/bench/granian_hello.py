@@ -1,4 +1,5 @@
-"""The competitor: a bare Granian RSGI hello-world, embedded, one worker (as edge runs it)."""
+"""The competitor: a bare Granian RSGI hello-world, embedded, one worker (as edge runs it), on
+the host loop named by argv[2]: "uvloop" (when installed) or "asyncio"."""
 
 import asyncio
 import os
@@ -19,5 +20,11 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    factory = None
+    if len(sys.argv) > 2 and sys.argv[2] == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main(int(sys.argv[1])))
     os._exit(0)

@@ -57,8 +57,14 @@ def main() -> None:
     script.write_text(textwrap.dedent(WRK_POST))
     py = sys.executable
 
+    # The bare server runs on the fastest host loop edge itself would use (uvloop when installed).
+    try:
+        import uvloop  # noqa: F401
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
     port = free_port()
-    bare = start([py, str(Path(__file__).parent / "granian_hello.py"), str(port)])
+    bare = start([py, str(Path(__file__).parent / "granian_hello.py"), str(port), loop])
     wait_http(f"http://127.0.0.1:{port}/")
     wrk(f"http://127.0.0.1:{port}/", seconds=2, connections=args.connections)  # warm-up
     # Same load as edge gets: the same POST with the same JSON body (the hello ignores it).
@@ -86,7 +92,8 @@ def main() -> None:
     stop(example)
 
     ratio = ours["rps"] / granian["rps"]
-    print(f"machine: {machine()}; wrk -t1 -c{args.connections} -d{args.seconds}s on loopback")
+    print(f"machine: {machine()}; wrk -t1 -c{args.connections} -d{args.seconds}s on loopback; "
+          f"host loop of both servers: {loop}")
     print(f"{'':44} {'req/s':>10} {'p99 ms':>8}")
     print(f"{'bare Granian RSGI hello, POST JSON':44} {granian['rps']:>10.0f} {granian['p99_ms']:>8.2f}")
     print(f"{'edge JSON echo step, POST (schema+log+span)':44} {ours['rps']:>10.0f} {ours['p99_ms']:>8.2f}")
