@@ -36,7 +36,7 @@ import trio
 
 from ._loops import current_invocation, current_library
 from .context import Context
-from .errors import Retry
+from .errors import BadResult, Retry
 from .tracing import Span, new_id
 
 __all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES"]
@@ -64,6 +64,18 @@ async def maybe_await(value):
     if hasattr(value, "__await__"):
         return await value
     return value
+
+
+def _hint(step, exc: BaseException) -> str | None:
+    """A teaching line for the common mistake: trio code in a handler that runs on asyncio."""
+    if step.runtime != "trio" and isinstance(exc, RuntimeError) and "must be called from async context" in str(exc):
+        tb = exc.__traceback__
+        while tb is not None:
+            if "/trio/" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+                return (f'this handler calls trio, but async handlers run on asyncio: add "runtime": "trio" '
+                        f"to the config of {step.file}, or use asyncio")
+            tb = tb.tb_next
+    return None
 
 
 class Host:
@@ -206,10 +218,18 @@ class Boundary:
                 raise  # KeyboardInterrupt, SystemExit, GeneratorExit: not the handler's outcome
             status, error_id = "error", new_id(6)
             error = f"{type(exc).__name__}: {exc}"
-            self.tracer.exception(
-                f"{step.name} failed: {type(exc).__name__} (error_id {error_id})", exc,
-                trace_id=trace_id, step=step.name, flows=step.flows, data={"error_id": error_id},
-            )
+            if isinstance(exc, BadResult):  # what was wrong with the result says it all
+                self.tracer.log("error", f"{step.name}: {exc} (error_id {error_id})", trace_id=trace_id,
+                                step=step.name, flows=step.flows, data={"error_id": error_id})
+            else:
+                data = {"error_id": error_id}
+                hint = _hint(step, exc)
+                if hint:
+                    data["hint"] = hint
+                self.tracer.exception(
+                    f"{step.name} failed: {type(exc).__name__} (error_id {error_id})", exc,
+                    trace_id=trace_id, step=step.name, flows=step.flows, data=data,
+                )
             raise HandlerError(exc, error_id) from exc
         finally:
             current_invocation.reset(token)

@@ -13,6 +13,8 @@ appends its key as the error travels up, so the success path builds no paths at 
 
 from __future__ import annotations
 
+import math
+
 import datetime
 import re
 import uuid
@@ -314,7 +316,8 @@ class _Compiler:
                     ok = value % step == 0
                 else:
                     q = value / step
-                    ok = abs(q - round(q)) <= 1e-9 * max(1.0, abs(q))
+                    # 1e308 / 0.01 overflows to inf: too large to be checked, so not a multiple
+                    ok = math.isfinite(q) and abs(q - round(q)) <= 1e-9 * max(1.0, abs(q))
                 return None if ok else [[f"must be a multiple of {_show(step)}, got {_show(value)}"]]
 
             fns.append(multiple_of)

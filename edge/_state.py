@@ -12,7 +12,7 @@ from typing import Any, Callable
 import msgspec
 
 from ._loops import Pending, Ready, current_trace, in_async, track
-from .errors import EdgeError
+from .errors import INT_OUT_OF_RANGE, EdgeError
 from .records import Record
 
 __all__ = ["StateStore", "StateEvent", "apply_ops", "check_ops", "StateError"]
@@ -66,8 +66,7 @@ def encode_value(value: Any, what: str = "state value") -> bytes:
     try:
         return _pack.encode(value)
     except OverflowError:
-        raise StateError(f"{what}: an integer is out of range (stored integers must fit in "
-                         f"-2**63 .. 2**64-1; send big numbers as strings)") from None
+        raise StateError(f"{what}: {INT_OUT_OF_RANGE}") from None
     except TypeError as exc:
         raise StateError(f"{what}: {exc}") from None
 

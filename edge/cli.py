@@ -42,6 +42,7 @@ def _common(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
         parser.add_argument("--durability", help="durable|relaxed (EDGE_DURABILITY, default durable)")
         parser.add_argument("--max-body", help="largest request body, e.g. 1m (EDGE_MAX_BODY, default 1m)")
         parser.add_argument("--cors-origins", help="comma-separated origins or * (EDGE_CORS_ORIGINS, default none)")
+        parser.add_argument("--threads", help="threads for sync handlers (EDGE_THREADS, default 4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,9 +148,15 @@ def settings_from(args, **extra) -> Settings:
         "durability": getattr(args, "durability", None),
         "max_body": getattr(args, "max_body", None),
         "cors_origins": getattr(args, "cors_origins", None),
+        "threads": getattr(args, "threads", None),
         **extra,
     }
-    return Settings.from_env(**flags)
+    from .errors import ConfigError
+
+    try:
+        return Settings.from_env(**flags)
+    except ConfigError as exc:  # a flag or EDGE_* variable that cannot be parsed: usage, exit 2
+        raise UsageError(str(exc)) from None
 
 
 def discover_project(settings):

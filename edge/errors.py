@@ -7,11 +7,17 @@ __all__ = [
     "ConfigError",
     "SchemaError",
     "MalformedJSON",
+    "BadResult",
     "EnqueueError",
     "StoreError",
     "StorageFull",
     "Retry",
 ]
+
+
+#: Said when a value holds an integer msgpack cannot store (state, stream items, queue data).
+INT_OUT_OF_RANGE = ("an integer is out of range (stored integers must fit in -2**63 .. 2**64-1; "
+                    "send big numbers as strings)")
 
 
 class EdgeError(Exception):
@@ -32,6 +38,11 @@ class SchemaError(EdgeError):
 
 class MalformedJSON(SchemaError):
     """The bytes are not JSON at all (as opposed to JSON that does not match the schema)."""
+
+
+class BadResult(EdgeError):
+    """A handler returned something that cannot be sent (a status that is not a status, a body
+    that is not JSON-encodable); the message says what and where."""
 
 
 class EnqueueError(EdgeError):

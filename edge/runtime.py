@@ -8,6 +8,7 @@ trio nursery. Services never import this module and nothing is patched onto anyt
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -36,23 +37,28 @@ class _TracerLogger:
     def __init__(self, tracer):
         self._tracer = tracer
 
-    def _log(self, level, msg, *args, **_):
-        self._tracer.log(level, msg % args if args else msg)
+    def _log(self, level, msg, *args, exc_info=False, **_):
+        text = msg % args if args else msg
+        error = sys.exc_info()[1] if exc_info else None
+        if error is not None:
+            self._tracer.exception(text, error)
+        else:
+            self._tracer.log(level, text)
 
     def debug(self, msg, *args, **kw):
-        self._log("debug", msg, *args)
+        self._log("debug", msg, *args, **kw)
 
     def info(self, msg, *args, **kw):
-        self._log("info", msg, *args)
+        self._log("info", msg, *args, **kw)
 
     def warning(self, msg, *args, **kw):
-        self._log("warn", msg, *args)
+        self._log("warn", msg, *args, **kw)
 
     def error(self, msg, *args, **kw):
-        self._log("error", msg, *args)
+        self._log("error", msg, *args, **kw)
 
     def exception(self, msg, *args, **kw):
-        self._log("error", msg, *args)
+        self._log("error", msg, *args, exc_info=True)
 
 
 class Runtime:

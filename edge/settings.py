@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -89,4 +90,7 @@ def parse_size(text: str | int) -> int:
     scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(value[-1:], 1)
     if scale != 1:
         value = value[:-1]
-    return int(float(value) * scale)
+    number = float(value)  # ValueError for text that is no number
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"not a size: {text!r}")
+    return int(number * scale)

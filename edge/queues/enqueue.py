@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import EnqueueError, SchemaError
+from ..errors import INT_OUT_OF_RANGE, EnqueueError, SchemaError
 from ..schema import to_builtins
 from .records import Message, encode_message
 
@@ -95,7 +95,10 @@ def encode_for(subs, topic: str, data: Any, group: str | None, trace_id: str, at
                     f'"{sub.step.name}" ({sub.step.file}): {errors_line(exc.errors)}',
                     exc.errors,
                 ) from None
-    raw = msgspec.Raw(_pack(data))  # encoded once, shared by every subscriber's copy
+    try:
+        raw = msgspec.Raw(_pack(data))  # encoded once, shared by every subscriber's copy
+    except OverflowError:
+        raise EnqueueError(f'{where}("{topic}"): data: {INT_OUT_OF_RANGE}') from None
     encoded: dict[int, bytes] = {}
     records = []
     for sub in subs:

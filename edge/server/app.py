@@ -22,7 +22,7 @@ from ..api import ApiRequest
 from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
 from ..runtime import HandlerError, Runtime, Skipped, maybe_await
 from ..tracing import new_id
-from .responses import JSON, BadResult, build_response, error_response, json_body, storage_full
+from .responses import JSON, build_response, error_response, json_body, storage_full
 from .routing import Router
 
 __all__ = ["EdgeApp", "Endpoint"]

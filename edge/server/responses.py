@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from ..api import ApiResponse
+from ..errors import BadResult
 
 __all__ = ["build_response", "error_response", "json_body", "storage_full", "STATUS_TEXT"]
 
@@ -44,10 +45,6 @@ def error_response(status: int, **fields: Any) -> tuple[int, list, bytes]:
 def storage_full(exc, **fields: Any) -> tuple[int, list, bytes]:
     """507: the disk holding the data directory is full (nothing was written)."""
     return error_response(507, error=f"the disk holding {exc.path} is full", detail=str(exc), **fields)
-
-
-class BadResult(Exception):
-    """A handler returned something that is not a response."""
 
 
 def _unencodable(value: Any, path: str = "$") -> str | None:

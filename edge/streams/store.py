@@ -11,7 +11,7 @@ import msgspec
 from .._loops import Pending, Ready, checkpoint, current_trace, in_async, track
 from ..errors import SchemaError
 from ..schema import compile_schema, to_builtins
-from .._state import StateError, check_ops, apply_ops
+from .._state import StateError, apply_ops, check_ops, encode_value
 from .hub import Hub
 from .records import CREATE, DELETE, UPDATE, StreamChange, StreamError
 from .view import StreamHandle, StreamsView
@@ -228,7 +228,7 @@ class Streams:
         item = stream.item(id, data, call)
         if stream.memory is not None:
             return stream, change, lambda old: item
-        packed = _pack.encode(item)
+        packed = encode_value(item, f"{call}: item {id!r}")
         key = stream.key(group, id, call)
 
         def op(t):
@@ -260,7 +260,7 @@ class Streams:
             raw = t.get("streams", key)
             old = None if raw is None else _unpack.decode(raw)
             item = new_item(old)
-            t.put("streams", key, _pack.encode(item))
+            t.put("streams", key, encode_value(item, f"{call}: item {id!r}"))
             change.kind = CREATE if raw is None else UPDATE
             change.data, change.old = item, old
             self._committing(t, stream, change)

@@ -1,0 +1,399 @@
+"""The boundary: whatever a handler, middleware, condition or endpoint raises or returns becomes
+that invocation's outcome, and the server goes on serving. One real `edge start` process,
+real sockets; every fault is followed by a request that must still be answered.
+
+Also: where handlers run — asyncio code on every trigger type, a trio handler by the
+documented route, sync handlers in threads (a blocking one stalls nobody, one past its
+timeout is a failed attempt).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from .conftest import EdgeServer, wait_for, write_project
+
+PROJECT = {
+    "steps/faults_step.py": """
+        import asyncio
+
+        async def cond_raises(req, ctx):
+            raise ValueError("condition exploded")
+
+        async def mw_raises(req, ctx, next):
+            raise LookupError("middleware exploded")
+
+        config = {"name": "Faults", "triggers": [
+            {"type": "http", "method": "GET", "path": "/garbage/body"},
+            {"type": "http", "method": "GET", "path": "/garbage/status"},
+            {"type": "http", "method": "GET", "path": "/garbage/headers"},
+            {"type": "http", "method": "GET", "path": "/raises"},
+            {"type": "http", "method": "GET", "path": "/cond", "condition": cond_raises},
+            {"type": "http", "method": "GET", "path": "/mw", "middleware": [mw_raises]},
+            {"type": "http", "method": "GET", "path": "/state/bigint"},
+            {"type": "http", "method": "GET", "path": "/state/longkey"},
+        ]}
+
+        async def handler(req, ctx):
+            kind = req.path
+            if kind == "/garbage/body":
+                return {"status": 200, "body": {"when": object()}}
+            if kind == "/garbage/status":
+                return {"status": "OK", "body": {}}
+            if kind == "/garbage/headers":
+                return {"status": 200, "body": {}, "headers": {"x-evil": "a\\r\\nSet-Cookie: b"}}
+            if kind == "/state/bigint":
+                await ctx.state.set("g", "k", {"n": 2 ** 70})
+            if kind == "/state/longkey":
+                await ctx.state.set("g", "k" * 600, 1)
+            raise RuntimeError("handler exploded")
+    """,
+    "steps/ok_step.py": """
+        config = {"name": "Ok", "triggers": [{"type": "http", "method": "GET", "path": "/ok"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": {"ok": True}}
+    """,
+    # asyncio on every trigger type; each records what it saw in state, read back over HTTP.
+    "steps/aio_http_step.py": """
+        import asyncio
+
+        def blocking(x):
+            return x * 2
+
+        config = {"name": "AioHttp", "triggers": [{"type": "http", "method": "POST", "path": "/aio"}],
+                  "enqueues": ["aio.work"]}
+
+        async def handler(req, ctx):
+            await asyncio.sleep(0.01)
+            a, b = await asyncio.gather(asyncio.sleep(0.01, "a"), asyncio.sleep(0.02, "b"))
+            c = await asyncio.wait_for(asyncio.sleep(0.01, "c"), timeout=2)
+            async with asyncio.timeout(2):
+                d = await asyncio.to_thread(blocking, 21)
+            e = await asyncio.get_running_loop().run_in_executor(None, blocking, 5)
+            await ctx.enqueue({"topic": "aio.work", "data": {"id": req.body["id"]}})
+            return {"status": 200, "body": [a, b, c, d, e]}
+    """,
+    "steps/aio_queue_step.py": """
+        import asyncio
+
+        config = {"name": "AioQueue", "triggers": [{"type": "queue", "topic": "aio.work"}]}
+
+        async def handler(data, ctx):
+            results = await asyncio.gather(*(asyncio.sleep(0.01, i) for i in range(3)))
+            await asyncio.wait_for(ctx.state.set("aio", data["id"], {"queue": results}), timeout=5)
+    """,
+    "steps/aio_state_step.py": """
+        import asyncio
+
+        config = {"name": "AioState", "triggers": [{"type": "state", "group": "aio"}]}
+
+        async def handler(event, ctx):
+            if event.event_type != "created":
+                return
+            async with asyncio.timeout(5):
+                await asyncio.sleep(0.01)
+            await ctx.streams.aiolog.set("g", event.item_id, {"from": "state", "value": event.new_value})
+    """,
+    "steps/aio_stream_step.py": """
+        import asyncio
+
+        config = {"name": "AioStream", "triggers": [{"type": "stream", "streamName": "aiolog"}]}
+
+        async def handler(event, ctx):
+            await asyncio.sleep(0.01)
+            await ctx.state.set("aio-done", event.id, {"stream": event.event["type"]})
+    """,
+    "steps/aiolog_stream.py": """
+        config = {"name": "aiolog"}
+    """,
+    "steps/aio_cron_step.py": """
+        import asyncio
+
+        config = {"name": "AioCron", "triggers": [{"type": "cron", "expression": "* * * * * *"}]}
+
+        async def handler(input, ctx):
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: None)
+            await ctx.state.set("cron", "ran", {"at": loop.time()})
+    """,
+    "steps/trio_queue_step.py": """
+        import trio
+
+        config = {"name": "TrioQueue", "runtime": "trio",
+                  "triggers": [{"type": "http", "method": "POST", "path": "/trio"},
+                               {"type": "queue", "topic": "trio.work"}],
+                  "enqueues": ["trio.work"]}
+
+        async def handler(input, ctx):
+            await trio.sleep(0.01)
+            if ctx.trigger.type == "http":
+                await ctx.enqueue({"topic": "trio.work", "data": input.body})
+                return {"status": 202, "body": {"accepted": True}}
+            await trio.to_thread.run_sync(lambda: None)
+            await ctx.state.set("trio", input["id"], {"ran": "trio"})
+    """,
+    "steps/forgot_trio_step.py": """
+        import trio
+
+        config = {"name": "ForgotTrio", "triggers": [{"type": "http", "method": "GET", "path": "/forgot-trio"}]}
+
+        async def handler(req, ctx):
+            await trio.sleep(0.01)
+    """,
+    # sync handlers run in threads: one that blocks stalls nobody
+    "steps/blocking_step.py": """
+        import time
+
+        config = {"name": "Blocking", "triggers": [{"type": "http", "method": "GET", "path": "/block"}]}
+
+        def handler(req, ctx):
+            time.sleep(float(req.query_params["s"]))
+            ctx.state.set("sync", "slept", {"s": req.query_params["s"]})   # returns the value here
+            return {"status": 200, "body": {"slept": ctx.state.get("sync", "slept")}}
+    """,
+    "steps/slow_sync_step.py": """
+        import time
+
+        config = {"name": "SlowSync", "triggers": [{"type": "queue", "topic": "slow",
+                  "config": {"timeout": 0.2, "maxRetries": 1, "backoffDelayMs": 10}}]}
+
+        def handler(data, ctx):
+            time.sleep(1.0)
+    """,
+    "steps/invoker_step.py": """
+        config = {"name": "Invoker", "triggers": [{"type": "http", "method": "GET", "path": "/invoke"}]}
+
+        async def handler(req, ctx):
+            seen = await ctx.invoke("Callee", {"x": 1})
+            return {"status": 200, "body": seen}
+    """,
+    "steps/callee_step.py": """
+        config = {"name": "Callee", "triggers": [{"type": "queue", "topic": "callee.in"}]}
+
+        async def handler(data, ctx):
+            return {"trigger_type": ctx.trigger.type, "topic": ctx.trigger.topic, "key": ctx.trigger["topic"],
+                    "data": data}
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("boundary")
+    srv = EdgeServer(write_project(root / "app", PROJECT), root / "data", args=["--threads", "4"]).start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def client(server):
+    with server.client() as c:
+        yield c
+
+
+def still_serving(client) -> None:
+    assert client.get("/ok").json() == {"ok": True}
+    assert client.get("/__edge/health").json()["status"] == "ok"
+
+
+def logged(server, error_id: str) -> dict:
+    return wait_for(lambda: next((r for r in server.logs() if error_id in r.get("msg", "")), None))
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/garbage/body", "Faults: body is not JSON-encodable: object at $.when"),
+    ("/garbage/status", "Faults: handler returned status 'OK'; expected an int between 100 and 599"),
+    ("/garbage/headers", "Faults: handler returned a header value with a line break: 'a\\r\\nSet-Cookie: b'"),
+])
+def test_a_garbage_result_is_a_500_that_says_what_was_wrong(client, server, path, message):
+    r = client.get(path)
+    assert r.status_code == 500
+    body = r.json()
+    assert set(body) == {"error", "error_id"} and body["error"] == "Internal Server Error"
+    record = logged(server, body["error_id"])
+    assert record["msg"] == f"{message} (error_id {body['error_id']})"
+    assert "set-cookie" not in {k.lower() for k in r.headers}
+    still_serving(client)
+
+
+@pytest.mark.parametrize("path, exc", [
+    ("/raises", "RuntimeError"), ("/cond", "ValueError"), ("/mw", "LookupError"),
+])
+def test_a_raising_handler_condition_or_middleware_is_a_500_with_error_id(client, server, path, exc):
+    r = client.get(path)
+    assert r.status_code == 500
+    error_id = r.json()["error_id"]
+    record = logged(server, error_id)
+    assert record["msg"] == f"Faults failed: {exc} (error_id {error_id})"
+    assert f"{exc}: " in record["data"]["traceback"]
+    still_serving(client)
+
+
+def test_unstorable_state_from_a_handler_is_its_error_not_the_servers(client, server):
+    r = client.get("/state/bigint")
+    assert r.status_code == 500
+    tb = logged(server, r.json()["error_id"])["data"]["traceback"]
+    assert ("StateError: state value: an integer is out of range (stored integers must fit in "
+            "-2**63 .. 2**64-1; send big numbers as strings)") in tb
+    r = client.get("/state/longkey")
+    assert r.status_code == 500
+    tb = logged(server, r.json()["error_id"])["data"]["traceback"]
+    assert "StateError: state group and key together are 602 bytes (UTF-8); the limit is 510 bytes" in tb
+    still_serving(client)
+
+
+def test_bad_input_to_the_runtime_endpoints_is_a_400_with_the_reason(client):
+    r = client.post("/__edge/state", json={"group": "g", "key": "k" * 600, "value": 1})
+    assert r.status_code == 400
+    assert r.json()["detail"] == ("state group and key together are 602 bytes (UTF-8); the limit is 510 bytes "
+                                  "for both (shorten the key, e.g. use a hash of it)")
+    r = client.post("/__edge/state", content=b'{"group": "g", "key": "k", "value": 36893488147419103232}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["detail"] == ("state value: an integer is out of range (stored integers must fit in "
+                                  "-2**63 .. 2**64-1; send big numbers as strings)")
+    r = client.post("/__edge/emit", content=b'{"topic": "aio.work", "data": {"n": 36893488147419103232}}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["detail"] == ('emit("aio.work"): data: an integer is out of range (stored integers must fit '
+                                  'in -2**63 .. 2**64-1; send big numbers as strings)')
+    r = client.post("/__edge/state", json={"group": 1, "key": "k", "value": 1})
+    assert r.status_code == 400
+    assert r.json()["detail"] == 'POST /__edge/state: "group" and "key" must be strings, got int and str'
+    still_serving(client)
+
+
+def test_asyncio_code_works_on_every_trigger_type(client):
+    r = client.post("/aio", json={"id": "a1"})
+    assert r.status_code == 200
+    assert r.json() == ["a", "b", "c", 42, 10]
+    # HTTP -> queue (gather, wait_for) -> state trigger (timeout) -> stream trigger (sleep)
+    done = wait_for(lambda: client.get("/__edge/state", params={"group": "aio-done", "key": "a1"}).json()
+                    if client.get("/__edge/state", params={"group": "aio-done", "key": "a1"}).status_code == 200
+                    else None)
+    assert done["value"] == {"stream": "create"}
+    assert client.get("/__edge/state", params={"group": "aio", "key": "a1"}).json()["value"] == {"queue": [0, 1, 2]}
+    # cron, every second, with run_in_executor
+    ran = wait_for(lambda: client.get("/__edge/state", params={"group": "cron", "key": "ran"}).status_code == 200)
+    assert ran
+
+
+def test_a_trio_handler_runs_by_the_documented_route_on_http_and_queue(client):
+    r = client.post("/trio", json={"id": "t1"})
+    assert r.status_code == 202 and r.json() == {"accepted": True}
+    wait_for(lambda: client.get("/__edge/state", params={"group": "trio", "key": "t1"}).status_code == 200)
+    assert client.get("/__edge/state", params={"group": "trio", "key": "t1"}).json()["value"] == {"ran": "trio"}
+
+
+def test_trio_code_in_an_asyncio_handler_gets_a_hint(client, server):
+    r = client.get("/forgot-trio")
+    assert r.status_code == 500
+    record = logged(server, r.json()["error_id"])
+    assert record["data"]["hint"] == ('this handler calls trio, but async handlers run on asyncio: add '
+                                      '"runtime": "trio" to the config of steps/forgot_trio_step.py, or use asyncio')
+
+
+def test_a_blocking_sync_handler_stalls_nobody(server):
+    results = {}
+
+    def slow():
+        with server.client() as c:
+            results["slow"] = c.get("/block", params={"s": "1.5"})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.2)
+    with server.client() as c:
+        started = time.monotonic()
+        for _ in range(5):
+            assert c.get("/ok").status_code == 200
+        quick = time.monotonic() - started
+    t.join()
+    assert quick < 1.0, f"5 requests took {quick:.2f}s while a sync handler slept"
+    assert results["slow"].status_code == 200
+    assert results["slow"].json() == {"slept": {"s": "1.5"}}
+
+
+def test_a_sync_handler_past_its_timeout_is_retried_then_dead_lettered(client, server):
+    r = client.post("/__edge/emit", json={"topic": "slow", "data": {"n": 1}})
+    assert r.status_code == 202
+    dead = wait_for(lambda: client.get("/__edge/dlq").json()["dead_letters"], timeout=15)
+    assert dead[0]["step"] == "SlowSync" and dead[0]["attempts"] == 2
+    assert dead[0]["error"] == "TimeoutError: the handler did not finish within 0.2 s"
+    still_serving(client)
+
+
+def test_ctx_invoke_callee_sees_its_first_trigger_with_attributes(client):
+    r = client.get("/invoke")
+    assert r.status_code == 200
+    assert r.json() == {"trigger_type": "queue", "topic": "callee.in", "key": "callee.in", "data": {"x": 1}}
+
+
+# -- smaller defects found on the way ---------------------------------------------------------
+
+def test_discover_twice_in_one_process_keeps_the_edge_helpers(tmp_path):
+    import edge
+    from edge.steps import discover
+
+    write_project(tmp_path, {"steps/nightly_step.py": """
+        from edge import cron, state
+
+        config = {"name": "Nightly", "triggers": [cron("0 3 * * *"), state(group="todos")]}
+
+        async def handler(input, ctx):
+            pass
+    """})
+    for _ in range(2):
+        found = discover(tmp_path)
+        assert [e.message for e in found.errors] == []
+        assert [t.type for t in found.step("Nightly").triggers] == ["cron", "state"]
+    import edge.runtime  # noqa: F401  (imports the implementation modules)
+    assert edge.cron("* * * * *") == {"type": "cron", "expression": "* * * * *"}
+    assert edge.state(group="g") == {"type": "state", "group": "g"}
+
+
+@pytest.mark.parametrize("value", ["inf", "-1k", "nan"])
+def test_max_body_that_is_no_size_is_a_usage_error(tmp_path, value):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "edge", "start", "--dir", str(tmp_path), f"--max-body={value}"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr == f'edge start: --max-body: expected a size such as 1048576, 512k or 4m, got "{value}"\n'
+
+
+def test_multiple_of_with_a_huge_number_is_a_schema_error_not_an_overflow():
+    from edge.errors import SchemaError
+    from edge.schema import compile_schema
+
+    schema = compile_schema({"type": "object", "properties": {"price": {"type": "number", "multipleOf": 0.01}}})
+    with pytest.raises(SchemaError) as info:
+        schema.validate({"price": 1e308})
+    assert info.value.errors == [{"path": "$.price", "message": "must be a multiple of 0.01, got 1e308"}]
+
+
+async def test_a_raising_timer_callback_is_logged_and_the_timers_go_on(autojump_clock):
+    import trio
+
+    from edge.queues.timers import Timers
+
+    errors, ran = [], []
+    timers = Timers(on_error=lambda message, exc: errors.append(message))
+
+    def boom():
+        raise KeyError("gone")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(timers.serve)
+        timers.at(1, boom)
+        timers.at(2, ran.append, "next")
+        await trio.sleep(3)
+        nursery.cancel_scope.cancel()
+    assert errors == ["edge: a queue timer callback failed: KeyError: 'gone'"]
+    assert ran == ["next"]
