@@ -149,8 +149,29 @@ class Boundary:
 
     # -- where it runs ----------------------------------------------------------------------
 
+    def _hosted(self, step, trigger=None, around=None) -> bool:
+        """Whether ``step`` runs on the asyncio host (else in trio: a trio step, no host, or a
+        sync handler without condition, whose thread can be started from either loop)."""
+        return self.host is not None and step.runtime != "trio" and (
+            step.call is None or step.call.is_async or around is not None
+            or getattr(trigger, "condition", None) is not None)
+
+    async def run_for(self, step, trigger, fn: Callable, *args) -> Any:
+        """Run the coroutine function ``fn(*args)`` on the loop ``step``'s handlers run on, from
+        either loop: the queue service drains a subscription there, one hop per burst."""
+        here = current_library()
+        host = self.host
+        if host is not None:
+            if step.runtime == "trio":
+                if here == "asyncio":
+                    return await host.run_trio(fn, *args)
+            elif here == "trio" and self._hosted(step, trigger):
+                return await host.run_asyncio(fn, *args)
+        return await fn(*args)
+
     async def invoke(self, step, trigger, input: Any, *, trace_id: str, parent: str | None = None,
-                     ctx: Context | None = None, around: Callable | None = None) -> tuple[Any, Context]:
+                     ctx: Context | None = None, around: Callable | None = None,
+                     limit: float | None = None) -> tuple[Any, Context]:
         """Run ``step``'s handler for ``trigger`` once, on the loop it belongs to, from either loop.
 
         ``around(ctx)``, when given, replaces the plain handler call (HTTP: middleware, then the
@@ -162,18 +183,30 @@ class Boundary:
             Skipped: the trigger's condition was false.
             HandlerError: the handler, its condition or its writes failed; already logged.
             Retry: the handler asked for a retry (queue handlers).
+            TimeoutError: it did not finish within ``limit`` seconds (it was cancelled).
         """
+        if limit is not None and limit != float("inf"):
+            return await self._bounded(limit, self.invoke, step, trigger, input, trace_id=trace_id,
+                                       parent=parent, ctx=ctx, around=around)
         here = current_library()
         host = self.host
-        if host is not None and (step.call is None or step.call.is_async or around is not None
-                                 or getattr(trigger, "condition", None) is not None):
-            # (a sync handler without condition needs no asyncio: its thread is started from here)
+        if host is not None:
             if step.runtime == "trio":
                 if here == "asyncio":
                     return await host.run_trio(self.run, step, trigger, input, trace_id, parent, ctx, around)
-            elif here == "trio":
+            elif here == "trio" and self._hosted(step, trigger, around):
                 return await host.run_asyncio(self.run, step, trigger, input, trace_id, parent, ctx, around)
         return await self.run(step, trigger, input, trace_id, parent, ctx, around)
+
+    @staticmethod
+    async def _bounded(limit: float, fn: Callable, *args, **kw) -> Any:
+        """``await fn(*args, **kw)``, cancelled after ``limit`` seconds: TimeoutError."""
+        if current_library() == "trio":
+            with trio.move_on_after(limit):
+                return await fn(*args, **kw)
+            raise TimeoutError(f"did not finish within {limit:g} s")
+        async with asyncio.timeout(limit):
+            return await fn(*args, **kw)
 
     # -- the guarded run -------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ class Runtime:
         options = {} if queue_window is None else {"window": queue_window}
         self.queues = QueueService(
             store, discovery.steps, schema_for=self.schema_for, invoke=self.boundary.invoke,
+            run_for=self.boundary.run_for,
             skipped=Skipped, failed=HandlerError, tracer=tracer, wall_clock=wall_clock,
             trigger_inputs={"stream": StreamEvent, "state": StateEvent}, **options,
         )

@@ -70,8 +70,10 @@ class QueueService:
         steps: every discovered step; their queue (and state/stream) triggers become
             subscriptions.
         schema_for: ``fn(step, trigger) -> Schema | None`` (compiled input schemas).
-        invoke: ``async fn(step, trigger, input, *, trace_id) -> (result, ctx)``; None for a
-            service that only enqueues (the CLI without a server).
+        invoke: ``async fn(step, trigger, input, *, trace_id, limit) -> (result, ctx)`` (raises
+            TimeoutError past ``limit`` seconds); None for a service that only enqueues (the CLI).
+        run_for: ``async fn(step, trigger, coro_fn, *args)`` that runs ``coro_fn(*args)`` on the
+            loop the step's handlers run on (default: right here).
         skipped, failed: the exception types ``invoke`` raises for a false condition and for
             a failed handler (``failed`` has ``error_id`` and ``original``).
         tracer: for log lines (None: silent).
@@ -83,12 +85,13 @@ class QueueService:
     """
 
     def __init__(self, store, steps: Iterable, *, schema_for: Callable | None = None, invoke=None,
-                 skipped: type | tuple = (), failed: type | tuple = (), tracer=None,
+                 run_for=None, skipped: type | tuple = (), failed: type | tuple = (), tracer=None,
                  wall_clock: Callable[[], float] = time.time, window: int = WINDOW,
                  trigger_inputs: dict[str, Callable] | None = None):
         self.store = store
         self.tracer = tracer
         self._invoke = invoke
+        self._run_for = run_for or _here
         self._skipped = skipped
         self._failed = failed
         self._wall = wall_clock
@@ -284,6 +287,14 @@ class QueueService:
             if committer.full:
                 await committer.wait_for_space()
                 continue
+            # One hop to the loop the handler runs on per burst of ready messages, not per message.
+            await self._run_for(sub.step, sub.trigger, self._drain, sub)
+
+    async def _drain(self, sub: Subscription) -> None:
+        """Deliver ready messages until none is left (or the committer is full); on the loop
+        the step's handlers run on."""
+        ready, committer = sub.ready, self.committer
+        while ready and not committer.full:
             msg = ready.popleft()
             sub.in_flight += 1
             try:
@@ -309,23 +320,25 @@ class QueueService:
             return
         outbox = None
         error = error_id = delay = None
-        with trio.move_on_after(sub.limit) as scope:
-            try:
-                _, ctx = await self._invoke(sub.step, sub.trigger, data, trace_id=rec.trace)
-                outbox = ctx.outbox
-            except self._skipped:
-                outbox = ()  # condition false: acked, handler not run
-            except Retry as exc:
-                error, delay = _RETRY, exc.delay
-            except self._failed as exc:
-                if isinstance(exc.original, Retry):
-                    error, delay = _RETRY, exc.original.delay
-                else:
-                    error, error_id = str(exc), exc.error_id
+        timed_out = False
+        try:
+            _, ctx = await self._invoke(sub.step, sub.trigger, data, trace_id=rec.trace, limit=sub.limit)
+            outbox = ctx.outbox
+        except self._skipped:
+            outbox = ()  # condition false: acked, handler not run
+        except Retry as exc:
+            error, delay = _RETRY, exc.delay
+        except self._failed as exc:
+            if isinstance(exc.original, Retry):
+                error, delay = _RETRY, exc.original.delay
+            else:
+                error, error_id = str(exc), exc.error_id
+        except TimeoutError:
+            timed_out = True
         if outbox is not None:
             self._ack(sub, msg, outbox)
             return
-        if scope.cancelled_caught:
+        if timed_out:
             error = f"TimeoutError: the handler did not finish within {sub.limit:g} s"
             self._log("error", f"{sub.step.name}: {error}", trace_id=rec.trace, step=sub.step.name)
         rec.attempts += 1
@@ -334,7 +347,7 @@ class QueueService:
             self._dead(sub, msg, error, error_id)
         else:
             self._retry(sub, msg, backoff_delay(sub.config, rec.attempts) if delay is None else delay,
-                        error, error_id, loud=error_id is not None or scope.cancelled_caught)
+                        error, error_id, loud=error_id is not None or timed_out)
 
     def _ack(self, sub: Subscription, msg: _Msg, outbox) -> None:
         batch = self.committer.batch
@@ -470,3 +483,6 @@ class QueueService:
 def _pack_raw(data: Any) -> msgspec.Raw:
     return msgspec.Raw(_pack(to_builtins(data)))
 
+
+async def _here(step, trigger, fn, *args):
+    return await fn(*args)

@@ -58,7 +58,7 @@ def child_edge(n: int, producers: int, workdir: Path) -> dict:
     handled = [0]
     done = None
 
-    def handler(data):
+    async def handler(data):  # async: it runs on the asyncio host loop, as under `edge start`
         handled[0] += 1
         if handled[0] == n:
             done.set()
@@ -72,11 +72,17 @@ def child_edge(n: int, producers: int, workdir: Path) -> dict:
     service = runtime.queues
     result = {}
 
-    async def main():
+    import asyncio
+    import functools
+
+    from edge._boundary import Host
+    from edge.server.bridge import loop_factory
+
+    async def main(host):
         nonlocal done
         done = trio.Event()
         async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.serve)
+            await nursery.start(functools.partial(runtime.serve, host=host))
             commits0, bytes0 = runtime.store.commits, write_bytes()
             t0 = time.perf_counter()
 
@@ -95,8 +101,21 @@ def child_edge(n: int, producers: int, workdir: Path) -> dict:
                           commits=runtime.store.commits - commits0)
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    async def hosted():
+        # The server's shape: trio (queues, committer) as a guest on the host loop, where handlers run.
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            main, Host(loop), run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            run_sync_soon_not_threadsafe=loop.call_soon, done_callback=finished.set_result,
+            host_uses_signal_set_wakeup_fd=False)
+        (await finished).unwrap()
+
+    factory, loop_name = loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(hosted())
     runtime.close()
+    result["loop"] = loop_name
     return result
 
 
@@ -214,13 +233,14 @@ def main() -> None:
         ("LMDB commits", f"{edge['commits']:,}", "", ""),
     ]
     print(f"durable queue, enqueue -> handler -> ack ({machine()}, fs {fs})")
-    print(f"edge: {args.producers} concurrent producers; Huey SqliteHuey ({huey['sqlite']}), 1 thread worker")
+    print(f"edge: {args.producers} concurrent producers, async handler on the {edge['loop']} host loop (trio guest); "
+          f"Huey SqliteHuey ({huey['sqlite']}), 1 thread worker")
     print(f"{'':24}{'edge':>14}{'huey':>14}{'ratio':>9}")
     for name, a, b, c in rows:
         print(f"{name:24}{a:>14}{b:>14}{c:>9}")
     targets = [
         ("edge >= 10,000 messages/s", edge["rate"] >= 10_000),
-        ("edge >= 8x Huey", edge["rate"] >= 8 * huey["rate"]),
+        ("edge >= 15x Huey", edge["rate"] >= 15 * huey["rate"]),
         ("edge <= 0.1 fsync/message", None if per(edge, "fsyncs") is None else per(edge, "fsyncs") <= 0.1),
         ("edge <= 2 KiB written/message", per(edge, "write_bytes") <= 2048),
     ]
