@@ -85,7 +85,7 @@ def test_usage_errors_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("edge state: VALUE must be JSON (quote strings: '\"on\"'): ")
     result = edge("start", "--port", "many", "--dir", tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == 'edge start: --port: expected an integer, got "many"'
 
 
