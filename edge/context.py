@@ -23,18 +23,18 @@ current_context = current_invocation
 class StepLogger:
     """``ctx.logger``: structured log lines that carry trace id, step and flows."""
 
-    __slots__ = ("_tracer", "_trace_id", "_step", "_flows")
+    __slots__ = ("_ctx",)
 
-    def __init__(self, tracer, trace_id: str | None, step: str | None, flows=()):
-        self._tracer = tracer
-        self._trace_id = trace_id
-        self._step = step
-        self._flows = flows
+    def __init__(self, ctx: "Context"):
+        self._ctx = ctx  # read at log time: building a logger per invocation costs nothing
 
     def _log(self, level: str, msg: Any, data: Any = None, **extra: Any) -> None:
         if extra:
             data = {**(data if isinstance(data, dict) else ({} if data is None else {"data": data})), **extra}
-        self._tracer.log(level, msg, trace_id=self._trace_id, step=self._step, flows=self._flows, data=data)
+        ctx = self._ctx
+        step = ctx.step
+        ctx._runtime.tracer.log(level, msg, trace_id=ctx.trace_id, step=step.name if step else None,
+                                flows=step.flows if step else (), data=data)
 
     def info(self, msg, data=None, **extra):
         self._log("info", msg, data, **extra)
@@ -82,7 +82,7 @@ class Context:
     __slots__ = ("_runtime", "step", "trigger_model", "trace_id", "logger", "outbox", "_trigger",
                  "span_id", "input", "pending")
 
-    def __init__(self, runtime, step, trigger, trace_id: str, span_id: str | None = None, *,
+    def __init__(self, runtime, step, trigger, trace_id: str, span_id: str | None = None,
                  input: Any = None, outbox: list | None = None):
         self._runtime = runtime
         self.step = step
@@ -90,7 +90,7 @@ class Context:
         self.trace_id = trace_id
         self.span_id = span_id
         self.input = input
-        self.logger = StepLogger(runtime.tracer, trace_id, step.name if step else None, step.flows if step else ())
+        self.logger = StepLogger(self)
         self.outbox = outbox
         self._trigger = None
         #: Writes this invocation started (awaited or not): the boundary waits for them.

@@ -73,18 +73,19 @@ def _unencodable(value: Any, path: str = "$") -> str | None:
 
 def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """``{"status", "body", "headers"?}`` / ``ApiResponse`` / bare body -> a response triple."""
-    headers: dict = {}
-    if isinstance(result, ApiResponse):
-        status, body, headers = result.status, result.body, result.headers or {}
+    if type(result) is dict and "status" in result:  # the common case first
+        status, body, headers = result["status"], result.get("body"), result.get("headers")
+    elif isinstance(result, ApiResponse):
+        status, body, headers = result.status, result.body, result.headers
     elif isinstance(result, dict) and ("status" in result or "status_code" in result):
         status = result.get("status", result.get("status_code"))
         body = result.get("body")
-        headers = result.get("headers") or {}
+        headers = result.get("headers")
     elif result is None:
         return 204, [], b""
     else:
-        status, body = 200, result
-    if not isinstance(status, int) or not 100 <= status <= 599:
+        status, body, headers = 200, result, None
+    if type(status) is not int or not 100 <= status <= 599:
         raise BadResult(f"handler returned status {status!r}; expected an int between 100 and 599")
     if not headers:  # the common case
         out, has_type = [], False
@@ -96,7 +97,14 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     for _, value in out:
         if "\n" in value or "\r" in value:
             raise BadResult(f"handler returned a header value with a line break: {value!r}")
-    if body is None:
+    if type(body) is dict or type(body) is list:  # the common case first
+        try:
+            payload = _encoder.encode(body)
+        except (TypeError, ValueError, OverflowError):
+            raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
+        if not has_type:
+            out.append(("content-type", JSON))
+    elif body is None:
         payload = b""
     elif isinstance(body, bytes):
         payload = body
