@@ -3,8 +3,8 @@
 The convention is worked out once (:func:`prepare_handler`, stored on ``Step.call`` by
 discovery); :func:`call_handler` then only branches on two small ints per call.
 
-Sync handlers run inline on the event loop thread, as in Motia: keep them short, or move
-blocking work to a thread (``await trio.to_thread.run_sync(...)`` in an async handler).
+:func:`call_handler` calls a sync handler inline: it is for tests and tools. The runtime calls
+handlers through its boundary (``edge._boundary``), which runs sync handlers in a thread pool.
 """
 
 from __future__ import annotations
