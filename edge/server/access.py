@@ -31,7 +31,7 @@ import hmac
 import ipaddress
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .responses import JSON, error_response
@@ -59,13 +59,14 @@ class AccessPolicy:
     Args:
         settings: reads ``token``, ``allowed_hosts``, ``streams_require_token``, ``host``.
         hostname: this machine's name (default ``socket.gethostname()``); tests pass one.
-        addresses: this machine's addresses (default: read from the kernel, and read again,
-            at most every RESCAN_INTERVAL seconds, when a Host names an unknown address).
+        addresses: ``fn() -> this machine's addresses`` (default :func:`local_addresses`), called at
+            start and again, at most every RESCAN_INTERVAL seconds, when a Host names an address
+            not seen yet (DHCP may hand one out after edge started).
         clock: monotonic seconds, for that rescan.
     """
 
-    def __init__(self, settings, *, hostname: str | None = None, addresses: Iterable[str] | None = None,
-                 clock=time.monotonic):
+    def __init__(self, settings, *, hostname: str | None = None,
+                 addresses: Callable[[], Iterable[str]] | None = None, clock=time.monotonic):
         token = settings.token or None
         self.token_set = token is not None
         self._digest = _sha256(token) if token else b""
@@ -82,10 +83,9 @@ class AccessPolicy:
             names.add(_normal_ip(bind) or bind)
         self._fixed = frozenset(names)
         self._clock = clock
-        self._rescan = addresses is None
+        self._read_addresses = local_addresses if addresses is None else addresses
         self._next_scan = clock() + RESCAN_INTERVAL
-        self.addresses = frozenset(local_addresses() if addresses is None else map(_normal_ip, addresses))
-        self._names = self._fixed | self.addresses
+        self._scan()
 
     # -- per request ------------------------------------------------------------------------
 
@@ -145,11 +145,14 @@ class AccessPolicy:
             return False
         if is_loopback(ip):
             return True
-        if self._rescan and self._clock() >= self._next_scan:
+        if self._clock() >= self._next_scan:
             self._next_scan = self._clock() + RESCAN_INTERVAL
-            self.addresses = frozenset(local_addresses())
-            self._names = self._fixed | self.addresses
+            self._scan()
         return ip in self.addresses
+
+    def _scan(self) -> None:
+        self.addresses = frozenset(filter(None, map(_normal_ip, self._read_addresses())))
+        self._names = self._fixed | self.addresses
 
     def _misdirected(self, host: str):
         name = host_name(host)
@@ -162,9 +165,17 @@ class AccessPolicy:
 
     # -- streams ------------------------------------------------------------------------------
 
-    def stream_needs_token(self, definition) -> bool:
-        """True when joins to this stream need EDGE_TOKEN (no canAccess, and the setting on)."""
-        return self.streams_require_token and definition.can_access is None
+    def stream_refusal(self, token_ok: bool, sent: bool) -> str | None:
+        """Why a join to a stream without canAccess is refused (None: it is not).
+
+        ``token_ok``: the client's token matched (see :meth:`token_matches`); ``sent``: it sent one.
+        """
+        if not self.streams_require_token or token_ok:
+            return None
+        if sent:
+            return "the token sent does not match EDGE_TOKEN"
+        return ("this stream needs the token (EDGE_STREAMS_REQUIRE_TOKEN=1): connect with the subprotocols "
+                '["Authorization", <token>] or with ?authToken=<token>')
 
 
 # -- pieces (pure) -------------------------------------------------------------------------------
@@ -190,7 +201,7 @@ def client_ip(client: str) -> str:
 
 def is_loopback(ip: str) -> bool:
     """True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x; False for anything else ("" included)."""
-    if ip.startswith("127.") or ip == "::1":
+    if ip.startswith(("127.", "::ffff:127.")) or ip == "::1":
         return True
     if ":" not in ip:
         return False
@@ -250,9 +261,10 @@ def _cross_site(headers) -> str | None:
     return None
 
 
-def local_addresses(proc: Path = Path("/proc/net")) -> set[str]:
+def local_addresses(proc: Path = Path("/proc/self/net")) -> set[str]:
     """This machine's addresses: IPv4 from ``fib_trie`` (``/32 host LOCAL``), IPv6 from ``if_inet6``.
 
+    ``/proc/self/net`` rather than ``/proc/net``: the unit's ``ProcSubset=pid`` hides the latter.
     Elsewhere than Linux (no /proc), what the hostname resolves to.
     """
     found: set[str] = set()
