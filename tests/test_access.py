@@ -59,6 +59,15 @@ def test_a_token_from_another_machine_does_not_help_while_none_is_set():
     assert (status, body["detail"]) == (401, REMOTE_401)
 
 
+@pytest.mark.parametrize("header", ["forwarded", "x-forwarded-for", "x-real-ip"])
+def test_a_request_a_proxy_on_this_machine_forwarded_counts_as_remote(header):
+    status, _, body = answer(get(policy(), "127.0.0.1:1", {header: "192.168.1.50"}))
+    assert (status, body["detail"]) == (
+        401, f"this request came through a proxy ({header}), so its client may be anywhere; " + REMOTE_401)
+    token = policy({"EDGE_TOKEN": "a-long-random-token-0123"})
+    assert get(token, "127.0.0.1:1", {header: "192.168.1.50", "authorization": "Bearer a-long-random-token-0123"}) is None
+
+
 def test_health_is_minimal_for_strangers_and_full_for_this_machine():
     p = policy()
     status, headers, body = answer(p.check("GET", "/__edge/health", "192.168.1.50:1", {"host": "192.168.1.23:3000"}))

@@ -4,9 +4,11 @@ The rules (SPEC §5, §9; docs/security.md):
 
 - **Without EDGE_TOKEN** the runtime endpoints answer only clients on this machine: the
   connection comes from a loopback address (127.0.0.0/8, ::1, ::ffff:127.x). Others get 401
-  with a body that says how to allow them (set EDGE_TOKEN). A browser on this machine cannot be
-  used against them by another site either: a cross-site request (``Sec-Fetch-Site`` other
-  than ``same-origin``/``none``, or an ``Origin`` that is not the ``Host``) gets 403.
+  with a body that says how to allow them (set EDGE_TOKEN). A loopback request that a reverse
+  proxy forwarded (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``) counts as remote. A
+  browser on this machine cannot be used against them by another site either: a cross-site
+  request (``Sec-Fetch-Site`` other than ``same-origin``/``none``, or an ``Origin`` that is not
+  the ``Host``) gets 403.
 - **With EDGE_TOKEN** they answer anyone, this machine included, who sends
   ``Authorization: Bearer <token>`` (the scheme in any case, RFC 7235 §2.1). That is the one
   form: no other header, no query parameter (URLs end up in logs and browser history).
@@ -51,6 +53,11 @@ SHORT_TOKEN = 16
 _MINIMAL_HEALTH = (200, [("content-type", JSON), ("cache-control", "no-store")], b'{"status":"ok"}')
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "127.0.0.1", "::1")
 _SAME_SITE = ("same-origin", "none")  # Sec-Fetch-Site values of requests no other site made
+#: Headers a reverse proxy adds: a loopback connection that carries one speaks for another client.
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+_REMOTE = ("the runtime endpoints (/__edge/...) answer only this machine while EDGE_TOKEN is not set; "
+           "to allow other machines, start edge with EDGE_TOKEN set to a long random string "
+           f"(openssl rand -hex 16) and send '{TOKEN_FORM}'")
 
 
 class AccessPolicy:
@@ -114,10 +121,11 @@ class AccessPolicy:
                                      "with the token the server was started with")
             return None
         if not is_loopback(client_ip(client)):
-            return _unauthorized(
-                "the runtime endpoints (/__edge/...) answer only this machine while EDGE_TOKEN is not set; "
-                "to allow other machines, start edge with EDGE_TOKEN set to a long random string "
-                f"(openssl rand -hex 16) and send '{TOKEN_FORM}'")
+            return _unauthorized(_REMOTE)
+        proxied = _forwarded(headers)
+        if proxied is not None:
+            return _unauthorized(f"this request came through a proxy ({proxied}), so its client may be anywhere; "
+                                 + _REMOTE)
         crossing = _cross_site(headers)
         if crossing is not None:
             return error_response(
@@ -245,6 +253,13 @@ def _unauthorized(detail: str):
     status, headers, body = error_response(401, detail=detail)
     headers.append(("www-authenticate", 'Bearer realm="edge"'))
     return status, headers, body
+
+
+def _forwarded(headers) -> str | None:
+    for name in _PROXY_HEADERS:
+        if headers.get(name) is not None:
+            return name
+    return None
 
 
 def _cross_site(headers) -> str | None:
