@@ -50,7 +50,6 @@ RESCAN_INTERVAL = 5.0
 #: Tokens shorter than this get a start-up warning: anyone on the network may guess.
 SHORT_TOKEN = 16
 
-_MINIMAL_HEALTH = (200, [("content-type", JSON), ("cache-control", "no-store")], b'{"status":"ok"}')
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "127.0.0.1", "::1")
 _SAME_SITE = ("same-origin", "none")  # Sec-Fetch-Site values of requests no other site made
 #: Headers a reverse proxy adds: a loopback connection that carries one speaks for another client.
@@ -104,7 +103,7 @@ class AccessPolicy:
         """
         refusal = self.refusal(client, headers)
         if refusal is not None and path == HEALTH and method in ("GET", "HEAD"):
-            return _MINIMAL_HEALTH
+            return 200, [("content-type", JSON), ("cache-control", "no-store")], b'{"status":"ok"}'
         return refusal
 
     def refusal(self, client: str, headers) -> tuple | None:
