@@ -8,7 +8,7 @@ ProtectSystem, SystemCallFilter, MemoryDenyWriteExecute, ...), on its own loopba
 
 Isolation from the host: the root is an overlay of / whose writes go to a tmpfs (an early
 version that shared the host's / let the container's boot-time ``systemd-tmpfiles --remove``
-empty the host's /tmp); /proc/sys and /sys are read-only; /dev holds only the pseudo devices;
+empty the host's /tmp); /sys is read-only; /dev holds only the pseudo devices;
 only the unit is started (no sysinit.target: no tmpfiles, sysctl or udev). What remains on the
 host is one cgroup, removed afterwards.
 
@@ -35,8 +35,9 @@ mount -t tmpfs tmpfs "$WORK"
 mkdir -p "$WORK/upper" "$WORK/ovl" "$WORK/root"
 R="$WORK/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$WORK/upper,workdir=$WORK/ovl" "$R"
+# proc stays as it is: an over-mount (a read-only /proc/sys) would keep the service, which runs in
+# a user namespace (PrivateUsers=yes), from mounting its own proc (ProtectProc=) -> 226/NAMESPACE.
 mount -t proc proc "$R/proc"
-mount --bind "$R/proc/sys" "$R/proc/sys" && mount -o remount,bind,ro "$R/proc/sys"
 mount -t sysfs -o ro sysfs "$R/sys"
 mount -t cgroup2 cgroup2 "$R/sys/fs/cgroup"
 mount -t tmpfs -o mode=0755 tmpfs "$R/dev"
@@ -44,6 +45,8 @@ for node in null zero full random urandom tty; do
     touch "$R/dev/$node" && mount --bind "/dev/$node" "$R/dev/$node"
 done
 mkdir -p "$R/dev/shm" "$R/dev/pts" && mount -t tmpfs tmpfs "$R/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$R/dev/pts" && ln -s pts/ptmx "$R/dev/ptmx"  # PrivateDevices= needs them
+touch "$R/dev/console" && mount --bind "$LOG" "$R/dev/console"  # systemd logs to the console
 mount -t tmpfs tmpfs "$R/run"
 mount -t tmpfs tmpfs "$R/tmp"
 mkdir -p "$R/run/systemd/system/$NAME.service.d" "$R/opt/$NAME" "$R/etc/default"
@@ -61,7 +64,7 @@ printf '[Unit]\nDescription=edge unit check\nDefaultDependencies=no\nWants=%s.se
     > "$R/run/systemd/system/edge-check.target"
 ip link set lo up
 cd "$R" && mkdir -p .old-root && pivot_root . .old-root && umount -l /.old-root
-exec env container=edge-check /lib/systemd/systemd --system --unit=edge-check.target --log-target=console --log-level=warning
+exec env container=edge-check /lib/systemd/systemd --system --unit=edge-check.target --log-target=console --log-level=info
 """
 
 
@@ -105,10 +108,10 @@ class Sandbox:
     def __enter__(self) -> "Sandbox":
         self.cgroup.mkdir(exist_ok=True)
         env = {**os.environ, "NAME": self.name, "BINARY": str(self.binary), "UNIT": str(self.unit),
-               "ENVFILE": self.env_file, "WORK": str(self.work)}
+               "ENVFILE": self.env_file, "WORK": str(self.work), "LOG": str(self.log_path)}
         launcher = (f'echo $$ > {self.cgroup}/cgroup.procs && exec unshare --cgroup --pid --fork --mount '
                     '--net --uts --ipc sh -c "$INNER"')
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # created before the namespaces bind it as /dev/console
         self.proc = subprocess.Popen(["sh", "-c", launcher], env={**env, "INNER": _INNER},
                                      stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
