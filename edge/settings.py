@@ -22,7 +22,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body: int = 1 << 20
     #: "dev" (readable logs, reload, broken steps skipped) or "start" (JSON logs, strict).
     mode: str = "start"
+    #: Needed by other machines for the runtime endpoints (/__edge/...): docs/security.md.
     token: str | None = None
+    #: Extra names (or ".domain" suffixes, or "*") accepted in the Host header of /__edge/ requests.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Streams without canAccess need EDGE_TOKEN too.
+    streams_require_token: bool = False
     #: Seconds in-flight work gets to finish on SIGTERM before it is cancelled.
     grace: float = 10.0
     cors_origins: tuple[str, ...] = ()
@@ -42,7 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, field_type in (
             ("dir", Path), ("host", str), ("port", int), ("data_dir", Path),
             ("durability", str), ("max_body", "size"), ("token", str), ("grace", float),
-            ("cors_origins", "list"), ("log_level", str), ("threads", int),
+            ("cors_origins", "list"), ("log_level", str), ("threads", int), ("allowed_hosts", "list"),
+            ("streams_require_token", "bool"),
         ):
             raw = flags.get(name)
             source = f"--{name.replace('_', '-')}"
@@ -62,6 +68,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         port = values.get("port", 3000)
         if not 0 <= port <= 65535:
             raise ConfigError(f"--port: expected 0..65535, got {port}")
+        if values.get("streams_require_token") and not values.get("token"):
+            raise ConfigError("EDGE_STREAMS_REQUIRE_TOKEN=1 needs EDGE_TOKEN: set EDGE_TOKEN to the token stream "
+                              "clients must send (subprotocols [\"Authorization\", token] or ?authToken=)")
         settings = cls(**values)
         if "data_dir" not in values:
             settings = msgspec.structs.replace(settings, data_dir=settings.dir / ".edge")
@@ -74,12 +83,24 @@ def _parse(raw, kind, source):
     try:
         if kind == "size":
             return parse_size(raw)
+        if kind == "bool":
+            return _flag(raw)
         if kind == "list":
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         return kind(raw)
     except ValueError:
-        expected = {int: "an integer", float: "a number", "size": "a size such as 1048576, 512k or 4m"}.get(kind, kind)
+        expected = {int: "an integer", float: "a number", "size": "a size such as 1048576, 512k or 4m",
+                    "bool": "1 or 0 (also true/false, yes/no, on/off)"}.get(kind, kind)
         raise ConfigError(f'{source}: expected {expected}, got "{raw}"') from None
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
 
 
 def parse_size(text: str | int) -> int:

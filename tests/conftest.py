@@ -32,8 +32,11 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
 class EdgeServer:
     """``edge start`` (or another command) in a subprocess, listening on a port it chose."""
 
-    def __init__(self, project: Path, data_dir: Path, *, command: str = "start", args=(), env=None):
+    def __init__(self, project: Path, data_dir: Path, *, command: str = "start", args=(), env=None,
+                 host: str = "127.0.0.1"):
         self.project = project
+        #: --host; tests that reach the server from another address pass "0.0.0.0".
+        self.host = host
         self.data_dir = data_dir
         self.command = command
         self.args = list(args)
@@ -46,7 +49,7 @@ class EdgeServer:
 
     def start(self, timeout: float = 20) -> "EdgeServer":
         cmd = [sys.executable, "-m", "edge", self.command, "--dir", str(self.project),
-               "--data-dir", str(self.data_dir), "--port", "0", "--host", "127.0.0.1", *self.args]
+               "--data-dir", str(self.data_dir), "--port", "0", "--host", self.host, *self.args]
         self.lines = []
         self._port_seen.clear()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -10,10 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import textwrap
 import threading
 from pathlib import Path
 
@@ -242,6 +245,63 @@ def test_sigterm_stops_with_exit_0_and_data_stays_in_dot_edge(served, built):
     assert (built["device"] / ".edge").is_dir()
     got = served.cli("state", "get", "counts", "alice", server=False)
     assert (got.returncode, got.stdout) == (0, "2\n"), got.stderr
+
+
+def test_the_binary_runs_under_its_hardened_systemd_unit(built, tmp_path):
+    """The unit edge build wrote, run by a real systemd (tests/systemd_sandbox.py), every
+    sandboxing directive applied: the binary serves, keeps LMDB state, reads its token from
+    /etc/default/<name>, runs unprivileged and confined, and stops cleanly."""
+    from .systemd_sandbox import Sandbox, unavailable
+
+    why = unavailable()
+    if why is not None:
+        pytest.skip(f"cannot run systemd here: {why}")
+    canary = Path(tempfile.gettempdir()) / f"edge-systemd-canary-{os.getpid()}"
+    canary.write_text("the host's /tmp must survive")
+    token = "0123456789abcdef0123456789abcdef"
+    probe = textwrap.dedent(f"""
+        import json, time
+        import httpx
+        base, auth = "http://127.0.0.1:3000", {{"authorization": "Bearer {token}"}}
+        for _ in range(200):
+            try:
+                health = httpx.get(base + "/__edge/health", headers=auth, timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("the service never answered on port 3000")
+        count = httpx.post(base + "/count/Tomatoes", timeout=10)
+        query = {{"group": "counts", "key": "tomatoes"}}
+        print(json.dumps({{"health": health, "count": [count.status_code, count.json()],
+                          "state": httpx.get(base + "/__edge/state", params=query, headers=auth).json(),
+                          "anonymous": httpx.get(base + "/__edge/state", params=query).status_code}}))
+    """)
+    with Sandbox(built["dist"] / "counter", built["dist"] / "counter.service", "counter", tmp_path,
+                 env_file=f"EDGE_TOKEN={token}") as sd:
+        answer = sd.python(probe, timeout=60)
+        assert answer.returncode == 0, answer.stdout + answer.stderr + sd.service_output() + sd.output()
+        got = json.loads(answer.stdout)
+        assert got["health"]["status"] == "ok"
+        assert got["count"] == [200, {"name": "tomatoes", "count": 1}]
+        assert got["state"]["value"] == 1
+        assert got["anonymous"] == 401  # the token from /etc/default/counter is in force
+        assert sd.run("test", "-f", "/var/lib/private/counter/data/data.mdb").returncode == 0
+        main = sd.show("MainPID")["MainPID"]
+        app = sd.run("cat", f"/proc/{main}/task/{main}/children").stdout.split()  # onefile: the app child
+        for pid in [main, *app]:
+            status = dict(line.split(":", 1) for line in sd.run("cat", f"/proc/{pid}/status").stdout.splitlines())
+            assert status["Uid"].split()[0] != "0", status["Uid"]
+            assert status["NoNewPrivs"].strip() == "1"
+            assert status["Seccomp"].strip() == "2"  # the system call filter
+            assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0
+        assert "runtime endpoints: clients that send EDGE_TOKEN" in sd.service_output()
+        stopped = sd.run("systemctl", "stop", "counter")
+        assert stopped.returncode == 0, stopped.stderr
+        assert sd.show("ActiveState", "Result", "ExecMainStatus") == {
+            "ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, sd.service_output()
+    assert canary.read_text() == "the host's /tmp must survive"
+    canary.unlink()
 
 
 # -- bad input: found before PyInstaller runs ---------------------------------------------------

@@ -306,10 +306,13 @@ def test_spans_recorded_for_invocations(client, server):
 def test_token_guards_runtime_endpoints(edge_server):
     srv = edge_server({"steps/a_step.py": PROJECT["steps/boom_step.py"]}, env={"EDGE_TOKEN": "s3cret"})
     with srv.client() as c:
-        r = c.get("/__edge/health")
+        r = c.get("/__edge/logs")
         assert r.status_code == 401
         assert r.json()["detail"] == "this endpoint needs the token in EDGE_TOKEN: send 'Authorization: Bearer <token>'"
-        assert c.get("/__edge/health", headers={"authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/__edge/logs", headers={"authorization": "Bearer s3cret"}).status_code == 200
+        # health stays public, minimal; its details need the token (tests/test_security.py)
+        assert c.get("/__edge/health").json() == {"status": "ok"}
+        assert "uptime_s" in c.get("/__edge/health", headers={"authorization": "Bearer s3cret"}).json()
     assert srv.stop() == 0
 
 

@@ -13,11 +13,13 @@ def build_app(runtime, settings):
     from ..queues.endpoints import queue_endpoints
     from .app import EdgeApp
     from .endpoints import core_endpoints
+    from .access import AccessPolicy
     from .ws import StreamSockets
 
     endpoints = {**core_endpoints(), **queue_endpoints()}
-    sockets = StreamSockets(runtime.streams, runtime.tracer)
-    return EdgeApp(runtime, settings, endpoints=endpoints, websocket=sockets)
+    access = AccessPolicy(settings)  # hook, issue 11: who may use /__edge/ and the streams
+    sockets = StreamSockets(runtime.streams, runtime.tracer, access=access)
+    return EdgeApp(runtime, settings, endpoints=endpoints, websocket=sockets, access=access)
 
 
 def run_server(settings, discovery, *, out=None, on_ready=None) -> int:

@@ -11,7 +11,6 @@ goes on serving.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -22,6 +21,7 @@ from ..api import ApiRequest
 from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
 from ..runtime import HandlerError, Runtime, Skipped, maybe_await
 from ..tracing import new_id
+from .access import AccessPolicy
 from .responses import JSON, build_response, error_response, json_body, storage_full
 from .routing import Router
 
@@ -38,9 +38,12 @@ Endpoint = Callable[["EdgeApp", ApiRequest], Awaitable[tuple]]
 class EdgeApp:
     """The HTTP app of one runtime. Built by the server with every endpoint it serves."""
 
-    def __init__(self, runtime: Runtime, settings, *, endpoints: dict | None = None, websocket=None):
+    def __init__(self, runtime: Runtime, settings, *, endpoints: dict | None = None, websocket=None,
+                 access: AccessPolicy | None = None):
         self.runtime = runtime
         self.settings = settings
+        #: Who may use /__edge/... (hook, issue 11: edge/server/access.py).
+        self.access = access if access is not None else AccessPolicy(settings)
         self.max_body = settings.max_body
         self.router = Router()
         for step in runtime.steps.values():
@@ -127,13 +130,13 @@ class EdgeApp:
     async def _dispatch(self, scope, proto, req_headers, method, path, trace_id):
         endpoint = match = None
         if path.startswith("/__edge/"):
+            refused = self.access.check(method, path, scope.client, req_headers)  # hook, issue 11
+            if refused is not None:
+                return refused
             endpoint = self.endpoints.get((method, path))
             if endpoint is None:
                 allowed = self._endpoint_methods(path)
                 return _not_allowed(allowed) if allowed else error_response(404, path=path)
-            token = self.settings.token
-            if token and not _token_ok(req_headers, token):
-                return error_response(401, detail="this endpoint needs the token in EDGE_TOKEN: send 'Authorization: Bearer <token>'")
         else:
             match, allowed = self.router.match(method, path)
             if match is None:
@@ -349,15 +352,6 @@ def _trace_id(headers) -> str:
         if match:
             return match.group(1)
     return new_id(16)
-
-
-def _token_ok(headers, token: str) -> bool:
-    given = headers.get("authorization") or ""
-    if given.lower().startswith("bearer "):
-        given = given[7:].strip()
-    else:
-        given = headers.get("x-edge-token") or ""
-    return hmac.compare_digest(given.encode(), token.encode())
 
 
 def _not_allowed(allowed):

@@ -24,6 +24,7 @@ from granian.server.embed import Server
 
 from .._boundary import Host
 from ..runtime import Runtime
+from .access import startup_lines
 from .app import EdgeApp
 
 __all__ = ["serve", "ServerHandle"]
@@ -132,6 +133,8 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
         runtime.tracer.log("info", f"edge listening on http://{settings.host}:{port} "
                                    f"({steps} step{'' if steps == 1 else 's'}, data in {settings.data_dir}, "
                                    f"{loop_name} loop)")
+        for level, line in startup_lines(settings, port, runtime.discovery.streams):  # hook, issue 11
+            runtime.tracer.log(level, line)
         if on_ready is not None:
             on_ready(ServerHandle(app, port))
         _release_startup_memory()
@@ -173,11 +176,14 @@ def _interface(app: EdgeApp):
     RSGI is the faster one, but its WebSocket ``accept()`` cannot echo a subprotocol, and
     Motia's stream clients send their token as subprotocols ``["Authorization", token]``
     (browsers and node's ``ws`` refuse a handshake that does not echo one). So when a stream
-    checks access (``canAccess``), the app is served through the ASGI interface, which can;
+    checks access (``canAccess``, or every stream with EDGE_STREAMS_REQUIRE_TOKEN=1), the app is
+    served through the ASGI interface, which can;
     otherwise through RSGI. ``EDGE_SERVER_INTERFACE=rsgi|asgi`` forces either. Costs: docs/streams.md.
     """
     forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()  # checked by run_server
-    wants_tokens = any(stream.can_access is not None for stream in app.runtime.discovery.streams)
+    streams = app.runtime.discovery.streams
+    wants_tokens = any(stream.can_access is not None for stream in streams)
+    wants_tokens = wants_tokens or bool(streams and app.access.streams_require_token)  # hook, issue 11
     app.interface = forced or ("asgi" if wants_tokens else "rsgi")
     if app.interface == "asgi":
         from .asgi import wrap

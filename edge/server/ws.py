@@ -59,13 +59,16 @@ class Client:
     """One WebSocket: its subscriptions, its bounded send queue, and the protocol handling."""
 
     __slots__ = ("sockets", "proto", "auth", "subs", "rooms", "queue", "queued", "waiter",
-                 "closed", "tasks", "peer")
+                 "closed", "tasks", "peer", "token_ok")
 
     def __init__(self, sockets: "StreamSockets", proto, auth: AuthContext | None, peer: str = ""):
         self.sockets = sockets
         self.proto = proto
         self.auth = auth
         self.peer = peer
+        access = sockets.access
+        #: The client sent EDGE_TOKEN (worked out once: streams without canAccess may need it).
+        self.token_ok = access is not None and auth is not None and access.token_matches(auth.token)
         self.subs: dict[str, tuple] = {}  # subscriptionId -> room
         self.rooms: collections.Counter = collections.Counter()  # room -> subscriptions in it
         self.queue: collections.deque[str] = collections.deque()
@@ -170,6 +173,10 @@ class Client:
                        room)
         can_access = stream.definition.can_access
         if can_access is None:
+            access = self.sockets.access
+            refused = access.stream_refusal(self.token_ok, self.auth is not None) if access is not None else None
+            if refused is not None:
+                raise _Bad("STREAM_ACCESS_DENIED", refused, room)
             self._subscribe(sub_id, room)
             return None
         subscription = Subscription(streamName=stream_name, groupId=group, id=id, subscriptionId=sub_id)
@@ -282,9 +289,11 @@ def client_token(headers, query_string: str) -> tuple[str | None, str | None]:
 class StreamSockets:
     """Every stream WebSocket of the server (``app.websocket``)."""
 
-    def __init__(self, streams: Streams, tracer=None):
+    def __init__(self, streams: Streams, tracer=None, access=None):
         self.streams = streams
         self.tracer = tracer
+        #: edge.server.access.AccessPolicy: EDGE_STREAMS_REQUIRE_TOKEN and the token (None: open).
+        self.access = access
         self.clients: set[Client] = set()
         self.handlers: set[asyncio.Future] = set()
         #: Clients cut off for not reading (see ``Client.push``).
