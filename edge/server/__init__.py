@@ -12,10 +12,11 @@ def build_app(runtime, settings):
     """The HTTP app of ``runtime``, with every endpoint and the stream WebSocket, built explicitly."""
     from ..queues.endpoints import queue_endpoints
     from .app import EdgeApp
+    from .console import console_endpoints  # console hook (issue 13)
     from .endpoints import core_endpoints
     from .ws import StreamSockets
 
-    endpoints = {**core_endpoints(), **queue_endpoints()}
+    endpoints = {**core_endpoints(), **queue_endpoints(), **console_endpoints()}
     sockets = StreamSockets(runtime.streams, runtime.tracer)
     return EdgeApp(runtime, settings, endpoints=endpoints, websocket=sockets)
 

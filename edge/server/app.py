@@ -132,7 +132,9 @@ class EdgeApp:
                 allowed = self._endpoint_methods(path)
                 return _not_allowed(allowed) if allowed else error_response(404, path=path)
             token = self.settings.token
-            if token and not _token_ok(req_headers, token):
+            # console hook (issue 13): the console's static files carry no data and load without
+            # the token, so the page can show its sign-in form.
+            if token and not getattr(endpoint, "public", False) and not _token_ok(req_headers, token):
                 return error_response(401, detail="this endpoint needs the token in EDGE_TOKEN: send 'Authorization: Bearer <token>'")
         else:
             match, allowed = self.router.match(method, path)
