@@ -46,7 +46,7 @@ export async function render(el, args, signal) {
     if (!q || !q.subscriptions.length) subsBody.append(h("tr", {}, h("td", { colspan: 8 }, empty("No queue triggers in this app."))));
     for (const sub of (q ? q.subscriptions : [])) {
       subsBody.append(h("tr", { dataset: { step: sub.step, topic: sub.topic } },
-        h("td", {}, h("strong", {}, sub.step)), h("td", { class: "mono" }, sub.topic), h("td", {}, sub.type),
+        h("td", {}, h("strong", {}, sub.step)), h("td", { class: "mono", title: sub.topic }, topicName(sub.topic)), h("td", {}, sub.type),
         h("td", { class: "num" }, String(sub.depth)), h("td", { class: "num" }, String(sub.in_flight)),
         h("td", { class: "num" }, sub.retrying ? badge(String(sub.retrying), "warn") : "0"),
         h("td", { class: "num" }, String(sub.handled)), h("td", { class: "num" }, sub.failed_attempts ? badge(String(sub.failed_attempts), "err") : "0")));
@@ -60,12 +60,12 @@ export async function render(el, args, signal) {
     for (const d of dead) {
       deadBody.append(h("tr", { dataset: { id: d.id } },
         h("td", { class: "mono" }, String(d.id)),
-        h("td", {}, h("strong", {}, d.step), h("div", { class: "mono small muted" }, d.topic)),
+        h("td", {}, h("strong", {}, d.step), h("div", { class: "mono small muted", title: d.topic }, topicName(d.topic))),
         h("td", { class: "err" }, d.error, d.error_id ? h("div", { class: "muted small" }, `error_id ${d.error_id}`) : null),
         h("td", { class: "num" }, String(d.attempts)),
         h("td", { class: "nowrap" }, when(d.failed_at)),
         h("td", {}, traceLink(d.trace_id)),
-        h("td", {}, h("details", {}, h("summary", { class: "mono small" }, compact(d.data, 60)), json(d.data))),
+        h("td", { class: "data-cell" }, h("details", {}, h("summary", { class: "mono small" }, compact(d.data, 48)), json(d.data))),
         h("td", { class: "nowrap" },
           h("button", { type: "button", class: "small", onclick: () => act(() => api("/__edge/dlq/redrive", { method: "POST", body: { id: d.id } }),
             (out) => out.redriven.length ? `redriven #${d.id}` : `skipped #${d.id}: ${out.skipped[0]?.reason}`) }, "Redrive"),
@@ -76,4 +76,11 @@ export async function render(el, args, signal) {
     }
   };
   every(2000, signal, refresh);
+}
+
+/** State and stream triggers run through internal topics (``@state:0``): say what they are. */
+function topicName(topic) {
+  if (topic.startsWith("@state")) return "state changes";
+  if (topic.startsWith("@stream")) return "stream changes";
+  return topic;
 }

@@ -62,7 +62,7 @@ function drawHead(el, id, spans) {
   const errors = spans.filter((x) => x.status === "error").length;
   el.append(h("div", { class: "trace-title" }, h("h2", {}, "Trace ", h("span", { class: "mono" }, id))),
     h("dl", { class: "facts inline" },
-      h("dt", {}, "started"), h("dd", {}, new Date(start * 1000).toLocaleString()),
+      h("dt", {}, "started"), h("dd", {}, when(start)),
       h("dt", {}, "duration"), h("dd", {}, ms((end - start) * 1000)),
       h("dt", {}, "runs"), h("dd", {}, String(spans.length)),
       h("dt", {}, "errors"), h("dd", {}, errors ? badge(String(errors), "err") : "0")));
@@ -98,7 +98,7 @@ function drawWaterfall(el, spans) {
     const left = ((sp.start - start) / total) * 100;
     const width = Math.max((sp.duration_ms / 1000 / total) * 100, 0.4);
     const bar = s("svg", { class: "wf-bar", viewBox: "0 0 100 10", preserveAspectRatio: "none", "aria-hidden": "true" },
-      s("rect", { x: left, y: 1, width: Math.min(width, 100 - left), height: 8, rx: 0.6, class: `bar-${sp.status}` }));
+      s("rect", { x: Math.min(left, 100 - width), y: 1, width, height: 8, rx: 0.6, class: `bar-${sp.status}` }));
     el.append(h("div", { class: `wf-row status-${sp.status}`, dataset: { step: sp.step } },
       h("div", { class: "wf-name", dataset: { depth } },
         badge(sp.trigger, `t-${sp.trigger}`), " ", h("strong", {}, sp.step),
