@@ -90,7 +90,7 @@ def _trigger(step, t, now: datetime) -> dict[str, Any]:
 
 
 def _next_fire(step, t, now: datetime) -> float | None:
-    from ..cron import CronSchedule, next_fire_after
+    from .._cron import CronSchedule, next_fire_after
     from ..errors import EdgeError
 
     try:
