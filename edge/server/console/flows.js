@@ -114,8 +114,11 @@ function layout(nodes, edges) {
 function diagram(steps, model, flow, selected) {
   const { nodes, edges } = graph(steps, model);
   const { box, width, height } = layout(nodes, edges);
-  const svg = s("svg", { class: "flow", viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
+  const svg = s("svg", { class: "flow", viewBox: `0 0 ${width} ${height}`, role: "img",
     "aria-label": `flow ${flow}: ${steps.map((st) => st.name).join(", ")}` });
+  // fit the card, but never shrink below 70% (then the card scrolls): labels stay readable
+  svg.style.maxWidth = `${width}px`;
+  svg.style.minWidth = `${Math.round(width * 0.7)}px`;
   svg.append(s("defs", {},
     s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
       s("path", { d: "M0 0L10 5L0 10z", class: "arrow-head" }))));

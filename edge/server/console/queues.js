@@ -61,7 +61,7 @@ export async function render(el, args, signal) {
       deadBody.append(h("tr", { dataset: { id: d.id } },
         h("td", { class: "mono" }, String(d.id)),
         h("td", {}, h("strong", {}, d.step), h("div", { class: "mono small muted", title: d.topic }, topicName(d.topic))),
-        h("td", { class: "err" }, d.error, d.error_id ? h("div", { class: "muted small" }, `error_id ${d.error_id}`) : null),
+        h("td", { class: "err error-cell" }, d.error, d.error_id ? h("div", { class: "muted small" }, `error_id ${d.error_id}`) : null),
         h("td", { class: "num" }, String(d.attempts)),
         h("td", { class: "nowrap" }, when(d.failed_at)),
         h("td", {}, traceLink(d.trace_id)),
