@@ -28,7 +28,7 @@ export async function render(el, args, signal) {
     } catch (err) {
       clear(msg).append(errorBox(err));
     }
-    refresh();
+    refresh().catch(() => {});  // the next tick shows it anyway
   };
   redriveAll.addEventListener("click", () => act(() => api("/__edge/dlq/redrive", { method: "POST", body: {} }),
     (out) => `redriven ${out.redriven.length}${out.skipped.length ? `, skipped ${out.skipped.length}` : ""}`));

@@ -26,11 +26,11 @@ export async function render(el, args, signal) {
   const listCard = h("div", { class: "card" }, h("h2", {}, group, h("span", { class: "count" }, String(keys.length))),
     keys.length > MAX_SHOWN ? h("p", { class: "muted" }, `showing the first ${MAX_SHOWN} of ${keys.length}`) : null,
     h("div", { class: "scroll-x" }, table));
-  if (key !== undefined) mainEl.append(editor(group, key, items[key]));
+  if (key !== undefined) mainEl.append(editor(group, key, items[key], signal));
   mainEl.append(listCard, h("div", { class: "card" }, newItem(group)));
 }
 
-function editor(group, key, value) {
+function editor(group, key, value, signal) {
   const card = h("div", { class: "card editor" });
   const area = h("textarea", { class: "mono", rows: 14, spellcheck: "false", name: "value" });
   area.value = value === undefined ? "" : JSON.stringify(value, null, 2);
@@ -43,7 +43,8 @@ function editor(group, key, value) {
     try {
       await api("/__edge/state", { method: "POST", body: { group, key, value: parsed } });
       clear(msg).append(h("span", { class: "ok-text" }, "saved"));
-      setTimeout(() => window.dispatchEvent(new HashChangeEvent("hashchange")), 400);
+      // show the stored value (and the list) again, unless the user has moved on
+      setTimeout(() => { if (!signal.aborted) window.dispatchEvent(new HashChangeEvent("hashchange")); }, 400);
     } catch (err) { clear(msg).append(errorBox(err)); }
   });
   del.addEventListener("click", async () => {
