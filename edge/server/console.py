@@ -2,7 +2,7 @@
 
 The page is plain ES modules, CSS and SVG under ``edge/server/console/`` (package data, bundled
 by ``edge build``). Nothing is read until a browser asks: each file is read on first request and
-its bytes kept for the next one (~100 KB for all of them).
+its bytes kept for the next one (~90 KB for all of them).
 
 Endpoints added here (the rest of what the page uses already exists):
 
@@ -28,6 +28,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
 import msgspec
 
 from ..errors import EdgeError
