@@ -477,7 +477,7 @@ def run_pyinstaller(plan: Plan, *, quiet: bool = True) -> Path:
         "datas": plan.datas,
         "hiddenimports": plan.hiddenimports,
         "excludes": plan.excludes,
-        "expect_datas": plan.expect_datas,
+        "expect_datas": plan.expect_datas + _runtime_datas(),
         "expect_modules": ["edge.cli", "edge.runtime", "edge.server"],
         "optimize": _OPTIMIZE,
     }, indent=1))
@@ -494,6 +494,13 @@ def run_pyinstaller(plan: Plan, *, quiet: bool = True) -> Path:
     if not plan.binary.is_file():
         raise BuildError(f"PyInstaller finished but {plan.binary} is missing (the work folder is {plan.work})")
     return plan.binary
+
+
+def _runtime_datas() -> list[str]:
+    """Data files of edge itself the bundle must hold (build/hooks/hook-edge.py collects them)."""
+    from .server.console import ASSETS
+
+    return [f"edge/server/console/{name}" for name in ASSETS]
 
 
 def check_binary(plan: Plan, timeout: float = 60) -> None:

@@ -235,6 +235,14 @@ def test_queue_and_emit_through_the_binary(served):
     wait_for(lambda: served.cli("state", "get", "audit", "dave").stdout == "7\n")
 
 
+def test_the_console_is_in_the_binary(served):
+    page = served.http.get("/__edge/")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<script type="module" src="/__edge/console/app.js">' in page.text
+    script = served.http.get("/__edge/console/flows.js")
+    assert script.status_code == 200 and "export async function render" in script.text
+
+
 def test_sigterm_stops_with_exit_0_and_data_stays_in_dot_edge(served, built):
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(30) == 0, "".join(served.lines)

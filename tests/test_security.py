@@ -57,7 +57,26 @@ ENDPOINTS = [
     ("POST", "/__edge/emit", {"topic": "jobs", "data": {"n": 1}}),
     ("GET", "/__edge/dlq", None),
     ("POST", "/__edge/dlq/redrive", {}),
+    # the console's data endpoints
+    ("GET", "/__edge/app", None),
+    ("GET", "/__edge/system", None),
+    ("GET", "/__edge/logs/tail?timeout=0", None),
+    ("GET", "/__edge/traces/recent", None),
+    ("GET", "/__edge/streams", None),
+    ("DELETE", "/__edge/state?group=g&key=k", None),
+    ("DELETE", "/__edge/dlq?all=true", None),
 ]
+
+
+def _public():
+    from edge.server.console import ASSETS
+
+    return [("GET", "/__edge/", None)] + [("GET", f"/__edge/console/{name}", None) for name in ASSETS]
+
+
+#: The console's page and files: no data; part of the runtime surface without EDGE_TOKEN, loaded
+#: without the token when it is set (so the page can ask for it).
+PUBLIC = _public()
 
 
 def test_the_endpoint_list_covers_every_runtime_endpoint(tmp_path):
@@ -76,7 +95,7 @@ def test_the_endpoint_list_covers_every_runtime_endpoint(tmp_path):
         registered = set(build_app(runtime, settings).endpoints)
     finally:
         runtime.close()
-    assert registered == {(method, path) for method, path, _ in ENDPOINTS}
+    assert registered == {(method, path.split("?")[0]) for method, path, _ in ENDPOINTS + PUBLIC}
 
 
 # -- a second host: a network namespace on a veth pair --------------------------------------------
@@ -191,8 +210,8 @@ def open_server(netns, tmp_path_factory):
 
 
 def test_every_runtime_endpoint_refuses_another_machine_without_a_token(netns, open_server):
-    answers = from_lan(netns, open_server, [(m, p, body, None) for m, p, body in ENDPOINTS])
-    for (method, path, _), got in zip(ENDPOINTS, answers):
+    answers = from_lan(netns, open_server, [(m, p, body, None) for m, p, body in ENDPOINTS + PUBLIC])
+    for (method, path, _), got in zip(ENDPOINTS + PUBLIC, answers):
         if path == "/__edge/health":
             assert (got["status"], json.loads(got["body"])) == (200, {"status": "ok"})
             continue
@@ -216,7 +235,7 @@ def test_app_routes_and_public_streams_stay_open_to_the_lan(netns, open_server):
 
 def test_this_machine_is_served_without_a_token(open_server):
     with open_server.client() as client:
-        for method, path, body in ENDPOINTS:
+        for method, path, body in ENDPOINTS + PUBLIC:
             got = client.request(method, path, json=body)
             assert got.status_code in (200, 202), (method, path, got.text)
         assert client.get("/__edge/health").json()["steps"] == 2  # the details, for this machine
@@ -255,8 +274,8 @@ def token_server(netns, tmp_path_factory):
 
 def test_with_the_token_another_machine_is_served(netns, token_server):
     auth = {"authorization": f"Bearer {TOKEN}"}
-    answers = from_lan(netns, token_server, [(m, p, body, auth) for m, p, body in ENDPOINTS])
-    for (method, path, _), got in zip(ENDPOINTS, answers):
+    answers = from_lan(netns, token_server, [(m, p, body, auth) for m, p, body in ENDPOINTS + PUBLIC])
+    for (method, path, _), got in zip(ENDPOINTS + PUBLIC, answers):
         assert got["status"] in (200, 202), (method, path, got)
     health = json.loads(answers[0]["body"])
     assert health["status"] == "ok" and health["steps"] == 2
@@ -276,6 +295,9 @@ def test_with_a_token_set_requests_without_it_are_refused_from_anywhere(netns, t
         assert got.status_code == 401
         assert got.json()["detail"] == "this endpoint needs the token in EDGE_TOKEN: send 'Authorization: Bearer <token>'"
         assert client.get("/__edge/logs", headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
+    # the console's page and files load without it, so the page can show its sign-in form
+    for (method, path, _), got in zip(PUBLIC, from_lan(netns, token_server, [(m, p, b, None) for m, p, b in PUBLIC])):
+        assert got["status"] == 200, (method, path, got)
 
 
 def test_a_stream_that_needs_the_token_refuses_a_join_without_it(netns, token_server):

@@ -14,7 +14,7 @@ import msgspec
 from . import records as R
 from .records import decode_dead, encode_redriven
 
-__all__ = ["select", "list_dead", "as_dict", "redrive_offline"]
+__all__ = ["select", "list_dead", "as_dict", "redrive_offline", "delete_dead"]
 
 
 def select(txn, *, step: str | None = None, dlq_id: int | None = None, limit: int | None = None):
@@ -84,3 +84,19 @@ def redrive_offline(store, *, step: str | None = None, dlq_id: int | None = None
         return [R.dlq_id(k) for k, _ in entries]
 
     return store.write_sync(move)
+
+
+async def delete_dead(store, *, step: str | None = None, dlq_id: int | None = None) -> list[int]:
+    """Remove dead letters for good (the console's delete): one id, one step's, or all of them.
+
+    Returns:
+        The ids removed (empty when ``dlq_id`` does not exist).
+    """
+
+    def remove(txn):
+        entries = select(txn, step=step, dlq_id=dlq_id)
+        for key, _ in entries:
+            txn.delete("dlq", key)
+        return [R.dlq_id(k) for k, _ in entries]
+
+    return await store.write(remove)

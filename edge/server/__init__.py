@@ -12,12 +12,13 @@ def build_app(runtime, settings):
     """The HTTP app of ``runtime``, with every endpoint and the stream WebSocket, built explicitly."""
     from ..queues.endpoints import queue_endpoints
     from .app import EdgeApp
+    from .console import console_endpoints  # console hook (issue 13)
     from .endpoints import core_endpoints
     from .access import AccessPolicy
     from .ws import StreamSockets
 
-    endpoints = {**core_endpoints(), **queue_endpoints()}
-    access = AccessPolicy(settings)  # hook, issue 11: who may use /__edge/ and the streams
+    endpoints = {**core_endpoints(), **queue_endpoints(), **console_endpoints()}
+    access = AccessPolicy(settings)  # who may use /__edge/ and the streams (edge/server/access.py)
     sockets = StreamSockets(runtime.streams, runtime.tracer, access=access)
     return EdgeApp(runtime, settings, endpoints=endpoints, websocket=sockets, access=access)
 

@@ -130,10 +130,13 @@ class EdgeApp:
     async def _dispatch(self, scope, proto, req_headers, method, path, trace_id):
         endpoint = match = None
         if path.startswith("/__edge/"):
-            refused = self.access.check(method, path, scope.client, req_headers)  # hook, issue 11
-            if refused is not None:
-                return refused
             endpoint = self.endpoints.get((method, path))
+            # The console's page and files hold no data: with EDGE_TOKEN set they load without it,
+            # so the page can show its sign-in form. Everything else goes through the access check.
+            if not (endpoint is not None and self.access.token_set and getattr(endpoint, "public", False)):
+                refused = self.access.check(method, path, scope.client, req_headers)
+                if refused is not None:
+                    return refused
             if endpoint is None:
                 allowed = self._endpoint_methods(path)
                 return _not_allowed(allowed) if allowed else error_response(404, path=path)
