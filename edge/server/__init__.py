@@ -10,12 +10,13 @@ __all__ = ["run_server", "build_app"]
 
 def build_app(runtime, settings):
     """The HTTP app of ``runtime``, with every endpoint and the stream WebSocket, built explicitly."""
+    from .._metrics import metrics_endpoints
     from ..queues.endpoints import queue_endpoints
     from .app import EdgeApp
     from .endpoints import core_endpoints
     from .ws import StreamSockets
 
-    endpoints = {**core_endpoints(), **queue_endpoints()}
+    endpoints = {**core_endpoints(), **queue_endpoints(), **metrics_endpoints()}
     sockets = StreamSockets(runtime.streams, runtime.tracer)
     return EdgeApp(runtime, settings, endpoints=endpoints, websocket=sockets)
 
