@@ -4,7 +4,7 @@ Almost everything is read at scrape time from counters the runtime keeps anyway:
 commits, each queue subscription's depth / in flight / retrying / handled / failed attempts, the
 tracer's invocation counts, the app's open WebSockets, and the process's own RSS, disk writes
 and TCP connections from ``/proc``. The one thing recorded per request is
-:meth:`RequestMetrics.observe`: one bisect and two dict increments, keyed by the raw path; paths
+:meth:`RequestMetrics.observe`: one dict lookup, one bisect and two list updates, keyed by the raw path; paths
 are folded into their route (``/todos/:id``) at scrape time, or when too many distinct paths
 have piled up, so the request path never matches a route twice.
 """
@@ -40,42 +40,39 @@ class RequestMetrics:
         app: the :class:`~edge.server.app.EdgeApp` (its router and endpoints name the routes).
     """
 
-    __slots__ = ("_app", "_raw", "_sums", "_counts", "_total_sums")
+    __slots__ = ("_app", "_raw", "_routes")
 
     def __init__(self, app):
         self._app = app
-        self._raw: dict[tuple, int] = {}  # (method, path, status, bucket index) -> requests
-        self._sums: dict[tuple, float] = {}  # (method, path, status) -> seconds
-        self._counts: dict[tuple, list] = {}  # (method, route, status) -> [bucket counts..., sum]
-        self._total_sums: dict[tuple, float] = {}
+        #: (method, path, status) -> [requests per latency bucket..., seconds in total]
+        self._raw: dict[tuple, list] = {}
+        #: (method, route, status) -> the same, folded.
+        self._routes: dict[tuple, list] = {}
 
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:
-        """One answered request (the hot path: keep it this small)."""
-        raw = self._raw
-        key = (method, path, status, bisect_left(LATENCY_BUCKETS, seconds))
-        raw[key] = raw.get(key, 0) + 1
-        short = key[:3]
-        self._sums[short] = self._sums.get(short, 0.0) + seconds
-        if len(raw) > MAX_RAW_KEYS:
-            self.fold()
+        """One answered request (the hot path: one dict lookup, one bisect, two list updates)."""
+        entry = self._raw.get((method, path, status))
+        if entry is None:
+            if len(self._raw) >= MAX_RAW_KEYS:
+                self.fold()
+            entry = self._raw[(method, path, status)] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+        entry[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        entry[-1] += seconds
 
     def fold(self) -> None:
-        """Move the raw per-path counts into per-route histograms."""
-        raw, sums = self._raw, self._sums
-        self._raw, self._sums = {}, {}
+        """Move the per-path counts into per-route ones."""
+        raw, self._raw = self._raw, {}
         routes: dict[tuple[str, str], str] = {}
-        size = len(LATENCY_BUCKETS) + 1
-        for (method, path, status, bucket), n in raw.items():
+        for (method, path, status), counts in raw.items():
             route = routes.get((method, path))
             if route is None:
                 route = routes[(method, path)] = self.route(method, path)
-            counts = self._counts.get((method, route, status))
-            if counts is None:
-                counts = self._counts[(method, route, status)] = [0] * size
-            counts[bucket] += n
-        for (method, path, status), seconds in sums.items():
-            key = (method, routes.get((method, path)) or self.route(method, path), status)
-            self._total_sums[key] = self._total_sums.get(key, 0.0) + seconds
+            entry = self._routes.get((method, route, status))
+            if entry is None:
+                self._routes[(method, route, status)] = counts
+            else:
+                for i, n in enumerate(counts):
+                    entry[i] += n
 
     def route(self, method: str, path: str) -> str:
         """The route a request was served by: the trigger's declared path, an endpoint's path,
@@ -91,8 +88,8 @@ class RequestMetrics:
     def series(self) -> Iterable[tuple[tuple[str, str, int], list[int], float]]:
         """``((method, route, status), bucket counts, seconds)`` per series, after folding."""
         self.fold()
-        for key, counts in sorted(self._counts.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])):
-            yield key, counts, self._total_sums.get(key, 0.0)
+        for key, entry in sorted(self._routes.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])):
+            yield key, entry[:-1], entry[-1]
 
 
 # -- rendering --------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ async def test_many_distinct_paths_fold_into_their_route_and_memory_stays_bounde
         for i in range(3 * MAX_RAW_KEYS):
             metrics.observe("GET", f"/todos/{i}", 404, 0.002)
             metrics.observe("GET", f"/probe/{i}.php", 404, 0.0001)
-        assert len(metrics._raw) <= MAX_RAW_KEYS + 1
+        assert len(metrics._raw) <= MAX_RAW_KEYS
         m = await scrape(app)
     assert value(m, "edge_http_requests_total", method="GET", route="/todos/:id", status=404) == 3 * MAX_RAW_KEYS
     assert value(m, "edge_http_requests_total", method="GET", route="unmatched", status=404) == 3 * MAX_RAW_KEYS
