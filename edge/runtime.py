@@ -184,18 +184,28 @@ class Runtime:
         except (Skipped, HandlerError):
             pass  # logged with its span; the next slot runs as usual
 
+    async def fire_cron(self, key: str, slot) -> None:
+        """Fire one slot of the cron job ``key`` as the cron loop does: persist it, then run the
+        step (failures are logged with its span). Hook (edge.testing drives cron with it)."""
+        job = next(job for job in self.cron_jobs if job.key == key)
+        await self._save_last(key, slot)
+        await self._fire(job, slot)
+
     async def serve_cron(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await serve_cron(self.cron_jobs, dispatch=self._fire, load_last=self._load_last,
                          save_last=self._save_last, logger=_TracerLogger(self.tracer), task_status=task_status)
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def serve(self, *, host: Host | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, host: Host | None = None, cron: bool = True,
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Start the writer and every service; run until cancelled; flush on the way out.
 
         Args:
             host: the asyncio loop handlers run on (the server passes it); None runs every
                 handler in trio (in-process tests on a mock clock).
+            cron: serve the cron loop; False (hook: edge.testing) leaves firing to
+                :meth:`fire_cron`.
         """
         self.store.start_writer(notify=host.loop.call_soon_threadsafe if host is not None else None)
         try:
@@ -205,7 +215,7 @@ class Runtime:
                     self.boundary.host = host
                 await nursery.start(self.tracer.serve_flush)
                 await nursery.start(self.queues.serve)
-                if self.cron_jobs:
+                if self.cron_jobs and cron:
                     await nursery.start(self.serve_cron)
                 task_status.started(self)
                 await trio.sleep_forever()

@@ -82,6 +82,8 @@ class Tracer:
         self._logs: deque = deque()
         self._spans: deque = deque()
         self.dropped = 0
+        #: Hook (issue 14): invocations by (step, trigger type, status), for /__edge/metrics.
+        self.counts: dict[tuple[str, str, str], int] = {}
         self._outbuf: list[str] = []
         #: True while serve_flush runs: step lines then wait for its next stdout write;
         #: without the flush task every line is written at once.
@@ -143,6 +145,8 @@ class Tracer:
     # -- spans ----------------------------------------------------------------------------
 
     def record_span(self, span: Span) -> None:
+        key = (span.step, span.trigger, span.status)  # hook (issue 14): /__edge/metrics
+        self.counts[key] = self.counts.get(key, 0) + 1
         if self.store is None:
             return
         spans = self._spans

@@ -128,3 +128,12 @@ def wait_for(predicate, timeout: float = 10, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met within %.1fs" % timeout)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``anyio`` run under anyio's plugin (asyncio and trio backends), not under
+    pytest-trio's trio_mode, which marks every async test for trio."""
+    for item in items:
+        if item.get_closest_marker("anyio") is not None:
+            item.own_markers[:] = [m for m in item.own_markers if m.name != "trio"]

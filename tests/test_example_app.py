@@ -1,49 +1,67 @@
-"""The example app in steps/ (what the README walks through), served by a real `edge start`."""
+"""The example app in steps/ (what the README walks through): in-process with edge.testing, and
+the live list over a WebSocket of a real `edge start`."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 
-from .conftest import ROOT, EdgeServer, wait_for
+from edge.testing import App
+
+from .conftest import ROOT, EdgeServer
 
 
-def test_todo_app_end_to_end(tmp_path):
-    server = EdgeServer(ROOT, tmp_path / "data").start()
-    try:
-        with server.client() as c:
-            r = c.post("/todos", json={"title": "water the tomatoes", "priority": "high"},
-                       headers={"x-trace-id": "readme-trace"})
-            assert r.status_code == 201
-            todo = r.json()
-            assert (todo["title"], todo["priority"], todo["status"]) == ("water the tomatoes", "high", "open")
+async def test_todo_app_end_to_end(tmp_path):
+    async with App(ROOT / "steps", data_dir=tmp_path) as app:
+        r = await app.http("POST", "/todos", json={"title": "water the tomatoes", "priority": "high"},
+                           headers={"x-trace-id": "readme-trace"})
+        assert r.status == 201
+        todo = r.json
+        assert (todo["title"], todo["priority"], todo["status"]) == ("water the tomatoes", "high", "open")
+        assert app.enqueued("todo.created") == [todo]
 
-            processed = wait_for(lambda: c.get(f"/todos/{todo['id']}").json().get("status") == "processed")
-            assert processed
-            assert [t["id"] for t in c.get("/todos", params={"status": "processed"}).json()] == [todo["id"]]
+        await app.drain()
+        assert (await app.http("GET", f"/todos/{todo['id']}")).json["status"] == "processed"
+        listed = await app.http("GET", "/todos", query={"status": "processed"})
+        assert [t["id"] for t in listed.json] == [todo["id"]]
 
-            done = c.put(f"/todos/{todo['id']}/done").json()
-            assert done["status"] == "done"
+        done = (await app.http("PUT", f"/todos/{todo['id']}/done")).json
+        assert done["status"] == "done"
+        await app.drain()
 
-            def audit():
-                items = c.get("/__edge/state", params={"group": "audit"}).json()["items"]
-                return items if len(items) >= 3 else None
+        trail = [v for _, v in sorted((await app.http("GET", "/__edge/state", query={"group": "audit"})).json["items"].items())]
+        assert [(e["change"], e["status"]) for e in trail] == [
+            ("created", "open"), ("updated", "processed"), ("updated", "done")]
+        assert trail[0]["trace_id"] == "readme-trace"
+        assert [t["status"] for t in await app.stream_items("todos", "all")] == ["done"]
+        assert [r["msg"] for r in app.logs if r.get("step") == "ProcessTodo"] == ["todo processed"]
 
-            trail = [v for _, v in sorted(wait_for(audit).items())]
-            assert [(e["change"], e["status"]) for e in trail] == [
-                ("created", "open"), ("updated", "processed"), ("updated", "done")]
-            assert trail[0]["trace_id"] == "readme-trace"
+        bad = await app.http("POST", "/todos", json={"titel": 1})
+        assert bad.status == 400
+        assert bad.json == {"error": "Invalid request body", "errors": [
+            {"path": "$.titel", "message": 'unknown property "titel"'},
+            {"path": "$.title", "message": 'missing required property "title"'},
+        ]}
+        assert (await app.http("GET", "/todos/nope")).status == 404
 
-            bad = c.post("/todos", json={"titel": 1})
-            assert bad.status_code == 400
-            assert bad.json() == {"error": "Invalid request body", "errors": [
-                {"path": "$.titel", "message": 'unknown property "titel"'},
-                {"path": "$.title", "message": 'missing required property "title"'},
-            ]}
-            assert c.get("/todos/nope").status_code == 404
-    finally:
-        assert server.stop() == 0
+
+async def test_nightly_clean_up_removes_todos_done_over_a_week_ago(tmp_path):
+    start = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+    async with App(ROOT / "steps", data_dir=tmp_path, start=start) as app:
+        week = 7 * 24 * 3600
+        old = {"id": "old", "title": "a", "status": "done", "done_at": time.time() - week - 60}
+        recent = {"id": "recent", "title": "b", "status": "done", "done_at": time.time()}
+        for todo in (old, recent):
+            await app.state.set("todos", todo["id"], todo)
+            await app.streams.todos.set("all", todo["id"], todo)
+        app.clock.advance(hours=24)  # past 03:00 (machine-local time) once
+        assert [step for step, _ in await app.tick_cron()] == ["CleanupTodos"]
+        assert [t["id"] for t in await app.state.get_group("todos")] == ["recent"]
+        assert [t["id"] for t in await app.stream_items("todos", "all")] == ["recent"]
+        assert [r["data"] for r in app.logs if r["msg"] == "clean-up finished"] == [{"removed": 1}]
 
 
 def test_example_steps_validate():

@@ -65,6 +65,7 @@ ENDPOINTS = [
     ("GET", "/__edge/streams", None),
     ("DELETE", "/__edge/state?group=g&key=k", None),
     ("DELETE", "/__edge/dlq?all=true", None),
+    ("GET", "/__edge/metrics", None),
 ]
 
 

@@ -135,6 +135,8 @@ class QueueService:
                 self._stream_subs.setdefault(sub.trigger.stream_name, []).append(sub)
             elif sub.trigger.type == "state":
                 self._state_subs.append(sub)
+        #: Hook (edge.testing): ``fn(out, data, group, trace_id)`` for every accepted enqueue.
+        self.on_outgoing: Callable | None = None
         self.unrouted: dict[str, int] = {}
         self.orphaned: dict[str, int] = {}
         self._serving = False
@@ -182,7 +184,12 @@ class QueueService:
         """
         subs = self.by_topic.get(topic)
         if subs:
-            return encode_for(subs, topic, data, group, trace_id, self._now_ms(), where)
+            out = encode_for(subs, topic, data, group, trace_id, self._now_ms(), where)
+            if self.on_outgoing is not None:  # hook (edge.testing)
+                self.on_outgoing(out, data, group, trace_id)
+            return out
+        if self.on_outgoing is not None:  # hook (edge.testing)
+            self.on_outgoing(Outgoing(topic, ()), data, group, trace_id)
         count = self.unrouted.get(topic, 0)
         self.unrouted[topic] = count + 1
         if count == 0:

@@ -30,6 +30,11 @@ class Timers:
         if self._heap[0] is entry:  # earlier than what the loop sleeps towards
             self._lot.unpark()
 
+    @property
+    def next_at(self) -> float | None:
+        """When (trio's clock) the earliest callback is due; None: nothing is scheduled."""
+        return self._heap[0][0] if self._heap else None
+
     def run_due(self) -> None:
         """Call every callback that is due (one step of :meth:`serve`)."""
         heap, now = self._heap, trio.current_time()

@@ -10,6 +10,7 @@ __all__ = ["run_server", "build_app"]
 
 def build_app(runtime, settings):
     """The HTTP app of ``runtime``, with every endpoint and the stream WebSocket, built explicitly."""
+    from .._metrics import metrics_endpoints
     from ..queues.endpoints import queue_endpoints
     from .app import EdgeApp
     from .console import console_endpoints  # console hook (issue 13)
@@ -17,7 +18,7 @@ def build_app(runtime, settings):
     from .access import AccessPolicy
     from .ws import StreamSockets
 
-    endpoints = {**core_endpoints(), **queue_endpoints(), **console_endpoints()}
+    endpoints = {**core_endpoints(), **queue_endpoints(), **console_endpoints(), **metrics_endpoints()}
     access = AccessPolicy(settings)  # who may use /__edge/ and the streams (edge/server/access.py)
     sockets = StreamSockets(runtime.streams, runtime.tracer, access=access)
     return EdgeApp(runtime, settings, endpoints=endpoints, websocket=sockets, access=access)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from time import perf_counter
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import msgspec
 
+from .._metrics import RequestMetrics
 from ..api import ApiRequest
 from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
 from ..runtime import HandlerError, Runtime, Skipped, maybe_await
@@ -66,6 +68,8 @@ class EdgeApp:
         self._idle: asyncio.Future | None = None  # created by wait_idle (shutdown) only
         self._tasks: set[asyncio.Task] = set()
         self.cors = tuple(settings.cors_origins)
+        #: Hook (issue 14): requests by route and status for GET /__edge/metrics.
+        self.metrics = RequestMetrics(self)
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -81,6 +85,7 @@ class EdgeApp:
             finally:
                 self.websockets_open -= 1
             return
+        started = perf_counter()
         self.inflight += 1
         task = asyncio.current_task()
         self._tasks.add(task)
@@ -100,6 +105,7 @@ class EdgeApp:
             self.inflight -= 1
             if self.inflight == 0 and self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
+        self.metrics.observe(scope.method, scope.path, status, perf_counter() - started)  # hook (issue 14)
         if scope.method == "HEAD":
             body = b""
         try:

@@ -1,0 +1,335 @@
+"""edge.testing: the App test kit, under trio (this suite's default) and, where marked, asyncio.
+
+Tests marked ``anyio`` run once per backend (see conftest.py); the rest are plain trio tests.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from edge.errors import ConfigError, SchemaError
+from edge.testing import App, DrainTimeout, InjectedFailure, Skipped
+
+from .conftest import ROOT, write_project
+
+BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+
+MAILER = {
+    "steps/send_email_step.py": """
+        config = {
+            "name": "SendEmail",
+            "triggers": [{"type": "queue", "topic": "email.requested",
+                          "input": {"type": "object", "properties": {"to": {"type": "string"}},
+                                    "required": ["to"]}}],
+            "enqueues": ["email.sent"],
+        }
+
+        async def handler(data, ctx):
+            await ctx.enqueue({"topic": "email.sent", "data": {"to": data["to"]}})
+            ctx.logger.info("sent", {"to": data["to"]})
+    """,
+    "steps/count_sent_step.py": """
+        config = {"name": "CountSent", "triggers": [{"type": "queue", "topic": "email.sent"}]}
+
+        async def handler(data, ctx):
+            await ctx.state.update("stats", "sent", [{"type": "increment", "path": "n", "by": 1}])
+    """,
+}
+
+
+def doc_examples() -> list[str]:
+    text = (ROOT / "docs" / "testing.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def load(source: str, name: str):
+    namespace: dict = {}
+    exec(compile(source, f"docs/testing.md ({name})", "exec"), namespace)
+    return namespace[name]
+
+
+# -- the documented examples ---------------------------------------------------------------------
+
+@pytest.mark.anyio
+@BOTH
+async def test_the_documented_example(tmp_path, monkeypatch, anyio_backend):
+    monkeypatch.chdir(ROOT)  # the example names the steps folder relative to the project
+    await load(doc_examples()[0], "test_create_todo")(tmp_path)
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_the_documented_retry_example(tmp_path, monkeypatch, anyio_backend):
+    monkeypatch.chdir(write_project(tmp_path / "app", MAILER))
+    await load(doc_examples()[1], "test_a_flaky_mail_server")(tmp_path / "data")
+
+
+# -- queues, retries, dead letters, time ----------------------------------------------------------
+
+async def test_retries_skip_exactly_the_backoff_and_discarded_enqueues_are_not_listed(tmp_path):
+    async with App(write_project(tmp_path / "app", MAILER)) as app:
+        start = app.clock.time()
+        app.fail("SendEmail", times=2)
+        await app.emit("email.requested", {"to": "a@example.com"})
+        await app.drain()
+        # Default backoff: 1 s after the first failure, 2 s after the second; nothing else.
+        assert app.clock.time() - start == 3.0
+        assert [(i.outcome, i.error) for i in app.invocations("SendEmail")] == [
+            ("error", "InjectedFailure: injected by app.fail('SendEmail', times=2)")] * 2 + [("ok", None)]
+        assert app.enqueued("email.sent") == [{"to": "a@example.com"}]
+        assert await app.state.get("stats", "sent") == {"n": 1}
+        warnings = [r["msg"] for r in app.logs if r["level"] == "warn"]
+        assert warnings == ["SendEmail: attempt 1 of 4 failed; retrying in 1 s",
+                            "SendEmail: attempt 2 of 4 failed; retrying in 2 s"]
+
+
+async def test_a_handler_that_fails_after_enqueueing_has_its_messages_discarded(tmp_path):
+    files = {**MAILER, "steps/send_email_step.py": """
+        config = {"name": "SendEmail", "triggers": [{"type": "queue", "topic": "email.requested"}]}
+        attempts = []
+
+        async def handler(data, ctx):
+            await ctx.enqueue({"topic": "email.sent", "data": {"attempt": len(attempts)}})
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise ConnectionError("smtp down")
+    """}
+    async with App(write_project(tmp_path / "app", files)) as app:
+        await app.emit("email.requested", {"to": "a"})
+        await app.drain()
+        assert app.enqueued("email.sent") == [{"attempt": 1}]  # the first attempt's was discarded
+        assert await app.state.get("stats", "sent") == {"n": 1}
+        assert [e.step for e in app.enqueued()] == [None, "SendEmail"]  # the emit, then the kept one
+
+
+async def test_always_failing_ends_in_the_dead_letter_queue(tmp_path):
+    async with App(write_project(tmp_path / "app", MAILER)) as app:
+        app.fail("SendEmail", times=None, error=TimeoutError("smtp timed out"))
+        await app.emit("email.requested", {"to": "a@example.com"})
+        await app.drain()
+        [dead] = await app.dead_letters()
+        assert (dead["step"], dead["topic"], dead["data"], dead["attempts"], dead["error"]) == (
+            "SendEmail", "email.requested", {"to": "a@example.com"}, 4, "TimeoutError: smtp timed out")
+        assert app.enqueued("email.sent") == []
+
+
+async def test_drain_without_skipping_time_leaves_the_retry_waiting(tmp_path):
+    async with App(write_project(tmp_path / "app", MAILER)) as app:
+        app.fail("SendEmail")
+        await app.emit("email.requested", {"to": "a"})
+        await app.drain(skip_time=False)
+        assert [i.outcome for i in app.invocations("SendEmail")] == ["error"]
+        app.clock.advance(0.999)
+        await app.drain(skip_time=False)
+        assert len(app.invocations("SendEmail")) == 1
+        app.clock.advance(0.001)
+        await app.drain(skip_time=False)
+        assert [i.outcome for i in app.invocations("SendEmail")] == ["error", "ok"]
+
+
+async def test_a_hanging_handler_times_out_on_the_virtual_clock(tmp_path):
+    files = {"steps/slow_step.py": """
+        import asyncio
+        config = {"name": "Slow", "triggers": [{"type": "queue", "topic": "t",
+                                                 "config": {"timeout": 5, "maxRetries": 0}}]}
+
+        async def handler(data, ctx):
+            await asyncio.Event().wait()
+    """}
+    async with App(write_project(tmp_path / "app", files)) as app:
+        await app.emit("t", {})
+        with pytest.raises(DrainTimeout) as caught:
+            await app.drain(timeout=0.2)
+        assert str(caught.value) == ('app.drain: still busy after 0.2 s: step "Slow" (topic "t"): '
+                                     '1 handler(s) running')
+        app.clock.advance(5)
+        await app.drain()
+        [dead] = await app.dead_letters()
+        assert dead["error"] == "TimeoutError: the handler did not finish within 5 s"
+
+
+# -- cron --------------------------------------------------------------------------------------------
+
+async def test_tick_cron_fires_every_slot_in_order_and_only_when_asked(tmp_path):
+    files = {"steps/hourly_step.py": """
+        config = {"name": "Hourly", "triggers": [{"type": "cron", "expression": "0 * * * *",
+                                                   "timezone": "UTC"}]}
+
+        async def handler(input, ctx):
+            ctx.logger.info("tick")
+    """}
+    start = datetime(2026, 6, 1, 9, 30, tzinfo=timezone.utc)
+    async with App(write_project(tmp_path / "app", files), start=start) as app:
+        assert await app.tick_cron() == []
+        app.clock.advance(hours=3)
+        assert app.invocations() == []  # advancing alone fires nothing
+        fired = await app.tick_cron()
+        assert [(step, slot.hour) for step, slot in fired] == [("Hourly", 10), ("Hourly", 11), ("Hourly", 12)]
+        assert [r["msg"] for r in app.logs if r.get("step") == "Hourly"] == ["tick"] * 3
+        assert await app.tick_cron() == []
+
+
+# -- one handler ---------------------------------------------------------------------------------------
+
+async def test_run_calls_one_handler_with_the_input_its_trigger_delivers(tmp_path):
+    async with App(ROOT / "steps", data_dir=tmp_path) as app:
+        created = await app.run("CreateTodo", {"body": {"title": "buy milk"}})
+        assert created["status"] == 201 and created["body"]["title"] == "buy milk"
+        todo = created["body"]
+        await app.drain()  # CreateTodo's message is processed by the queue meanwhile
+        assert app.enqueued("todo.created") == [todo]
+        got = await app.run("GetTodo", {"path_params": {"id": todo["id"]}})
+        assert got == {"status": 200, "body": await app.state.get("todos", todo["id"])}
+        assert got["body"]["status"] == "processed"
+        # One handler, called directly, on an item the test wrote itself:
+        other = {**todo, "id": "t2"}
+        await app.state.set("todos", "t2", other)
+        assert await app.run("ProcessTodo", other) is None
+        assert (await app.state.get("todos", "t2"))["status"] == "processed"
+        assert [t["status"] for t in await app.stream_items("todos", "all")] == ["processed", "processed"]
+        assert (await app.streams.todos.get("all", "t2"))["status"] == "processed"
+        await app.run("AuditTodo", {"group_id": "todos", "item_id": todo["id"], "old_value": None,
+                                    "new_value": todo, "event_type": "created"})
+        with pytest.raises(SchemaError) as caught:
+            await app.run("ProcessTodo", {"title": 1})
+        assert {"path": "$.id", "message": 'missing required property "id"'} in caught.value.errors
+
+
+async def test_run_raises_what_the_handler_raised_and_skipped_for_a_false_condition(tmp_path):
+    files = {"steps/picky_step.py": """
+        config = {"name": "Picky", "triggers": [
+            {"type": "queue", "topic": "t", "condition": lambda data, ctx: data.get("ok")}]}
+
+        async def handler(data, ctx):
+            raise KeyError("boom")
+    """}
+    async with App(write_project(tmp_path / "app", files)) as app:
+        with pytest.raises(KeyError):
+            await app.run("Picky", {"ok": True})
+        with pytest.raises(Skipped):
+            await app.run("Picky", {"ok": False})
+        with pytest.raises(ConfigError) as caught:
+            await app.run("Pikcy", {})
+        assert str(caught.value) == "app.run: no step named 'Pikcy'; the steps are Picky"
+        with pytest.raises(ConfigError) as caught:
+            app.fail("Pikcy")
+        assert str(caught.value) == "app.fail: no step named 'Pikcy'; the steps are Picky"
+
+
+# -- HTTP through the real app --------------------------------------------------------------------
+
+async def test_http_answers_are_the_servers_own(tmp_path):
+    async with App(ROOT / "steps", data_dir=tmp_path) as app:
+        bad = await app.http("POST", "/todos", json={"titel": 1})
+        assert bad.status == 400
+        assert bad.json == {"error": "Invalid request body", "errors": [
+            {"path": "$.titel", "message": 'unknown property "titel"'},
+            {"path": "$.title", "message": 'missing required property "title"'},
+        ]}
+        missing = await app.http("GET", "/todos/nope")
+        assert (missing.status, missing.json) == (404, {"error": "no todo nope"})
+        wrong = await app.http("DELETE", "/todos")
+        assert (wrong.status, wrong.headers["allow"]) == (405, "GET, POST")
+        traced = await app.http("GET", "/todos?status=open", headers={"x-trace-id": "t-1"})
+        assert (traced.status, traced.json, traced.headers["x-trace-id"]) == (200, [], "t-1")
+        health = await app.http("GET", "/__edge/health")
+        assert health.status == 200 and health.json["steps"] == 7
+
+
+# -- where handlers run ---------------------------------------------------------------------------
+
+ASYNCIO_STEP = {"steps/wait_step.py": """
+    import asyncio
+    import sniffio
+
+    config = {"name": "Wait", "triggers": [{"type": "http", "method": "GET", "path": "/wait"},
+                                            {"type": "queue", "topic": "wait"}]}
+
+    async def handler(input, ctx):
+        await asyncio.sleep(0.01)  # real asyncio: works whatever loop the test runs on
+        await asyncio.gather(asyncio.sleep(0), asyncio.to_thread(sum, [1, 2]))
+        ctx.logger.info("waited", {"library": sniffio.current_async_library()})
+        return {"status": 200, "body": {"library": sniffio.current_async_library()}}
+"""}
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_asyncio_handlers_run_under_both_test_loops(tmp_path, anyio_backend):
+    async with App(write_project(tmp_path / "app", ASYNCIO_STEP)) as app:
+        r = await app.http("GET", "/wait")
+        assert (r.status, r.json) == (200, {"library": "asyncio"})
+        await app.emit("wait", {})
+        await app.drain()
+        assert [r["data"] for r in app.logs if r["msg"] == "waited"] == [{"library": "asyncio"}] * 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_two_apps_at_once_on_one_asyncio_loop(tmp_path, anyio_backend):
+    async with App(write_project(tmp_path / "a", ASYNCIO_STEP)) as one:
+        async with App(write_project(tmp_path / "b", MAILER)) as two:
+            assert (await one.http("GET", "/wait")).status == 200
+            await two.emit("email.requested", {"to": "x"})
+            await two.drain()
+            assert two.enqueued("email.sent") == [{"to": "x"}]
+
+
+async def test_sync_and_trio_runtime_handlers(tmp_path):
+    files = {
+        "steps/blocking_step.py": """
+            import time
+            config = {"name": "Blocking", "triggers": [{"type": "queue", "topic": "b"}]}
+
+            def handler(data, ctx):
+                time.sleep(0.01)
+                ctx.state.set("seen", "blocking", data)
+        """,
+        "steps/trio_step.py": """
+            import trio
+            config = {"name": "InTrio", "runtime": "trio",
+                      "triggers": [{"type": "http", "method": "GET", "path": "/trio"}]}
+
+            async def handler(req, ctx):
+                await trio.sleep(0)
+                return {"status": 200, "body": {"ok": True}}
+        """,
+    }
+    async with App(write_project(tmp_path / "app", files)) as app:
+        app.fail("Blocking", times=1, error=InjectedFailure)
+        await app.emit("b", {"n": 1})
+        await app.drain()
+        assert await app.state.get("seen", "blocking") == {"n": 1}
+        assert [i.outcome for i in app.invocations("Blocking")] == ["error", "ok"]
+        assert (await app.http("GET", "/trio")).json == {"ok": True}
+
+
+# -- Motia projects and problems ------------------------------------------------------------------
+
+async def test_a_motia_0x_project_runs_unchanged(tmp_path):
+    async with App(ROOT / "tests" / "fixtures" / "projects" / "motia_0x", data_dir=tmp_path) as app:
+        r = await app.http("POST", "/basic-tutorial", json={"name": "Rex", "photoUrl": "x.png"})
+        assert (r.status, r.json["id"]) == (200, "pet-rex")
+        assert app.enqueued("process-food-order") == [{"id": "pet-rex"}]
+        await app.drain()
+        assert await app.state.get("orders", "pet-rex") == {"id": "pet-rex"}
+        app.clock.advance(minutes=10)
+        assert [step for step, _ in await app.tick_cron()] == ["StateAuditJob", "StateAuditJob"]
+        assert [r["data"] for r in app.logs if r["msg"] == "audit"] == [{"count": 1}] * 2
+
+
+async def test_a_broken_step_file_or_a_missing_folder_is_said_at_once(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        async with App(tmp_path / "nope"):
+            pass
+    assert str(caught.value) == (
+        f"App({str(tmp_path / 'nope')!r}): no such folder; pass the project folder or its steps folder "
+        "(e.g. App(Path(__file__).parent.parent / 'steps'))")
+    project = write_project(tmp_path / "app", {"steps/bad_step.py": "config = {'name': 'Bad'}\n"})
+    with pytest.raises(ConfigError) as caught:
+        async with App(project):
+            pass
+    assert str(caught.value).startswith("edge.testing: 1 step file(s) failed to load:\nsteps/bad_step.py: ")
