@@ -48,6 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                        help="host loop of both servers (auto: uvloop when installed, as edge picks)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     (tmp / "app" / "steps").mkdir(parents=True)
@@ -58,11 +60,13 @@ def main() -> None:
     py = sys.executable
 
     # The bare server runs on the fastest host loop edge itself would use (uvloop when installed).
-    try:
-        import uvloop  # noqa: F401
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
+    loop = args.loop
+    if loop == "auto":
+        try:
+            import uvloop  # noqa: F401
+            loop = "uvloop"
+        except ImportError:
+            loop = "asyncio"
     port = free_port()
     bare = start([py, str(Path(__file__).parent / "granian_hello.py"), str(port), loop])
     wait_http(f"http://127.0.0.1:{port}/")
@@ -75,7 +79,7 @@ def main() -> None:
 
     port = free_port()
     log = open(tmp / "edge.log", "w")
-    edge = start_edge(tmp / "app", tmp / "data", port, log=log)
+    edge = start_edge(tmp / "app", tmp / "data", port, log=log, env={"EDGE_LOOP": loop})
     wait_http(f"http://127.0.0.1:{port}/__edge/health")
     url = f"http://127.0.0.1:{port}/echo"
     wrk(url, seconds=2, connections=args.connections, script=str(script))
@@ -85,7 +89,7 @@ def main() -> None:
     stop(edge)
 
     port = free_port()
-    example = start_edge(ROOT, tmp / "example-data", port)
+    example = start_edge(ROOT, tmp / "example-data", port, env={"EDGE_LOOP": loop})
     wait_http(f"http://127.0.0.1:{port}/__edge/health")
     time.sleep(3)
     idle_rss = rss_mib(example.pid)
