@@ -37,7 +37,13 @@ class StepLogger:
                                 flows=step.flows if step else (), data=data)
 
     def info(self, msg, data=None, **extra):
-        self._log("info", msg, data, **extra)
+        if extra:
+            self._log("info", msg, data, **extra)
+            return
+        ctx = self._ctx  # the common call, one layer less
+        step = ctx.step
+        ctx._runtime.tracer.log("info", msg, trace_id=ctx.trace_id, step=step.name if step else None,
+                                flows=step.flows if step else (), data=data)
 
     def warn(self, msg, data=None, **extra):
         self._log("warn", msg, data, **extra)

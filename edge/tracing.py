@@ -100,9 +100,15 @@ class Tracer:
         if _LEVELS.get(level, 20) < self.level:
             return
         level = "warn" if level == "warning" else level
-        record = LogRecord(time.time(), level, str(msg), trace_id, step, tuple(flows), data)
+        record = LogRecord(time.time(), level, msg if type(msg) is str else str(msg), trace_id, step,
+                           flows if type(flows) is tuple else tuple(flows), data)
         self._emit(record)
-        self._buffer(self._logs, record)
+        if self.store is not None:  # (as _buffer, inlined: one call less per log line)
+            logs = self._logs
+            if len(logs) >= MAX_PENDING:
+                logs.popleft()
+                self.dropped += 1
+            logs.append(record)
 
     def exception(self, msg: str, exc: BaseException, **fields) -> None:
         """Log an error with its traceback (the traceback goes to stdout and the store)."""
