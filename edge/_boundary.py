@@ -231,8 +231,9 @@ class Boundary:
                 result = await around(ctx)
             else:
                 result = await self.call(step, input, ctx)
-            for done in ctx.pending:  # writes the handler started (awaited or not) are durable
-                await done.wait()
+            for done in ctx.pending:  # writes the handler started are durable; one it never
+                if not done.observed:  # awaited that failed fails the invocation
+                    await done.wait()
             return result, ctx
         except Skipped:
             raise

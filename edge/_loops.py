@@ -53,10 +53,12 @@ class Completion:
     what they waited for.
     """
 
-    __slots__ = ("done", "value", "error", "_waiters")
+    __slots__ = ("done", "value", "error", "_waiters", "observed")
 
     def __init__(self):
         self.done = False
+        #: Someone awaited the result (and so has seen its error, if any).
+        self.observed = False
         self.value: Any = None
         self.error: BaseException | None = None
         self._waiters: list[Callable[[], None]] = []
@@ -76,6 +78,7 @@ class Completion:
             wake()
 
     def _result(self) -> Any:
+        self.observed = True
         if self.error is not None:
             raise self.error
         return self.value

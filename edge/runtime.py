@@ -78,6 +78,7 @@ class Runtime:
         self.store = store
         self.tracer = tracer
         store.on_hook_error = lambda message, exc: tracer.exception(message, exc)
+        store.on_notice = lambda level, message: tracer.log(level, message)
         self.steps = {step.name: step for step in discovery.steps}
         self.schemas: dict[tuple[str, int], Any] = {}
         for step in discovery.steps:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 import msgspec
 import trio
 
-from ..errors import EnqueueError, Retry, SchemaError
+from ..errors import EnqueueError, Retry, SchemaError, StorageFull
 from ..schema import to_builtins
 from ..steps import QueueConfig
 from ..tracing import new_id
@@ -55,6 +55,8 @@ INTERNAL_TYPES = ("state", "stream")
 INTERNAL_CONFIG = QueueConfig(type="fifo")
 
 _RETRY = "retry requested by the handler (Retry)"
+#: Seconds a message waits when its handler met a full disk: not an attempt, never a dead letter.
+STORAGE_FULL_WAIT = 5.0
 _pack = msgspec.msgpack.Encoder().encode
 
 
@@ -338,6 +340,10 @@ class QueueService:
         except self._failed as exc:
             if isinstance(exc.original, Retry):
                 error, delay = _RETRY, exc.original.delay
+            elif isinstance(exc.original, StorageFull):
+                # Not the handler's fault and not an attempt: wait for space, never dead-letter.
+                sub.hold(msg, STORAGE_FULL_WAIT)
+                return
             else:
                 error, error_id = str(exc), exc.error_id
         except TimeoutError:

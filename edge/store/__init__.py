@@ -166,6 +166,10 @@ class Store:
         self._notify: Callable | None = None
         #: ``fn(message, exc)`` for an after_commit hook that raised (logged, never fatal).
         self.on_hook_error: Callable[[str, BaseException], None] | None = None
+        #: ``fn(level, message)``: said once when the disk fills up, once when writes work again.
+        self.on_notice: Callable[[str, str], None] | None = None
+        #: True between a write that found the disk full and the next one that succeeded.
+        self.full = False
         # Map growth and readers: growth waits for open reads, new reads wait for growth.
         self._readers = 0
         self._growing = False
@@ -372,6 +376,9 @@ class Store:
                             child.commit()
                 self.commits += 1
                 self.ops_committed += len(batch)
+                if self.full:
+                    self.full = False
+                    self._notice("info", f"the disk holding {self.path} has space again; writes succeed")
                 return
             except lmdb.MapFullError:
                 self._grow()
@@ -380,7 +387,23 @@ class Store:
                 for op in batch:
                     op.error = error
                     op.after = []
+                if isinstance(error, StorageFull) and not self.full:
+                    self.full = True
+                    self._notice("error", f"{error} Until then writes answer 507 and queue messages wait; "
+                                          "reads go on")
                 return
+
+    def _notice(self, level: str, message: str) -> None:
+        """Tell ``on_notice``, on the loop thread when there is one (the tracer is not thread-safe)."""
+        if self.on_notice is None:
+            return
+        try:
+            if self._notify is not None and self._thread is threading.current_thread():
+                self._notify(self.on_notice, level, message)
+            else:
+                self.on_notice(level, message)
+        except Exception:
+            pass  # telling must never stop the writer
 
     def _grow(self) -> None:
         """Enlarge the map, once no read transaction is open (LMDB's rule for set_mapsize)."""

@@ -1,0 +1,214 @@
+"""The store under faults, on a real server: a full disk (a small tmpfs mounted by the test)
+and map growth while reads run.
+
+Full disk: every write answers 507 naming the data directory, reads keep answering, the log
+says it once and again when space is back, writes succeed as soon as space is freed, queue
+messages wait instead of being dead-lettered, and what was acknowledged survives kill -9.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from .conftest import EdgeServer, wait_for, write_project
+
+FULL_DISK_PROJECT = {
+    "steps/put_step.py": """
+        from edge import StorageFull
+
+        config = {"name": "Put", "triggers": [{"type": "http", "method": "PUT", "path": "/items/:key"}],
+                  "enqueues": ["item.saved"]}
+
+        async def handler(req, ctx):
+            key = req.path_params["key"]
+            await ctx.state.set("items", key, req.body)
+            if req.query_params.get("enqueue"):
+                await ctx.enqueue({"topic": "item.saved", "data": {"key": key}})
+            return {"status": 201, "body": {"key": key}}
+    """,
+    "steps/careful_step.py": """
+        from edge import StorageFull
+
+        config = {"name": "Careful", "triggers": [{"type": "http", "method": "POST", "path": "/careful"}]}
+
+        async def handler(req, ctx):
+            try:
+                await ctx.state.set("items", "careful", {"blob": "x" * 200_000})
+            except StorageFull as exc:
+                return {"status": 200, "body": {"caught": type(exc).__name__}}
+            return {"status": 201}
+    """,
+    "steps/get_step.py": """
+        config = {"name": "Get", "triggers": [{"type": "http", "method": "GET", "path": "/items/:key"}]}
+
+        async def handler(req, ctx):
+            value = await ctx.state.get("items", req.path_params["key"])
+            return {"status": 200 if value is not None else 404, "body": value}
+    """,
+    "steps/saved_step.py": """
+        config = {"name": "Saved", "triggers": [{"type": "queue", "topic": "item.saved",
+                  "config": {"maxRetries": 0}}]}
+
+        async def handler(data, ctx):
+            await ctx.state.set("saved", data["key"], {"blob": "y" * 100_000})
+    """,
+}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MiB tmpfs mounted at tmp_path/disk (root only), with a filler file to free later."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs for a full disk (mount -t tmpfs): not root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_507_reads_go_on_and_writes_come_back(tmp_path, small_disk):
+    filler = small_disk / "filler"
+    data_dir = small_disk / "data"
+    project = write_project(tmp_path / "app", FULL_DISK_PROJECT)
+    server = EdgeServer(project, data_dir, args=["--max-body", "2m"]).start()
+    acked = []
+    try:
+        with server.client() as client:
+            assert client.put("/items/first", json={"v": 1}).status_code == 201
+            acked.append("first")
+            # Take most of the disk with a file we can delete later.
+            free = shutil.disk_usage(small_disk).free
+            filler.write_bytes(b"\0" * (free - 2 * 1024 * 1024))
+            blob = {"blob": "z" * 100_000}
+            answers = []
+            for i in range(60):
+                r = client.put(f"/items/k{i}", json=blob, params={"enqueue": "1"})
+                answers.append(r.status_code)
+                if r.status_code == 201:
+                    acked.append(f"k{i}")
+                if answers[-3:] == [507, 507, 507]:
+                    break
+            assert answers[-1] == 507, answers
+            full = client.put("/items/late", json=blob)
+            assert full.status_code == 507
+            body = full.json()
+            assert body["error"] == f"the disk holding {data_dir} is full"
+            assert set(body) == {"error", "detail", "error_id"}
+            # The runtime's own write endpoints say the same.
+            r = client.post("/__edge/state", json={"group": "g", "key": "k", "value": blob})
+            assert r.status_code == 507 and r.json()["error"] == f"the disk holding {data_dir} is full"
+            # A handler may catch it.
+            assert client.post("/careful").json() == {"caught": "StorageFull"}
+            # Reads keep answering.
+            assert client.get("/items/first").json() == {"v": 1}
+            assert client.get("/__edge/health").status_code == 200
+            # Said once, not per request.
+            full_lines = [r for r in server.logs() if r.get("level") == "error"
+                          and "is full; nothing was written" in r.get("msg", "")]
+            assert len(full_lines) == 1, [r["msg"] for r in full_lines]
+            assert full_lines[0]["msg"].startswith(f"the disk holding {data_dir} is full; nothing was written.")
+            # Space freed: writes succeed again, and the log says so.
+            filler.unlink()
+            r = wait_for(lambda: (lambda r: r if r.status_code == 201 else None)(
+                client.put("/items/after", json={"v": 2})), timeout=10)
+            acked.append("after")
+            assert r.json() == {"key": "after"}
+            wait_for(lambda: any("has space again; writes succeed" in r.get("msg", "") for r in server.logs()))
+            # Messages that met the full disk waited: none was dead-lettered for lack of space.
+            wait_for(lambda: client.get("/__edge/health").json()["queues"]["depth"] == 0, timeout=30)
+            assert client.get("/__edge/dlq").json()["dead_letters"] == []
+    finally:
+        server.kill()  # SIGKILL
+    restarted = EdgeServer(project, data_dir).start()
+    try:
+        with restarted.client() as client:
+            for key in acked:
+                assert client.get(f"/items/{key}").status_code == 200, key
+    finally:
+        restarted.kill()
+
+
+GROWTH_PROJECT = {
+    "steps/big_step.py": """
+        config = {"name": "Big", "triggers": [{"type": "http", "method": "PUT", "path": "/big/:key"}]}
+
+        async def handler(req, ctx):
+            await ctx.state.set("big", req.path_params["key"], req.body)
+            return {"status": 204}
+    """,
+    "steps/fill_step.py": """
+        config = {"name": "Fill", "triggers": [{"type": "http", "method": "POST", "path": "/fill"}]}
+
+        async def handler(req, ctx):
+            for i in range(2000):  # not awaited one by one: queued at once, durable before the answer
+                ctx.state.set("small", f"s{i:04d}", {"i": i, "pad": "p" * 200})
+            return {"status": 204}
+    """,
+    "steps/small_step.py": """
+        config = {"name": "Small", "triggers": [{"type": "http", "method": "GET", "path": "/small"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": len(await ctx.state.get_group("small"))}
+    """,
+}
+
+
+def test_map_growth_while_reads_run_fails_no_read(tmp_path):
+    project = write_project(tmp_path / "app", GROWTH_PROJECT)
+    server = EdgeServer(project, tmp_path / "data", args=["--max-body", "2m"]).start()
+    try:
+        with server.client() as client:
+            assert client.post("/fill").status_code == 204
+            assert client.get("/small").json() == 2000
+        stop = threading.Event()
+        failures, reads = [], [0]
+
+        def read(path, params=None):
+            with server.client() as client:
+                while not stop.is_set():
+                    try:
+                        r = client.get(path, params=params)
+                    except Exception as exc:  # noqa: BLE001 - a failed read is what this test looks for
+                        failures.append(repr(exc))
+                        return
+                    if r.status_code != 200:
+                        failures.append((path, r.status_code, r.text[:200]))
+                    reads[0] += 1
+
+        def write(n):
+            value = {"blob": "m" * (1 << 20)}
+            with server.client() as client:
+                for i in range(n):
+                    r = client.put(f"/big/w{threading.get_ident()}-{i}", json=value)
+                    if r.status_code != 204:
+                        failures.append(("write", r.status_code, r.text[:200]))
+
+        readers = [threading.Thread(target=read, args=("/small",)) for _ in range(3)]
+        readers += [threading.Thread(target=read, args=("/__edge/state", {"group": "small"})) for _ in range(3)]
+        writers = [threading.Thread(target=write, args=(40,)) for _ in range(4)]
+        for t in readers + writers:
+            t.start()
+        for t in writers:
+            t.join()
+        stop.set()
+        for t in readers:
+            t.join()
+        assert failures == []
+        assert reads[0] > 0
+        with server.client() as client:
+            info = client.get("/__edge/health").json()["store"]
+        assert info["map_size"] > 64 << 20  # it grew (160 MiB of values)
+        assert server.proc.poll() is None
+    finally:
+        server.kill()
