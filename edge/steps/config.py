@@ -73,6 +73,8 @@ _QUERY_PARAM_KEYS = ("name", "description")
 _STREAM_KEYS = ("name", "description", "schema", "base_config", "can_access", "on_join", "on_leave")
 _BASE_CONFIG_KEYS = ("storage_type",)
 
+# Accepted but never suggested nor listed (the transitional dialect's 0.x names).
+_QUIET_KEYS = ("emits", "virtual_emits")
 # Keys from the other dialect (or common slips) that difflib cannot guess.
 _KEY_HINTS = {
     "emits": ("enqueues", '"emits" is the Motia 0.x name'),
@@ -216,6 +218,7 @@ class _Obj:
             return _error(self.file, where, f'unknown key; did you mean "{style(snake_case(hint[0]))}"?{note}')
         if "config" in allowed and snake_case(key) in _QUEUE_CONFIG_KEYS and snake_case(key) != "type":
             return _error(self.file, where, f'unknown key; queue settings go under "config": {{"{key}": ...}}')
+        allowed = [k for k in allowed if k not in _QUIET_KEYS]
         squash = {k.replace("_", ""): k for k in allowed}
         close = _close_matches(key.replace("_", "").lower(), list(squash), n=1, cutoff=0.75)
         if close:
