@@ -1,0 +1,139 @@
+"""Motia projects run on edge unchanged: one fixture project per dialect (tests/fixtures/projects),
+each served by a real ``edge start`` and driven over HTTP and WebSocket, asserting what a Motia
+user would notice: status codes, bodies, that queue steps ran and wrote state, stream frames,
+the SSE bytes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from .conftest import EdgeServer, wait_for
+
+FIXTURES = Path(__file__).parent / "fixtures" / "projects"
+
+
+def serve(tmp_path: Path, name: str, **kw) -> EdgeServer:
+    """Copy a fixture project (as a user copies their steps/) and start edge on it."""
+    project = tmp_path / name
+    shutil.copytree(FIXTURES / name, project)
+    return EdgeServer(project, tmp_path / "data", **kw).start()
+
+
+def state_item(client: httpx.Client, group: str, key: str):
+    answer = client.get("/__edge/state", params={"group": group, "key": key})
+    return answer.json().get("value") if answer.status_code == 200 else None
+
+
+def ws_frames(url: str, joins: list[dict], count: int, action=None, timeout: float = 10) -> list[dict]:
+    """Join streams over a WebSocket, run ``action``, collect ``count`` frames (the joins' sync
+    frames first)."""
+    frames: list[dict] = []
+    with connect(url.replace("http://", "ws://") + "/", open_timeout=timeout) as ws:
+        for i, join in enumerate(joins):
+            ws.send(json.dumps({"type": "join", "data": {"subscriptionId": f"s{i}", **join}}))
+        for _ in joins:
+            frames.append(json.loads(ws.recv(timeout)))
+        if action is not None:
+            action()
+        while len(frames) < count:
+            frames.append(json.loads(ws.recv(timeout)))
+    return frames
+
+
+# -- Motia 1.0.4 ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def motia_104(tmp_path):
+    server = serve(tmp_path, "motia_1_0_4", env={"ALREADY_SET": "from-shell"})
+    yield server
+    server.kill()
+
+
+def test_motia_104_steps_load_without_a_word_about_workbench_files(motia_104):
+    assert "todo.step.tsx" not in motia_104.output
+    assert "ModuleNotFoundError" not in motia_104.output
+
+
+def test_motia_104_env_file_is_loaded_without_overriding_the_shell(motia_104):
+    with motia_104.client() as client:
+        answer = client.get("/hello")
+    assert answer.status_code == 200
+    assert answer.json() == {"greeting": "hello from .env", "already_set": "from-shell"}
+    assert answer.headers["x-greeting"] == "yes"
+
+
+def test_motia_104_sync_module_level_calls_state_stream_queue_and_triggers(motia_104):
+    with motia_104.client() as client:
+        created = client.post("/todo", json={"description": "buy milk", "n": 1})
+        assert created.status_code == 201, created.text
+        assert created.json() == {
+            "todo": {"id": "todo-1", "description": "buy milk", "processed": False},
+            "was": None, "trigger": "http", "path": "/todo",
+        }
+        assert client.post("/todo", json={"n": 2}).json() == {"error": "Description is required"}
+        assert client.get("/todo/nope").status_code == 404
+
+        # the queue step ran: it updated state, saw its own write, and updated the stream
+        done = wait_for(lambda: client.get("/todo/todo-1").json().get("checks"))
+        assert done == {"saw_own_write": True, "data": {"id": "todo-1"}}
+        assert client.get("/todo/todo-1").json()["todo"]["processed"] is True
+        # the state trigger counted the creation and the update
+        audit = wait_for(lambda: (a := state_item(client, "audit", "todo-1")) and a.get("updated") and a)
+        assert audit == {"created": 1, "updated": 1}
+        # the stream trigger saw the create and the update, with input.event.type / .data
+        created_event = wait_for(lambda: state_item(client, "stream-events", "todo-1:create"))
+        updated_event = wait_for(lambda: state_item(client, "stream-events", "todo-1:update"))
+    assert created_event == {"stream": "todo", "group": "inbox",
+                             "data": {"id": "todo-1", "description": "buy milk", "processed": False}}
+    assert updated_event["data"]["processed"] is True
+
+
+def test_motia_104_match_across_http_and_cron(motia_104):
+    with motia_104.client() as client:
+        client.post("/todo", json={"description": "a", "n": 7})
+        summary = wait_for(lambda: (s := client.get("/todo-summary").json())["cron"] and s)
+    assert summary["count"] == 1 and summary["is_api"] is True
+    assert summary["cron"]["is_cron"] is True and summary["cron"]["expression"] == "* * * * * *"
+
+
+def test_motia_104_stream_without_a_stream_file_is_live_over_websocket(motia_104):
+    def create():
+        with motia_104.client() as client:
+            assert client.post("/todo", json={"description": "ws", "n": 3}).status_code == 201
+
+    frames = ws_frames(motia_104.url, [{"streamName": "todo", "groupId": "inbox"}], 3, create)
+    assert frames[0]["event"] == {"type": "sync", "data": []}
+    assert [f["event"]["type"] for f in frames[1:]] == ["create", "update"]
+    assert frames[1]["event"]["data"] == {"id": "todo-3", "description": "ws", "processed": False}
+    assert frames[2]["event"]["data"]["processed"] is True
+
+
+def test_motia_104_streaming_handler_sends_server_sent_events(motia_104):
+    with motia_104.client() as client, client.stream(
+        "POST", "/sse", content=b"b=2&a=1", headers={"content-type": "application/x-www-form-urlencoded"},
+    ) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "text/event-stream"
+        assert answer.headers["cache-control"] == "no-cache"
+        assert answer.headers["x-trace-id"]
+        body = b"".join(answer.iter_bytes())
+    assert body == (b'event: item\ndata: {"i": 0, "a": "1"}\n\n'
+                    b'event: item\ndata: {"i": 1, "b": "2"}\n\n'
+                    b'event: done\ndata: {"total": 2}\n\n')
+
+
+def test_motia_104_streaming_handler_reads_a_chunked_body(motia_104):
+    def chunks():
+        yield b"x=1&"
+        yield b"y=2"
+
+    with motia_104.client() as client:
+        answer = client.post("/sse", content=chunks())
+    assert answer.status_code == 200
+    assert answer.text.endswith('event: done\ndata: {"total": 2}\n\n')
