@@ -137,3 +137,57 @@ def test_motia_104_streaming_handler_reads_a_chunked_body(motia_104):
         answer = client.post("/sse", content=chunks())
     assert answer.status_code == 200
     assert answer.text.endswith('event: done\ndata: {"total": 2}\n\n')
+
+
+# -- Motia 1.0 release candidates ---------------------------------------------------------------
+
+@pytest.fixture
+def motia_rc(tmp_path):
+    server = serve(tmp_path, "motia_rc")
+    yield server
+    server.kill()
+
+
+ORDER = {"id": "o-1", "items": [{"sku": "tea", "qty": 2, "price": 3}, {"sku": "mug", "qty": 1, "price": 5}]}
+
+
+def test_motia_rc_awaited_ctx_and_module_level_calls(motia_rc):
+    with motia_rc.client() as client:
+        assert client.post("/orders", json=ORDER).json() == {"error": "Unauthorized"}
+        bad = client.post("/orders", json={"id": "o-2"}, headers={"x-user": "ana"})
+        assert bad.status_code == 400 and bad.json()["error"] == "Invalid request body"
+        assert client.get("/orders/o-1").status_code == 404
+
+        created = client.post("/orders", json=ORDER, headers={"x-user": "ana", "x-trace-id": "trace-rc-1"})
+        assert created.status_code == 201
+        assert created.json() == {"id": "o-1", "total": 11, "traceId": "trace-rc-1"}
+
+        order = wait_for(lambda: (o := client.get("/orders/o-1").json())["result"] and o)
+    assert order["order"]["status"] == "processed" and order["order"]["user"] == "ana"
+    assert order["result"] == {
+        "stream_old": None, "stream_new": {"status": "processing", "total": 11, "id": "o-1"},
+        "state_old_status": "new", "state_new_status": "processed", "topic": "order.created", "is_queue": True,
+    }
+    assert order["live"] == {"status": "processing", "total": 11, "id": "o-1"}
+
+
+def test_motia_rc_multi_trigger_builder_and_condition(motia_rc):
+    with motia_rc.client() as client:
+        quiet = client.post("/ping", json={"volume": "quiet"})
+        assert quiet.status_code == 422
+        assert quiet.json() == {"error": "Request condition not met", "skipped": True}
+        loud = client.post("/ping", json={}, headers={"x-trace-id": "ping-1"})
+        assert loud.status_code == 202 and loud.json() == {"queued": True}
+        ping = wait_for(lambda: state_item(client, "pings", "ping-1"))
+    assert ping == {"data": {"from": "http"}, "trigger": "queue"}
+
+
+def test_motia_rc_awaited_stream_writes_reach_websocket_subscribers(motia_rc):
+    def order():
+        with motia_rc.client() as client:
+            assert client.post("/orders", json=ORDER, headers={"x-user": "ana"}).status_code == 201
+
+    frames = ws_frames(motia_rc.url, [{"streamName": "orders", "groupId": "all", "id": "o-1"}], 2, order)
+    assert frames[0]["event"] == {"type": "sync", "data": None}
+    assert frames[1]["id"] == "o-1"
+    assert frames[1]["event"] == {"type": "create", "data": {"status": "processing", "total": 11, "id": "o-1"}}
