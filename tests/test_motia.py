@@ -191,3 +191,48 @@ def test_motia_rc_awaited_stream_writes_reach_websocket_subscribers(motia_rc):
     assert frames[0]["event"] == {"type": "sync", "data": None}
     assert frames[1]["id"] == "o-1"
     assert frames[1]["event"] == {"type": "create", "data": {"status": "processing", "total": 11, "id": "o-1"}}
+
+
+# -- the transitional dialect (the published `motia create` templates) ----------------------------
+
+def test_motia_transitional_template_runs(tmp_path):
+    server = serve(tmp_path, "motia_transitional")
+    try:
+        with server.client() as client:
+            hello = client.post("/hello", json={"name": "Ada"}, headers={"x-trace-id": "t-hello"})
+            assert hello.status_code == 200
+            assert hello.json() == {"message": "hello queued for Ada", "traceId": "t-hello"}
+            assert client.get("/greetings/nobody").json() == {"error": "no greeting yet"}
+            greeting = wait_for(lambda: (g := client.get("/greetings/t-hello")).status_code == 200 and g.json())
+    finally:
+        server.kill()
+    assert greeting == {"greeting": "Hello, Ada!"}
+
+
+# -- Motia 0.x ------------------------------------------------------------------------------------
+
+def test_motia_0x_project_runs_unchanged(tmp_path):
+    server = serve(tmp_path, "motia_0x")
+    try:
+        def place():
+            with server.client() as client:
+                assert client.post("/orders", json={"id": "o-9"}).json() == {"error": "Unauthorized"}
+                placed = client.post("/orders", json={"id": "o-9"}, headers={"x-user": "bo"})
+                assert placed.status_code == 200, placed.text
+                # the middleware's req["user"] reached the handler; the API step waited in state
+                # for the worker sharing its name, which answered with asyncio results
+                assert placed.json() == {"user": {"name": "bo"}, "receipt": {"id": "o-9", "price": 7, "stock": 3}}
+
+        frames = ws_frames(server.url, [{"streamName": "pets", "groupId": "orders"}], 2, place)
+        assert frames[1]["event"] == {"type": "create", "data": {"name": "order for bo", "id": "o-9"}}
+
+        with server.client() as client:
+            pet = client.post("/basic-tutorial", json={"name": "Rex", "photoUrl": "http://x/rex.png"})
+            assert pet.status_code == 200 and pet.json()["id"] == "pet-rex"
+            order = wait_for(lambda: state_item(client, "orders", "pet-rex"))
+            assert order == {"id": "pet-rex"}
+        # logs show the name the user wrote, not the identity edge gave the second file
+        placing = wait_for(lambda: [r for r in server.logs() if r.get("msg") == "placing order"])
+    finally:
+        server.kill()
+    assert placing[0]["step"] == "PlaceOrder"

@@ -843,7 +843,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "projects"
 async def test_motia_0x_fixture_project_loads_unchanged():
     found = discover(FIXTURES / "motia_0x")
     assert messages(found) == []
-    assert [s.name for s in found.steps] == ["ApiTrigger", "HumanReview", "ProcessFoodOrder", "StateAuditJob"]
+    assert [s.name for s in found.steps] == [
+        "PlaceOrder (steps/orders/place_order_api_step.py)", "PlaceOrder (steps/orders/place_order_worker_step.py)",
+        "ApiTrigger", "HumanReview", "ProcessFoodOrder", "StateAuditJob",
+    ]
+    assert {s.display_name for s in found.steps if s.label} == {"PlaceOrder"}
     api = found.step("ApiTrigger")
     assert api.http_triggers[0].body_schema["required"] == ["name", "photoUrl"]
     assert api.enqueues == (Enqueue("process-food-order", "food order", True),)
