@@ -75,9 +75,11 @@ def awaited(depth: int = 2) -> bool:
 
 
 class AwaitableDict(dict):
-    """A dict result that may also be awaited (it is already complete)."""
+    """A dict result that may also be awaited (it is already complete). Hashed by identity,
+    as ``asyncio.gather`` requires of what it is given."""
 
     __slots__ = ()
+    __hash__ = object.__hash__
 
     def __await__(self):
         return dict(self)
@@ -85,9 +87,10 @@ class AwaitableDict(dict):
 
 
 class AwaitableList(list):
-    """A list result that may also be awaited (it is already complete)."""
+    """A list result that may also be awaited (it is already complete); hashed by identity."""
 
     __slots__ = ()
+    __hash__ = object.__hash__
 
     def __await__(self):
         return list(self)

@@ -236,3 +236,105 @@ def test_motia_0x_project_runs_unchanged(tmp_path):
     finally:
         server.kill()
     assert placing[0]["step"] == "PlaceOrder"
+
+
+# -- details a Motia user would run into ---------------------------------------------------------
+
+DETAILS = {
+    "steps/details_step.py": """
+        import asyncio
+        from typing import Any
+
+        from motia import ApiRequest, ApiResponse, FlowContext, MotiaHttpArgs, Stream, http, queue, stateManager
+
+        notes: Stream[dict[str, Any]] = Stream("notes")
+
+        config = {"name": "Details", "triggers": [http("POST", "/details"), queue("details")], "enqueues": ["details"]}
+
+        async def handler(input: Any, ctx: FlowContext[Any]) -> Any:
+            if ctx.is_queue():
+                return await ctx.match({"default": lambda data: stateManager.set("details", "queue", data)})
+            # not awaited, together: each answer is awaitable too
+            results = await asyncio.gather(notes.set("g", "a", {"n": 1}), notes.set("g", "b", {"n": 2}))
+            await ctx.enqueue({"topic": "details", "data": ctx.get_data()})
+            return ApiResponse(status=200, body={"new": [r["new_value"] for r in results]})
+    """,
+    "steps/sync_step.py": """
+        from motia import ApiResponse, http, stateManager
+
+        config = {"name": "Sync", "triggers": [http("PUT", "/sync/:key")], "enqueues": []}
+
+        def handler(request, ctx):  # a sync handler runs in a thread: calls block and answer values
+            result = stateManager.set("sync", request.path_params["key"], request.body)
+            return ApiResponse(status=200, body={"stored": result["new_value"],
+                                                 "read": stateManager.get("sync", request.path_params["key"])})
+    """,
+    "steps/undeclared_step.py": """
+        from motia import Stream, http
+
+        config = {"name": "Undeclared", "triggers": [http("GET", "/undeclared")], "enqueues": []}
+
+        async def handler(request, ctx):
+            return {"status": 200, "body": await Stream("ghost").get("g", "1")}
+    """,
+    "steps/stream_fail_step.py": """
+        from typing import Any
+
+        from motia import MotiaHttpArgs, http
+
+        config = {"name": "StreamFail", "triggers": [http("GET", "/stream-fail/:when")], "enqueues": []}
+
+        async def handler(args: MotiaHttpArgs[Any], ctx):
+            if args.path_params["when"] == "before":
+                raise RuntimeError("broken before the first byte")
+            if args.path_params["when"] == "plain":
+                return {"status": 202, "body": {"plain": True, "body": args.request.body}}
+            await args.response.status(207)
+            args.response.writer.stream.write("partial")
+            raise RuntimeError("broken after the first byte")
+    """,
+}
+
+
+def test_motia_details_gather_get_data_match_default_sync_handlers(edge_server):
+    server = edge_server(DETAILS)
+    with server.client() as client:
+        answer = client.post("/details", json={"x": 1})
+        assert answer.status_code == 200
+        assert answer.json() == {"new": [{"n": 1, "id": "a"}, {"n": 2, "id": "b"}]}
+        assert wait_for(lambda: state_item(client, "details", "queue")) == {"x": 1}
+
+        synced = client.put("/sync/k", json={"v": 2})
+        assert synced.status_code == 200 and synced.json() == {"stored": {"v": 2}, "read": {"v": 2}}
+
+        ghost = client.get("/undeclared")
+        assert ghost.status_code == 500
+    wait_for(lambda: "Stream('ghost')" in server.output)
+    assert ("Stream('ghost').get: no stream named 'ghost' was declared when the steps were loaded; create "
+            "Stream('ghost') at module level in a step file (or in a module a step imports), or add a "
+            "ghost_stream.py file") in server.output
+
+
+def test_motia_streaming_handler_failures(edge_server):
+    server = edge_server(DETAILS)
+    with server.client() as client:
+        before = client.get("/stream-fail/before")
+        assert before.status_code == 500 and before.json()["error_id"]
+        plain = client.get("/stream-fail/plain")
+        assert (plain.status_code, plain.json()) == (202, {"plain": True, "body": None})
+        after = client.get("/stream-fail/after")
+        assert (after.status_code, after.text) == (207, "partial")
+    wait_for(lambda: "broken after the first byte" in server.output)  # logged with its traceback
+
+
+def test_motia_streaming_response_through_the_asgi_interface(tmp_path):
+    server = serve(tmp_path, "motia_1_0_4", env={"EDGE_SERVER_INTERFACE": "asgi"})
+    try:
+        with server.client() as client:
+            answer = client.post("/sse", content=b"a=1", headers={"content-type": "application/x-www-form-urlencoded"})
+            health = client.get("/__edge/health").json()
+    finally:
+        server.kill()
+    assert health["interface"] == "asgi"
+    assert answer.status_code == 200 and answer.headers["content-type"] == "text/event-stream"
+    assert answer.content == b'event: item\ndata: {"i": 0, "a": "1"}\n\nevent: done\ndata: {"total": 1}\n\n'

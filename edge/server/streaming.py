@@ -100,6 +100,10 @@ class _Sink:
             self.start(self.status, self.headers)
         while self._pump is not None and not self._pump.done():
             await self._pump
+        # Granian ends the response when its transport is freed; drop ours now (a traceback
+        # of a failed handler may keep this sink alive for a while).
+        self._transport = None
+        self.disconnected = True
 
 
 async def _replay(raw: bytes):
