@@ -6,7 +6,8 @@ value back as it was: ``state.get`` answered ``{"data": None}`` for a missing ke
 string, a dict that has ``"data"``) came back unchanged. ``get_group`` went through the same
 rule (a list, so unchanged). 0.x projects were written against that: ``if "data" not in
 result``, ``result["data"]``. Steps of either 0.x dialect get this view; everything else is
-the state store itself.
+the state store itself. The 0.x helpers edge's update ops can express are here too
+(``increment``, ``decrement``, ``set_field``, ``delete_field``, ``exists``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,23 @@ class LegacyState:
         return Ready(value) if in_async() else value
 
     getGroup = get_group
+
+    # The 0.x runtime's atomic helpers that edge's update ops express.
+    def increment(self, group: str, key: str, delta: int = 1) -> Any:
+        return self._state.update(group, key, [{"type": "increment", "path": "", "by": delta}])
+
+    def decrement(self, group: str, key: str, delta: int = 1) -> Any:
+        return self._state.update(group, key, [{"type": "decrement", "path": "", "by": delta}])
+
+    def set_field(self, group: str, key: str, field: str, value: Any) -> Any:
+        return self._state.update(group, key, [{"type": "set", "path": field, "value": value}])
+
+    def delete_field(self, group: str, key: str, field: str) -> Any:
+        return self._state.update(group, key, [{"type": "remove", "path": field}])
+
+    def exists(self, group: str, key: str) -> Any:
+        found = self._state.get_nowait(group, key) is not None
+        return Ready(found) if in_async() else found
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._state, name)

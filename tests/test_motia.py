@@ -227,6 +227,7 @@ def test_motia_0x_project_runs_unchanged(tmp_path):
         assert frames[1]["event"] == {"type": "create", "data": {"name": "order for bo", "id": "o-9"}}
 
         with server.client() as client:
+            assert state_item(client, "counters", "orders") == 1
             pet = client.post("/basic-tutorial", json={"name": "Rex", "photoUrl": "http://x/rex.png"})
             assert pet.status_code == 200 and pet.json()["id"] == "pet-rex"
             order = wait_for(lambda: state_item(client, "orders", "pet-rex"))
