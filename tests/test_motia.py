@@ -278,6 +278,25 @@ DETAILS = {
         async def handler(request, ctx):
             return {"status": 200, "body": await Stream("ghost").get("g", "1")}
     """,
+    "steps/ticker_step.py": """
+        import asyncio
+        from typing import Any
+
+        from motia import MotiaHttpArgs, http, stateManager
+
+        config = {"name": "Ticker", "triggers": [http("GET", "/ticks")], "enqueues": []}
+
+        async def handler(args: MotiaHttpArgs[Any], ctx) -> None:  # an endless event stream
+            await args.response.headers({"content-type": "text/event-stream"})
+            i = 0
+            try:
+                while True:
+                    args.response.writer.stream.write(f"data: {i}\\n\\n")
+                    i += 1
+                    await asyncio.sleep(0.02)
+            finally:
+                stateManager.set("ticker", "ended", {"after": i})
+    """,
     "steps/stream_fail_step.py": """
         from typing import Any
 
@@ -326,6 +345,20 @@ def test_motia_streaming_handler_failures(edge_server):
         after = client.get("/stream-fail/after")
         assert (after.status_code, after.text) == (207, "partial")
     wait_for(lambda: "broken after the first byte" in server.output)  # logged with its traceback
+
+
+def test_motia_streaming_handler_stops_when_the_client_leaves(edge_server):
+    server = edge_server(DETAILS)
+    with server.client() as client:
+        with client.stream("GET", "/ticks") as answer:
+            seen = b""
+            for chunk in answer.iter_bytes():
+                seen += chunk
+                if seen.count(b"\n\n") >= 3:
+                    break
+        assert seen.startswith(b"data: 0\n\ndata: 1\n\ndata: 2\n\n")
+        ended = wait_for(lambda: state_item(client, "ticker", "ended"))
+    assert ended["after"] >= 3
 
 
 def test_motia_streaming_response_through_the_asgi_interface(tmp_path):

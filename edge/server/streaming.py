@@ -11,6 +11,8 @@ normal path pays one attribute check.
 Granian's RSGI ``proto.response_stream(status, headers)`` starts the response with the first
 write; writes never block the handler: they are queued and sent in order by one task on the
 host loop. The response ends when the handler returns (``close()`` only refuses more writes).
+Once the response has started, a client that goes away cancels the handler (an endless
+event stream would otherwise run for nobody); a write after that raises ``ConnectionError``.
 A handler that writes nothing and returns a normal result (a dict, an ``ApiResponse``) is
 answered the normal way, so a Motia 1.0.4 handler that merely annotated ``MotiaHttpArgs``
 still works.
@@ -74,8 +76,10 @@ class _Sink:
             self.disconnected = True
 
     def write(self, data: bytes) -> None:
-        if not self.disconnected:
-            self._on_loop(self._push, data)
+        if self.disconnected:
+            raise ConnectionError("response.writer.stream.write(): the client has gone; stop writing "
+                                  "(args.response.disconnected says so before a write)")
+        self._on_loop(self._push, data)
 
     def _push(self, data: bytes) -> None:
         if self.disconnected or self._transport is None:
@@ -104,6 +108,35 @@ class _Sink:
         # of a failed handler may keep this sink alive for a while).
         self._transport = None
         self.disconnected = True
+
+
+async def _run_until_gone(proto, sink: "_Sink", invocation):
+    """Run the invocation; once the response has started, a client that goes away cancels it
+    (an endless event stream would otherwise run for nobody). Before the first write a
+    disconnect changes nothing, as on the normal path."""
+    task = asyncio.ensure_future(invocation)
+    watch = getattr(proto, "client_disconnect", None)
+    if watch is None:  # the ASGI adapter: a write after the client left raises instead
+        result, _ = await task
+        return result
+    gone = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and sink.started:
+            sink.disconnected = True
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():
+                    raise  # we were cancelled ourselves (shutdown), not just the handler
+            return None
+        result, _ = await task  # done, or the client left before the first write: let it finish
+        return result
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
 
 
 async def _replay(raw: bytes):
@@ -172,7 +205,8 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
         return await call(step, args, ctx)
 
     try:
-        result, _ = await runtime.invoke(step, trigger, args, trace_id=trace_id, around=respond)
+        result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,
+                                                                    around=respond))
     except Skipped:
         if not sink.started:
             return error_response(422, error="Request condition not met", skipped=True)
