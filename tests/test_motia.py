@@ -347,8 +347,9 @@ def test_motia_streaming_handler_failures(edge_server):
     wait_for(lambda: "broken after the first byte" in server.output)  # logged with its traceback
 
 
-def test_motia_streaming_handler_stops_when_the_client_leaves(edge_server):
-    server = edge_server(DETAILS)
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+def test_motia_streaming_handler_stops_when_the_client_leaves(edge_server, interface):
+    server = edge_server(DETAILS, env={"EDGE_SERVER_INTERFACE": interface})
     with server.client() as client:
         with client.stream("GET", "/ticks") as answer:
             seen = b""

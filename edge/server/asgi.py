@@ -86,24 +86,43 @@ class _HttpProto:
     """``await proto()`` (the whole body), ``async for chunk in proto``, ``response_bytes``,
     ``response_stream`` (streaming handlers, edge.server.streaming)."""
 
-    __slots__ = ("_receive", "_send", "response", "stream")
+    __slots__ = ("_receive", "_send", "response", "stream", "_body_done")
 
     def __init__(self, receive, send=None):
         self._receive = receive
         self._send = send
         self.response = None
         self.stream: _StreamTransport | None = None
+        self._body_done: asyncio.Event | None = None  # streaming handlers only
 
     async def _chunks(self):
-        while True:
-            message = await self._receive()
-            if message["type"] != "http.request":
-                return
-            body = message.get("body", b"")
-            if body:
-                yield body
-            if not message.get("more_body"):
-                return
+        try:
+            while True:
+                message = await self._receive()
+                if message["type"] != "http.request":
+                    return
+                body = message.get("body", b"")
+                if body:
+                    yield body
+                if not message.get("more_body"):
+                    return
+        finally:
+            self.body_finished()
+
+    def body_finished(self) -> None:
+        """Nobody reads the request body from here on (so :meth:`client_disconnect` may)."""
+        if self._body_done is None:
+            self._body_done = asyncio.Event()
+        self._body_done.set()
+
+    async def client_disconnect(self) -> None:
+        """Return once the client has gone (RSGI's ``client_disconnect``); waits until the
+        request body is no longer being read, since both come through ``receive``."""
+        if self._body_done is None:
+            self._body_done = asyncio.Event()
+        await self._body_done.wait()
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
     def __aiter__(self):
         return self._chunks()

@@ -115,11 +115,7 @@ async def _run_until_gone(proto, sink: "_Sink", invocation):
     (an endless event stream would otherwise run for nobody). Before the first write a
     disconnect changes nothing, as on the normal path."""
     task = asyncio.ensure_future(invocation)
-    watch = getattr(proto, "client_disconnect", None)
-    if watch is None:  # the ASGI adapter: a write after the client left raises instead
-        result, _ = await task
-        return result
-    gone = asyncio.ensure_future(watch())
+    gone = asyncio.ensure_future(proto.client_disconnect())
     try:
         await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not task.done() and sink.started:
@@ -185,6 +181,9 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
         except _BadBody as bad:
             return bad.response
         chunks = _replay(raw)
+        finished = getattr(proto, "body_finished", None)  # the ASGI adapter: the body is done with
+        if finished is not None:
+            finished()
     request = ApiRequest(scope.method, scope.path, match.params, _query(scope.query_string),
                          dict(req_headers.items()), body, raw)
     request.request_body = RequestBody(chunks)
