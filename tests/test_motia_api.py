@@ -264,3 +264,23 @@ def test_env_file_is_read_before_steps_import(tmp_path, monkeypatch):
     })
     found = discover(tmp_path)
     assert found.errors == () and os.environ["EDGE_TEST_TOKEN"] == "abc"
+
+
+# -- in-process, as Motia users test handlers -------------------------------------------------------
+
+async def test_motia_project_under_edge_testing(tmp_path):
+    import shutil
+
+    from edge.testing import App
+
+    from .test_motia import FIXTURES, ORDER
+
+    shutil.copytree(FIXTURES / "motia_rc", tmp_path / "app")
+    async with App(tmp_path / "app") as app:
+        created = await app.http("POST", "/orders", json=ORDER, headers={"x-user": "ana"})
+        assert created.status == 201 and created.json["total"] == 11
+        assert app.enqueued("order.created") == [{"id": "o-1"}]
+        await app.drain()
+        got = await app.http("GET", "/orders/o-1")
+    assert got.json["order"]["status"] == "processed"
+    assert got.json["result"]["stream_new"] == {"status": "processing", "total": 11, "id": "o-1"}

@@ -162,7 +162,7 @@ def _extra_headers(app, trace_id: str, origin: str | None) -> list:
 async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, origin: str | None):
     """Run a streaming handler. Returns a normal ``(status, headers, body)`` triple when nothing
     was streamed (errors before the first write, a handler that returned a plain result), or
-    ``(None, [], b"")`` when the response has been sent through ``response_stream``."""
+    ``(None, [], status)`` when the response has been sent through ``response_stream``."""
     from .app import _BadBody, _parse_body, _query
 
     runtime = app.runtime
@@ -227,4 +227,4 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     if not sink.started:
         sink.status, sink.headers = response._status, response._headers
     await sink.finish()
-    return None, [], b""
+    return None, [], sink.status
