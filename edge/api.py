@@ -1,11 +1,25 @@
-"""What HTTP handlers receive and may return: ``ApiRequest`` and ``ApiResponse``."""
+"""What HTTP handlers receive and may return: ``ApiRequest``, ``ApiResponse``, and the streaming
+pair (``HttpStreamArgs`` with a ``ResponseStream``) for handlers that answer piece by piece.
+
+Both Motia dialects read the same request: 1.0 code uses attributes (``req.body``,
+``req.path_params``), 0.x code treats it as a plain mutable dict (``req["body"]``,
+``req.get("pathParams")``, and middleware may write keys such as ``req["user"] = ...`` for the
+handler to read). Keys with a meaning (``body``, ``pathParams``, ...) and their attributes are
+the same value; other keys live beside them.
+
+``ApiRequest[Body]`` / ``ApiResponse[Out]`` are subscriptable, as Motia's generics are, so
+annotations evaluated at import (``ApiRequest[Any]``) work.
+"""
 
 from __future__ import annotations
 
+import types
+from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["ApiRequest", "ApiResponse"]
+__all__ = ["ApiRequest", "ApiResponse", "HttpStreamArgs", "RequestBody", "ResponseStream"]
 
+#: dict key -> attribute. Keys are Motia 0.x's (camelCase) and 1.0's (snake_case) spellings.
 _DICT_KEYS = {
     "body": "body",
     "pathParams": "path_params",
@@ -18,21 +32,34 @@ _DICT_KEYS = {
     "method": "method",
     "path": "path",
 }
+#: What ``keys()`` lists first: the keys of Motia 0.x's request dict.
+_LISTED = ("body", "pathParams", "queryParams", "headers", "rawBody")
 
 
-class ApiRequest:
-    """An HTTP request: attributes, or dict access with Motia 0.x keys (``req["body"]``)."""
+class ApiRequest(MutableMapping):
+    """An HTTP request: attributes, or dict access with Motia 0.x keys (``req["body"]``).
 
-    __slots__ = ("method", "path", "path_params", "query_params", "_headers", "body", "raw_body")
+    All arguments are optional (tests and Motia code build requests by keyword:
+    ``ApiRequest(body={...}, path_params={"id": "1"})``).
+    """
 
-    def __init__(self, method, path, path_params, query_params, headers, body, raw_body):
+    __slots__ = ("method", "path", "path_params", "query_params", "_headers", "body", "raw_body",
+                 "_extra", "request_body")
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    def __init__(self, method="GET", path="/", path_params=None, query_params=None, headers=None,
+                 body=None, raw_body=b""):
         self.method = method
         self.path = path
-        self.path_params = path_params
-        self.query_params = query_params
-        self._headers = headers  # a dict, or the server's header map (made a dict when read)
+        self.path_params = {} if path_params is None else path_params
+        self.query_params = {} if query_params is None else query_params
+        self._headers = {} if headers is None else headers  # a dict, or the server's header map (made a dict when read)
         self.body = body
         self.raw_body = raw_body
+        #: keys written by middleware (``req["user"] = ...``); None until the first one
+        self._extra: dict | None = None
+        #: the body as a stream (``request_body.stream``), for streaming handlers only
+        self.request_body: RequestBody | None = None
 
     @property
     def headers(self) -> dict:
@@ -58,21 +85,65 @@ class ApiRequest:
     def rawBody(self) -> bytes:
         return self.raw_body
 
+    # -- the dict face (Motia 0.x) ------------------------------------------------------------
+
     def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, _DICT_KEYS[key])
-        except KeyError:
-            raise KeyError(key) from None
+        name = _DICT_KEYS.get(key)
+        if name is not None:
+            return getattr(self, name)
+        if self._extra is not None and key in self._extra:
+            return self._extra[key]
+        raise KeyError(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        name = _DICT_KEYS.get(key)
+        if name is not None:
+            setattr(self, name, value)
+        else:
+            if self._extra is None:
+                self._extra = {}
+            self._extra[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key in _DICT_KEYS:
+            raise KeyError(f"{key!r} is part of every request and cannot be removed; set it to None instead")
+        if self._extra is None or key not in self._extra:
+            raise KeyError(key)
+        del self._extra[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         name = _DICT_KEYS.get(key)
-        return default if name is None else getattr(self, name)
+        if name is not None:
+            return getattr(self, name)
+        if self._extra is not None:
+            return self._extra.get(key, default)
+        return default
 
-    def __contains__(self, key: str) -> bool:
-        return key in _DICT_KEYS
+    def __contains__(self, key: object) -> bool:
+        return key in _DICT_KEYS or (self._extra is not None and key in self._extra)
+
+    def __iter__(self):
+        yield from _LISTED
+        if self._extra:
+            yield from list(self._extra)
+
+    def __len__(self) -> int:
+        return len(_LISTED) + (len(self._extra) if self._extra else 0)
 
     def keys(self):
-        return ["body", "pathParams", "queryParams", "headers", "rawBody"]
+        return list(self)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not attributes: a key middleware wrote (req["user"]).
+        extra = object.__getattribute__(self, "_extra")
+        if extra is not None and name in extra:
+            return extra[name]
+        raise AttributeError(f"'ApiRequest' object has no attribute {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         return f"ApiRequest({self.method} {self.path})"
@@ -82,6 +153,7 @@ class ApiResponse:
     """An HTTP response a handler may return instead of ``{"status", "body", "headers"}``."""
 
     __slots__ = ("status", "body", "headers")
+    __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, status: int = 200, body: Any = None, headers: dict | None = None):
         self.status = status
@@ -92,5 +164,180 @@ class ApiResponse:
     def status_code(self) -> int:
         return self.status
 
+    def model_dump(self, **_: Any) -> dict:
+        """The response as a dict (the name Motia's pydantic ``ApiResponse`` has)."""
+        return {"status": self.status, "body": self.body, "headers": dict(self.headers)}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ApiResponse):
+            return NotImplemented
+        return (self.status, self.body, self.headers) == (other.status, other.body, other.headers)
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         return f"ApiResponse({self.status})"
+
+
+# -- streaming responses ----------------------------------------------------------------------
+# A handler whose first parameter is annotated ``HttpStreamArgs`` (Motia 1.0: ``MotiaHttpArgs``)
+# gets ``args.request`` and ``args.response`` and writes the answer itself (server-sent
+# events, long downloads). The server side lives in edge/server/streaming.py: it hands these
+# objects a sink with ``start(status, headers)``, ``write(bytes)`` and ``closed``.
+
+
+class _Writer:
+    """``response.writer`` (and ``response.writer.stream``): ``write(data)`` queues bytes for
+    the client in order; it does not block (the server sends them in the background)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: "ResponseStream"):
+        self._response = response
+
+    @property
+    def stream(self) -> "_Writer":
+        return self
+
+    def write(self, data: bytes | str) -> None:
+        self._response._write(data)
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class ResponseStream:
+    """``args.response``: ``await status(200)``, ``await headers({...})``, then
+    ``writer.stream.write(b"...")`` as often as needed, and ``close()``.
+
+    The status line and headers go out with the first write (or when the handler returns).
+    The response ends when the handler returns; ``close()`` refuses further writes.
+    """
+
+    __slots__ = ("_sink", "_status", "_headers", "_closed", "writer")
+
+    def __init__(self, sink):
+        self._sink = sink
+        self._status = 200
+        self._headers: dict[str, str] = {}
+        self._closed = False
+        self.writer = _Writer(self)
+
+    def _check_open(self, what: str) -> None:
+        if self._sink.started:
+            raise RuntimeError(f"response.{what}(): the response has started (the first write sends "
+                               f"the status and headers); call status() and headers() before writing")
+
+    async def status(self, status_code: int) -> None:
+        self._check_open("status")
+        if isinstance(status_code, bool) or not isinstance(status_code, int) or not 100 <= status_code <= 599:
+            raise ValueError(f"response.status(): expected an HTTP status code (100-599), got {status_code!r}")
+        self._status = status_code
+
+    async def headers(self, headers: dict) -> None:
+        self._check_open("headers")
+        if not isinstance(headers, dict):
+            raise TypeError(f"response.headers(): expected a dict of name -> value, got {type(headers).__name__}")
+        self._headers.update({str(k).lower(): str(v) for k, v in headers.items()})
+
+    def _write(self, data: bytes | str) -> None:
+        if self._closed:
+            raise RuntimeError("response.writer.stream.write(): the response was closed with response.close()")
+        if isinstance(data, str):
+            data = data.encode()
+        elif isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        elif not isinstance(data, bytes):
+            raise TypeError(f"response.writer.stream.write(): expected bytes or str, got {type(data).__name__}")
+        if not self._sink.started:
+            self._sink.start(self._status, self._headers)
+        if data:
+            self._sink.write(data)
+
+    async def send(self, data: bytes | str) -> None:
+        """Write ``data`` (edge's own spelling of ``writer.stream.write``)."""
+        self._write(data)
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def started(self) -> bool:
+        return self._sink.started
+
+    @property
+    def disconnected(self) -> bool:
+        """True once the client has gone (later writes are dropped)."""
+        return self._sink.disconnected
+
+
+class RequestBody:
+    """``request.request_body``: ``async for chunk in request_body.stream`` yields the body's
+    bytes as they arrive; ``await read()`` returns all of it."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks):
+        self._chunks = chunks  # an async iterator of bytes, used once
+
+    @property
+    def stream(self):
+        return self._chunks
+
+    def __aiter__(self):
+        return self._chunks.__aiter__()
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self._chunks])
+
+
+class HttpStreamArgs:
+    """What a streaming handler receives: ``request`` (an :class:`ApiRequest` with
+    ``request_body``) and ``response`` (a :class:`ResponseStream`). The request's fields are
+    also readable directly (``args.body``, ``args.path_params``, ``args.get("body")``)."""
+
+    __slots__ = ("request", "response")
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    def __init__(self, request: ApiRequest, response: ResponseStream):
+        self.request = request
+        self.response = response
+
+    @property
+    def path_params(self) -> dict:
+        return self.request.path_params
+
+    @property
+    def query_params(self) -> dict:
+        return self.request.query_params
+
+    @property
+    def body(self) -> Any:
+        return self.request.body
+
+    @property
+    def headers(self) -> dict:
+        return self.request.headers
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def request_body(self) -> RequestBody | None:
+        return self.request.request_body
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in ("request", "response"):
+            return getattr(self, key)
+        if key == "request_body":
+            return self.request.request_body
+        return self.request.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in ("request", "response", "request_body"):
+            return self.get(key)
+        return self.request[key]
+
+    def __repr__(self) -> str:
+        return f"HttpStreamArgs({self.request.method} {self.request.path})"

@@ -33,7 +33,8 @@ class StepLogger:
             data = {**(data if isinstance(data, dict) else ({} if data is None else {"data": data})), **extra}
         ctx = self._ctx
         step = ctx.step
-        ctx._runtime.tracer.log(level, msg, trace_id=ctx.trace_id, step=step.name if step else None,
+        # hook (issue 12): logs show the name the user wrote (0.x steps sharing a name: Step.label)
+        ctx._runtime.tracer.log(level, msg, trace_id=ctx.trace_id, step=step.display_name if step else None,
                                 flows=step.flows if step else (), data=data)
 
     def info(self, msg, data=None, **extra):
@@ -69,6 +70,16 @@ class TriggerInfo(Record):
         if name.startswith("__"):
             raise AttributeError(name)
         return self.get(name)
+
+
+def _takes_argument(fn) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
 
 
 #: What ``ctx.trigger`` is inside ``ctx.invoke`` when the callee has no trigger at all.
@@ -113,6 +124,11 @@ class Context:
     @property
     def state(self):
         """The state store (``get``, ``set``, ``update``, ``get_group``/``getGroup``/``list``, ...)."""
+        # hook (issue 12): steps written for Motia's 0.x runtime get 0.x's answers (edge._legacy)
+        if self.step is not None and self.step.dialect != "1.0":
+            from ._legacy import LegacyState
+
+            return LegacyState(self._runtime.state)
         return self._runtime.state
 
     @property
@@ -145,7 +161,11 @@ class Context:
 
     # Motia 1.0's FlowContext helpers, native too.
     def get_data(self) -> Any:
-        """The invocation's input (the request, the message data, the event; None for cron)."""
+        """The invocation's data: an HTTP request's body, the message data, the event; None
+        for cron (Motia 1.0's ``FlowContext.get_data``)."""
+        # hook (issue 12): HTTP -> the body, as Motia's get_data
+        if self.trigger_model is not None and self.trigger_model.type == "http":
+            return getattr(self.input, "body", self.input)
         return self.input
 
     def is_api(self) -> bool:
@@ -165,15 +185,17 @@ class Context:
 
     async def match(self, handlers: dict) -> Any:
         """Run the handler for the trigger that fired: keys ``http`` (or ``api``), ``queue``,
-        ``cron``, ``state``, ``stream``, ``default``. Cron and default handlers take no
-        argument; the others take the input. No match and no default: a ``KeyError`` that
-        lists what was given."""
+        ``cron``, ``state``, ``stream``, ``default``. Cron handlers take no argument; the others
+        take the input (a ``default`` that takes no parameter is called without it). No match
+        and no default: a ``KeyError`` that lists what was given."""
         kind = self.trigger.type
         names = ("http", "api") if kind == "http" else (kind,)
         handler = next((handlers[n] for n in names if n in handlers), None)
         takes_input = kind != "cron"
         if handler is None:
-            handler, takes_input = handlers.get("default"), False
+            # hook (issue 12): Motia passes the input to "default"; edge's no-argument form stays
+            handler = handlers.get("default")
+            takes_input = handler is not None and _takes_argument(handler)
         if handler is None:
             raise KeyError(f"ctx.match: no handler for trigger type {kind!r} and no 'default'; "
                            f"given: {', '.join(map(repr, handlers)) or 'none'}")

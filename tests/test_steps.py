@@ -261,8 +261,8 @@ def test_unknown_key_without_a_near_one_lists_the_valid_keys():
 
 
 def test_unknown_keys_from_the_other_dialect_get_a_hint():
-    assert error_of({"name": "a", "triggers": [http("GET", "/x")], "emits": ["x"]}) == \
-        'steps/create_step.py: emits: unknown key; did you mean "enqueues"? ("emits" is the Motia 0.x name)'
+    assert error_of({"name": "a", "triggers": [http("GET", "/x")], "emits": ["x"], "enqueues": ["y"]}) == \
+        'steps/create_step.py: emits: given together with "enqueues"; keep one ("emits" is the Motia 0.x name of "enqueues")'
     assert error_of({"name": "a", "triggers": [{"type": "cron", "cron": "* * * * *"}]}) == \
         'steps/create_step.py: triggers[0].cron: unknown key; did you mean "expression"?'
     assert error_of({"name": "a", "triggers": [{"type": "queue", "topic": "t", "maxRetries": 3}]}) == \
@@ -843,7 +843,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "projects"
 async def test_motia_0x_fixture_project_loads_unchanged():
     found = discover(FIXTURES / "motia_0x")
     assert messages(found) == []
-    assert [s.name for s in found.steps] == ["ApiTrigger", "HumanReview", "ProcessFoodOrder", "StateAuditJob"]
+    assert [s.name for s in found.steps] == [
+        "PlaceOrder (steps/orders/place_order_api_step.py)", "PlaceOrder (steps/orders/place_order_worker_step.py)",
+        "ApiTrigger", "HumanReview", "ProcessFoodOrder", "StateAuditJob",
+    ]
+    assert {s.display_name for s in found.steps if s.label} == {"PlaceOrder"}
     api = found.step("ApiTrigger")
     assert api.http_triggers[0].body_schema["required"] == ["name", "photoUrl"]
     assert api.enqueues == (Enqueue("process-food-order", "food order", True),)

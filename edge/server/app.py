@@ -105,7 +105,12 @@ class EdgeApp:
             self.inflight -= 1
             if self.inflight == 0 and self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
+        streamed = status is None  # hook (issue 12): a streaming handler answered itself (streaming.py)
+        if streamed:
+            status = body  # ... and its status comes in place of the body
         self.metrics.observe(scope.method, scope.path, status, perf_counter() - started)  # hook (issue 14)
+        if streamed:
+            return
         if scope.method == "HEAD":
             body = b""
         try:
@@ -155,6 +160,14 @@ class EdgeApp:
                     return _not_allowed(allowed)
                 return error_response(404, path=path)
 
+        # -- hook (issue 12, Motia 1.0 streaming responses): handlers that take HttpStreamArgs
+        #    (MotiaHttpArgs) write their own answer through RSGI's response_stream. Only steps
+        #    discovery marked go there; the normal path below pays this one attribute check.
+        if match is not None and match.step.http_stream:
+            from .streaming import serve_stream
+
+            return await serve_stream(self, scope, proto, match, req_headers, trace_id, req_headers.get("origin"))
+        # -- end of hook
         if req_headers.get("content-length") is None and req_headers.get("transfer-encoding") is None:
             raw = b""  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
         else:

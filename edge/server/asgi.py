@@ -54,25 +54,75 @@ class _Scope:
         self.client = f"{client[0]}:{client[1]}" if client else ""
 
 
+class _StreamTransport:
+    """RSGI's ``response_stream`` transport over ASGI: the start message goes out with the
+    first chunk (or at the end); :func:`wrap` sends the closing empty body."""
+
+    __slots__ = ("_send", "_start")
+
+    def __init__(self, send, status, headers):
+        self._send = send
+        self._start = {"type": "http.response.start", "status": status,
+                       "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]}
+
+    async def _started(self) -> None:
+        if self._start is not None:
+            start, self._start = self._start, None
+            await self._send(start)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._started()
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def send_str(self, data: str) -> None:
+        await self.send_bytes(data.encode())
+
+    async def end(self) -> None:
+        await self._started()
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class _HttpProto:
-    """``await proto()`` (the whole body), ``async for chunk in proto``, ``response_bytes``."""
+    """``await proto()`` (the whole body), ``async for chunk in proto``, ``response_bytes``,
+    ``response_stream`` (streaming handlers, edge.server.streaming)."""
 
-    __slots__ = ("_receive", "response")
+    __slots__ = ("_receive", "_send", "response", "stream", "_body_done")
 
-    def __init__(self, receive):
+    def __init__(self, receive, send=None):
         self._receive = receive
+        self._send = send
         self.response = None
+        self.stream: _StreamTransport | None = None
+        self._body_done: asyncio.Event | None = None  # streaming handlers only
 
     async def _chunks(self):
-        while True:
-            message = await self._receive()
-            if message["type"] != "http.request":
-                return
-            body = message.get("body", b"")
-            if body:
-                yield body
-            if not message.get("more_body"):
-                return
+        try:
+            while True:
+                message = await self._receive()
+                if message["type"] != "http.request":
+                    return
+                body = message.get("body", b"")
+                if body:
+                    yield body
+                if not message.get("more_body"):
+                    return
+        finally:
+            self.body_finished()
+
+    def body_finished(self) -> None:
+        """Nobody reads the request body from here on (so :meth:`client_disconnect` may)."""
+        if self._body_done is None:
+            self._body_done = asyncio.Event()
+        self._body_done.set()
+
+    async def client_disconnect(self) -> None:
+        """Return once the client has gone (RSGI's ``client_disconnect``); waits until the
+        request body is no longer being read, since both come through ``receive``."""
+        if self._body_done is None:
+            self._body_done = asyncio.Event()
+        await self._body_done.wait()
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
     def __aiter__(self):
         return self._chunks()
@@ -82,6 +132,10 @@ class _HttpProto:
 
     def response_bytes(self, status, headers, body) -> None:
         self.response = (status, headers, body)
+
+    def response_stream(self, status, headers) -> _StreamTransport:
+        self.stream = _StreamTransport(self._send, status, headers)
+        return self.stream
 
 
 class _Message:
@@ -157,8 +211,11 @@ def wrap(app):
     async def asgi(scope, receive, send):
         kind = scope["type"]
         if kind == "http":
-            proto = _HttpProto(receive)
+            proto = _HttpProto(receive, send)
             await rsgi(_Scope(scope), proto)
+            if proto.stream is not None:
+                await proto.stream.end()
+                return
             status, headers, body = proto.response
             await send({"type": "http.response.start", "status": status,
                         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})

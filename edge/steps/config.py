@@ -4,6 +4,8 @@ Two dialects are read into the same model:
 
 * native / Motia 1.0: ``{"name", "triggers": [...], "enqueues", ...}``
 * Motia 0.x: ``{"type": "api"|"event"|"cron"|"noop", "subscribes", "emits", ...}``
+* transitional (the published ``motia create`` templates): ``triggers`` with
+  ``{"type": "api"|"event", ...}`` entries next to 0.x's ``emits`` / ``virtualEmits``
 
 Keys are accepted in camelCase and snake_case at every level. Every problem raises
 :class:`edge.errors.ConfigError` with one line ``<file>: <field path>: <what>; <fix>``,
@@ -38,6 +40,7 @@ __all__ = ["parse_step_config", "parse_stream_config", "normalise_path", "snake_
 _STEP_KEYS = (
     "name", "description", "triggers", "enqueues", "virtual_enqueues", "virtual_subscribes",
     "flows", "include_files", "infrastructure", "runtime",
+    "emits", "virtual_emits",  # the transitional dialect's names for enqueues / virtualEnqueues
 )
 #: Where a step's async handler runs: asyncio (the default: the Python async ecosystem) or trio.
 RUNTIMES = ("asyncio", "trio")
@@ -70,6 +73,8 @@ _QUERY_PARAM_KEYS = ("name", "description")
 _STREAM_KEYS = ("name", "description", "schema", "base_config", "can_access", "on_join", "on_leave")
 _BASE_CONFIG_KEYS = ("storage_type",)
 
+# Accepted but never suggested nor listed (the transitional dialect's 0.x names).
+_QUIET_KEYS = ("emits", "virtual_emits")
 # Keys from the other dialect (or common slips) that difflib cannot guess.
 _KEY_HINTS = {
     "emits": ("enqueues", '"emits" is the Motia 0.x name'),
@@ -213,6 +218,7 @@ class _Obj:
             return _error(self.file, where, f'unknown key; did you mean "{style(snake_case(hint[0]))}"?{note}')
         if "config" in allowed and snake_case(key) in _QUEUE_CONFIG_KEYS and snake_case(key) != "type":
             return _error(self.file, where, f'unknown key; queue settings go under "config": {{"{key}": ...}}')
+        allowed = [k for k in allowed if k not in _QUIET_KEYS]
         squash = {k.replace("_", ""): k for k in allowed}
         close = _close_matches(key.replace("_", "").lower(), list(squash), n=1, cutoff=0.75)
         if close:
@@ -548,7 +554,17 @@ def parse_step_config(raw: Any, *, file: str) -> dict[str, Any]:
     if step_infra is not None:
         _Obj(step_infra, file, c.where("infrastructure"), _INFRA_KEYS)  # reject typos even without queue triggers
     triggers = tuple(_trigger(t, i, file, step_infra) for i, t in enumerate(triggers_raw))
-    return _step_fields(c, name, triggers, enqueues_key="enqueues", virtual_key="virtual_enqueues", dialect="1.0")
+    keys = {"enqueues_key": "enqueues", "virtual_key": "virtual_enqueues"}
+    for key, new, old in (("enqueues_key", "enqueues", "emits"), ("virtual_key", "virtual_enqueues", "virtual_emits")):
+        if old in c.values:
+            if new in c.values:
+                raise c.fail(old, f'given together with "{c.spelled[new]}"; keep one ("{c.spelled[old]}" is '
+                                  f'the Motia 0.x name of "{camel_case(new)}")')
+            keys[key] = old
+    # Written for Motia's 0.x runtime: 0.x's names for enqueues, or its trigger type names.
+    transitional = (keys["enqueues_key"] == "emits" or keys["virtual_key"] == "virtual_emits"
+                    or any(isinstance(t, Mapping) and t.get("type") in _TRIGGER_ALIASES for t in triggers_raw))
+    return _step_fields(c, name, triggers, **keys, dialect="transitional" if transitional else "1.0")
 
 
 def _parse_legacy(c: _Obj) -> dict[str, Any]:

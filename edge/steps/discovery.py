@@ -10,6 +10,12 @@ module of the step roots (``steps``, ``steps.*``, ``src``, ...) and every projec
 previous discovery imported (marked with ``__edge_project__``).
 Step and stream files are compiled from source on every discovery (never from a stale
 ``.pyc``).
+
+Motia projects run unchanged: both file namings (``*_step.py`` and ``*.step.py``), a ``.env``
+at the project root (loaded first, never overriding what is set), Workbench UI files
+(``*.step.tsx``) skipped quietly, Motia 1.0's ``Stream("name")`` objects declaring their
+stream without a ``*_stream.py``, and Motia 0.x steps that share a name (0.x keyed steps by
+file: each runs, as ``"<name> (<file>)"``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import msgspec
 from ..errors import ConfigError
 from .call import prepare_handler
 from .config import parse_step_config, parse_stream_config
+from .dotenv import load_dotenv
 from .model import Step, StreamDef
 
 __all__ = ["StepError", "Discovery", "discover", "DEFAULT_DIRS"]
@@ -42,7 +49,11 @@ DEFAULT_DIRS = ("steps", "src")
 _MARK = "__edge_project__"
 _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "dist-packages"}
 # Step/stream files in languages edge does not run (yet): listed, never silently ignored.
-_FOREIGN = re.compile(r"[._](step|stream)\.(ts|tsx|js|jsx|mjs|cjs|rb)\Z")
+_FOREIGN = re.compile(r"[._](step|stream)\.(ts|js|mjs|cjs|rb)\Z")
+# Motia Workbench UI files (``start.step.tsx``): not steps; skipped without a word.
+_WORKBENCH = re.compile(r"[._](step|stream)\.(tsx|jsx)\Z")
+#: Handler annotations that ask for streaming HTTP args (edge.server.streaming).
+_STREAM_ARGS = ("HttpStreamArgs", "MotiaHttpArgs", "ApiStreamRequest")
 _EDGE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -262,6 +273,8 @@ def _walk(root: Path) -> Iterable[Path]:
 
 
 def _kind(name: str) -> str | None:
+    if _WORKBENCH.search(name):
+        return None
     if name.endswith(("_step.py", ".step.py")):
         return "step"
     if name.endswith(("_stream.py", ".stream.py")):
@@ -310,6 +323,7 @@ def discover(project_dir: Path | str, dirs: Sequence[str] = DEFAULT_DIRS) -> Dis
             search.append(root)
 
     _purge(roots)
+    load_dotenv(project_dir)  # before any step is imported: module-level os.environ reads see it
     # First on sys.path, so the project's own top-level modules win over same-named others.
     while str(project_dir) in sys.path:
         sys.path.remove(str(project_dir))
@@ -339,6 +353,8 @@ def discover(project_dir: Path | str, dirs: Sequence[str] = DEFAULT_DIRS) -> Dis
     streams = [s for s in (_build_stream(p, m, importer, errors) for p, m in loaded["stream"]) if s]
     steps = [s for s in (_build_step(p, m, importer, errors) for p, m in loaded["step"]) if s]
     streams = _drop_duplicates(streams, errors, "stream")
+    streams += _declared_streams(before, {s.name for s in streams}, importer, errors)
+    steps = _name_legacy_duplicates(steps)
     steps = _drop_duplicates(steps, errors, "step")
     steps = _drop_route_clashes(steps, errors)
     return Discovery(
@@ -361,12 +377,82 @@ def _build_step(path: Path, module: ModuleType, importer: _Importer, errors: lis
         if handler is not None or fields["triggers"]:
             if handler is None:
                 raise ConfigError(f"{rel}: handler: required; define async def handler(input, ctx) in the file")
-            legacy_cron = fields["dialect"] == "0.x" and any(t.type == "cron" for t in fields["triggers"])
+            legacy_cron = fields["dialect"] != "1.0" and any(t.type == "cron" for t in fields["triggers"])
             call = prepare_handler(handler, cron_ctx_only=legacy_cron, where=f"{rel}: handler")
     except ConfigError as exc:
         errors.append(StepError(rel, str(exc)))
         return None
-    return Step(**fields, handler=handler, file=rel, module=module.__name__, path=path, call=call)
+    http_stream = call is not None and any(t.type == "http" for t in fields["triggers"]) and _wants_stream(handler)
+    return Step(**fields, handler=handler, file=rel, module=module.__name__, path=path, call=call,
+                http_stream=http_stream)
+
+
+def _wants_stream(handler: Any) -> bool:
+    """Whether the handler's first parameter is annotated as streaming HTTP args
+    (``HttpStreamArgs``, Motia's ``MotiaHttpArgs`` / ``ApiStreamRequest``). Annotations are read
+    as written (strings under ``from __future__ import annotations``), never evaluated."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not params or params[0].annotation is inspect.Parameter.empty:
+        return False
+    annotation = params[0].annotation
+    if isinstance(annotation, str):
+        text = annotation
+    else:
+        origin = getattr(annotation, "__origin__", None) or annotation
+        text = getattr(origin, "__name__", "") or repr(annotation)
+    return any(name in text for name in _STREAM_ARGS)
+
+
+def _declared_streams(before: set[str], known: set[str], importer: _Importer,
+                      errors: list[StepError]) -> list[StreamDef]:
+    """Streams declared in code only: Motia 1.0's module-level ``Stream("todo")`` (or
+    ``Stream(StreamConfig(...))``) in any project module discovery imported. A ``*_stream.py``
+    of the same name wins; the first declaration of a name counts."""
+    out: list[StreamDef] = []
+    seen = set(known)
+    for name in sorted(set(sys.modules) - before):
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if module is None or not file or _MARK not in getattr(module, "__dict__", {}):
+            continue
+        for value in list(vars(module).values()):
+            declares = getattr(type(value), "__edge_stream_config__", None)
+            if declares is None:
+                continue
+            config = declares(value)
+            if config.get("name") in seen:
+                continue
+            rel = importer.rel(file)
+            try:
+                fields = parse_stream_config(config, file=rel)
+            except ConfigError as exc:
+                errors.append(StepError(rel, str(exc)))
+                seen.add(config.get("name"))
+                continue
+            seen.add(fields["name"])
+            out.append(StreamDef(**fields, file=rel, module=name, path=Path(file)))
+    return out
+
+
+def _name_legacy_duplicates(steps: list[Step]) -> list[Step]:
+    """Motia 0.x keyed steps by file, so 0.x projects reuse a name for an API step and its
+    worker. When every step sharing a name is a 0.x step, each gets a distinct identity,
+    ``"<name> (<file>)"``; its logs still show the name (``Step.label``)."""
+    by_name: dict[str, list[Step]] = {}
+    for step in steps:
+        by_name.setdefault(step.name, []).append(step)
+    out = []
+    for step in steps:
+        group = by_name[step.name]
+        if len(group) > 1 and all(s.dialect != "1.0" for s in group):
+            step = msgspec.structs.replace(step, name=f"{step.name} ({step.file})", label=step.name)
+        out.append(step)
+    return out
 
 
 def _build_stream(path: Path, module: ModuleType, importer: _Importer, errors: list[StepError]) -> StreamDef | None:

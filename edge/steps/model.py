@@ -199,9 +199,28 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     file: str = ""  # path relative to the project, with "/" separators
     module: str = ""  # e.g. "steps.todos.create_step"
     path: pathlib.Path | None = None  # absolute path of the file
-    dialect: str = "1.0"  # "1.0" (triggers) or "0.x" (Motia 0.x "type" configs)
+    #: "1.0" (triggers), "0.x" (Motia 0.x "type" configs) or "transitional" (triggers next to
+    #: Motia 0.x's "emits", as the published ``motia create`` templates wrote them)
+    dialect: str = "1.0"
     call: HandlerCall | None = None  # the calling convention, computed once
     runtime: str = "asyncio"  # where an async handler runs: "asyncio" (default) or "trio"
+    #: True when the handler takes streaming HTTP args (``HttpStreamArgs`` / Motia's
+    #: ``MotiaHttpArgs``): it writes its own response (edge.server.streaming)
+    http_stream: bool = False
+    #: the ``name`` the config gave, when ``name`` had to be made unique: Motia 0.x keyed steps
+    #: by file, so two 0.x files may share a name; each then runs as ``"<name> (<file>)"``
+    label: str = ""
+
+    @property
+    def legacy(self) -> bool:
+        """Written for Motia's 0.x runtime (either 0.x dialect): 0.x behaviours apply (what
+        ``ctx.state.get`` answers, one-argument cron handlers getting ``ctx``)."""
+        return self.dialect != "1.0"
+
+    @property
+    def display_name(self) -> str:
+        """The name the user wrote (what logs show)."""
+        return self.label or self.name
 
     def triggers_of(self, type: str) -> tuple[Trigger, ...]:
         """The triggers of one type ("http", "queue", ...), in declaration order."""

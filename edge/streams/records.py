@@ -7,7 +7,7 @@ from typing import Any, Iterable
 from ..errors import EdgeError
 from ..records import Record
 
-__all__ = ["StreamError", "Record", "Subscription", "AuthContext", "StreamEvent", "StreamChange",
+__all__ = ["StreamError", "Record", "Subscription", "AuthContext", "StreamEvent", "ChangeEvent", "StreamChange",
            "matching_triggers", "CREATE", "UPDATE", "DELETE"]
 
 #: Event types a change carries (what Motia's clients understand).
@@ -32,11 +32,24 @@ class AuthContext(Record):
     __slots__ = ()
 
 
+class ChangeEvent(Record):
+    """``event`` of a stream trigger's input: ``type`` ("create" | "update" | "delete") and
+    ``data``, as keys and as attributes (Motia 1.0: ``input.event.type``)."""
+
+    __slots__ = ()
+
+
 class StreamEvent(Record):
     """A stream trigger's input: ``stream_name``, ``group_id``, ``id``, ``event`` ({type, data})."""
 
     __slots__ = ()
     _ALIASES = {"stream_name": "streamName", "group_id": "groupId", "item_id": "id"}
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        event = dict.get(self, "event")
+        if isinstance(event, dict) and not isinstance(event, ChangeEvent):
+            dict.__setitem__(self, "event", ChangeEvent(event))
 
 
 class StreamChange:

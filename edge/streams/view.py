@@ -83,6 +83,10 @@ class StreamsView:
         except StreamError as exc:
             raise AttributeError(str(exc)) from None
 
+    def get(self, name: str, default: Any = None) -> StreamHandle | None:
+        """``ctx.streams.get("todos")``: Motia 1.0's ``ctx.streams`` was a dict."""
+        return self[name] if name in self._streams.streams else default
+
     def __contains__(self, name: str) -> bool:
         return name in self._streams.streams
 

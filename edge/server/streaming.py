@@ -1,0 +1,230 @@
+"""Streaming HTTP responses: handlers that take ``HttpStreamArgs`` (Motia 1.0's ``MotiaHttpArgs``).
+
+Such a handler writes its answer itself: ``await args.response.status(200)``,
+``await args.response.headers({"content-type": "text/event-stream"})``, then
+``args.response.writer.stream.write(b"data: ...\\n\\n")`` as often as it likes (server-sent
+events), and reads the request body as a stream (``async for chunk in
+args.request.request_body.stream``). Discovery marks those steps (``Step.http_stream``, from
+the handler's annotation: ``edge.steps.discovery``); :class:`~edge.server.app.EdgeApp` sends only them here, so the
+normal path pays one attribute check.
+
+Granian's RSGI ``proto.response_stream(status, headers)`` starts the response with the first
+write; writes never block the handler: they are queued and sent in order by one task on the
+host loop. The response ends when the handler returns (``close()`` only refuses more writes).
+Once the response has started, a client that goes away cancels the handler (an endless
+event stream would otherwise run for nobody); a write after that raises ``ConnectionError``.
+A handler that writes nothing and returns a normal result (a dict, an ``ApiResponse``) is
+answered the normal way, so a Motia 1.0.4 handler that merely annotated ``MotiaHttpArgs``
+still works.
+
+Body: a body with a ``Content-Length`` is read first (within ``--max-body``), parsed as usual
+into ``request.body``, and replayed by ``request_body.stream``; a chunked body is not read in
+advance: ``request.body`` is None and ``request_body.stream`` yields chunks as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+
+from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
+from ..errors import StorageFull
+from ..runtime import HandlerError, Skipped, maybe_await
+from ..tracing import new_id
+from .responses import BadResult, build_response, error_response, storage_full
+
+__all__ = ["serve_stream"]
+
+
+class _Sink:
+    """The server side of one streaming response, on the host loop. Handlers in a worker
+    thread (sync handlers) reach it through ``call_soon_threadsafe``, in order."""
+
+    __slots__ = ("_proto", "_extra", "_loop", "_thread", "_transport", "_queue", "_pump",
+                 "started", "disconnected", "status", "headers")
+
+    def __init__(self, proto, extra_headers: list, loop: asyncio.AbstractEventLoop):
+        self._proto = proto
+        self._extra = extra_headers
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._transport = None
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._pump: asyncio.Task | None = None
+        self.started = False
+        self.disconnected = False
+        self.status = 200
+        self.headers: dict = {}
+
+    def _on_loop(self, fn, *args) -> None:
+        if threading.get_ident() == self._thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def start(self, status: int, headers: dict) -> None:
+        self.started = True
+        self.status, self.headers = status, dict(headers)
+        self._on_loop(self._start)
+
+    def _start(self) -> None:
+        headers = [(k, v) for k, v in self.headers.items()] + self._extra
+        try:
+            self._transport = self._proto.response_stream(self.status, headers)
+        except Exception:  # the client left before the status line
+            self.disconnected = True
+
+    def write(self, data: bytes) -> None:
+        if self.disconnected:
+            raise ConnectionError("response.writer.stream.write(): the client has gone; stop writing "
+                                  "(args.response.disconnected says so before a write)")
+        self._on_loop(self._push, data)
+
+    def _push(self, data: bytes) -> None:
+        if self.disconnected or self._transport is None:
+            return
+        self._queue.append(data)
+        if self._pump is None or self._pump.done():
+            self._pump = self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._queue and not self.disconnected:
+            data = self._queue.popleft()
+            try:
+                await self._transport.send_bytes(data)
+            except Exception:  # the client is gone: drop what is left, the handler may check
+                self.disconnected = True
+                self._queue.clear()
+
+    async def finish(self) -> None:
+        """Once the handler returned: start the response if nothing was written, send the rest."""
+        await asyncio.sleep(0)  # callbacks a worker thread scheduled before returning run first
+        if not self.started:
+            self.start(self.status, self.headers)
+        while self._pump is not None and not self._pump.done():
+            await self._pump
+        # Granian ends the response when its transport is freed; drop ours now (a traceback
+        # of a failed handler may keep this sink alive for a while).
+        self._transport = None
+        self.disconnected = True
+
+
+async def _run_until_gone(proto, sink: "_Sink", invocation):
+    """Run the invocation; once the response has started, a client that goes away cancels it
+    (an endless event stream would otherwise run for nobody). Before the first write a
+    disconnect changes nothing, as on the normal path."""
+    task = asyncio.ensure_future(invocation)
+    gone = asyncio.ensure_future(proto.client_disconnect())
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and sink.started:
+            sink.disconnected = True
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():
+                    raise  # we were cancelled ourselves (shutdown), not just the handler
+            return None
+        result, _ = await task  # done, or the client left before the first write: let it finish
+        return result
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+
+
+async def _replay(raw: bytes):
+    if raw:
+        yield raw
+
+
+async def _live(proto, limit: int):
+    size = 0
+    async for chunk in proto:
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"request body is over the {limit}-byte limit (--max-body / EDGE_MAX_BODY)")
+        yield chunk
+
+
+def _extra_headers(app, trace_id: str, origin: str | None) -> list:
+    out = [("x-trace-id", trace_id)]
+    if origin is not None and app._cors_allows(origin):
+        out.append(("access-control-allow-origin", "*" if "*" in app.cors else origin))
+        out.append(("access-control-expose-headers", "x-trace-id"))
+        if "*" not in app.cors:
+            out.append(("vary", "origin"))
+    return out
+
+
+async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, origin: str | None):
+    """Run a streaming handler. Returns a normal ``(status, headers, body)`` triple when nothing
+    was streamed (errors before the first write, a handler that returned a plain result), or
+    ``(None, [], status)`` when the response has been sent through ``response_stream``."""
+    from .app import _BadBody, _parse_body, _query
+
+    runtime = app.runtime
+    step, trigger = match.step, match.trigger
+    chunked = req_headers.get("content-length") is None and req_headers.get("transfer-encoding") is not None
+    body, raw = None, b""
+    if chunked:
+        chunks = _live(proto, app.max_body)
+    else:
+        raw, problem = await app._read_body(proto, req_headers)
+        if problem is not None:
+            return problem
+        content_type = (req_headers.get("content-type") or "").split(";")[0].strip().lower()
+        try:
+            body = _parse_body(raw, content_type, runtime.schema_for(step, trigger))
+        except _BadBody as bad:
+            return bad.response
+        chunks = _replay(raw)
+        finished = getattr(proto, "body_finished", None)  # the ASGI adapter: the body is done with
+        if finished is not None:
+            finished()
+    request = ApiRequest(scope.method, scope.path, match.params, _query(scope.query_string),
+                         dict(req_headers.items()), body, raw)
+    request.request_body = RequestBody(chunks)
+    sink = _Sink(proto, _extra_headers(app, trace_id, origin), asyncio.get_running_loop())
+    response = ResponseStream(sink)
+    args = HttpStreamArgs(request, response)
+    middleware = trigger.middleware
+    call = runtime.boundary.call
+
+    async def respond(ctx):
+        if middleware:
+            async def chain(i):
+                if i == len(middleware):
+                    return await call(step, args, ctx)
+                return await maybe_await(middleware[i](args, ctx, lambda: chain(i + 1)))
+
+            return await chain(0)
+        return await call(step, args, ctx)
+
+    try:
+        result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,
+                                                                    around=respond))
+    except Skipped:
+        if not sink.started:
+            return error_response(422, error="Request condition not met", skipped=True)
+        result = None
+    except HandlerError as exc:
+        if not sink.started:
+            if isinstance(exc.original, StorageFull):
+                return storage_full(exc.original, error_id=exc.error_id)
+            return error_response(500, error_id=exc.error_id)
+        result = None  # already logged; the client sees the stream end
+    if not sink.started and result is not None:
+        try:
+            return build_response(result)
+        except BadResult as exc:
+            error_id = new_id(6)
+            runtime.tracer.exception(f"{step.name}: {exc} (error_id {error_id})", exc, trace_id=trace_id,
+                                     step=step.name)
+            return error_response(500, error_id=error_id)
+    if not sink.started:
+        sink.status, sink.headers = response._status, response._headers
+    await sink.finish()
+    return None, [], sink.status

@@ -1,0 +1,120 @@
+"""How Motia's module-level objects reach the invocation that is running, and how they answer.
+
+``logger``, ``enqueue``, ``stateManager`` and ``Stream("name")`` are module globals in Motia
+1.0; they act for whichever handler calls them. edge's boundary sets
+``edge.context.current_context`` for every invocation (and sync handlers' threads inherit
+it), so these objects look it up on each call.
+
+One call, two dialects. Motia 1.0.4 made these calls synchronous (``todo =
+stream.get(...)``), the 1.0 release candidates made them coroutines (``todo = await
+stream.get(...)``), and code for both runs on edge unchanged. A call looks at the instruction
+its caller runs next: ``await`` (``GET_AWAITABLE``) means the caller awaits the result, and the
+call answers with edge's native awaitable (writes join the next group commit; the await returns
+once they are durable). Otherwise the call completes before it returns: reads answer the value,
+writes block until durable (``Store.write_blocking``: one commit, on the loop thread) so the
+next read sees them. A dict or list result is also awaitable, so ``asyncio.gather(...)`` over
+such calls works too; a ``None`` result cannot be (``gather`` over a ``get`` of a missing item
+fails: await each call instead).
+
+This is the only module of the ``motia`` package that reaches into edge's internals
+(``ctx._runtime``, the state store's and streams' write plans).
+"""
+
+from __future__ import annotations
+
+import dis
+import functools
+import sys
+from types import CodeType
+from typing import Any
+
+from edge._loops import in_async
+from edge.context import current_context
+
+__all__ = ["MotiaError", "current", "runtime_of", "awaited", "answer", "Then", "AwaitableDict",
+           "AwaitableList"]
+
+
+class MotiaError(RuntimeError):
+    """A ``motia`` object was used where it cannot work (outside a step invocation)."""
+
+
+def current(what: str):
+    """The running invocation's ctx, or a MotiaError that says why there is none."""
+    ctx = current_context.get()
+    if ctx is None:
+        raise MotiaError(
+            f"motia.{what}: called outside a step handler; call it from inside handler(input, ctx) "
+            f"(or a function the handler calls), not at import time or from a thread the handler did not start"
+        )
+    return ctx
+
+
+def runtime_of(ctx):
+    """The edge runtime behind a ctx (its state store, streams and queues)."""
+    return ctx._runtime
+
+
+@functools.lru_cache(maxsize=4096)  # a memo keyed by (code, offset): call sites never change
+def _awaits_at(code: CodeType, offset: int) -> bool:
+    for ins in dis.get_instructions(code):
+        if ins.offset > offset:
+            return ins.opname == "GET_AWAITABLE"
+    return False
+
+
+def awaited(depth: int = 2) -> bool:
+    """Whether the caller ``depth`` frames up awaits the value of the call it is making.
+
+    Only meaningful in async code; a sync handler's thread never awaits.
+    """
+    if not in_async():
+        return False
+    frame = sys._getframe(depth)
+    return _awaits_at(frame.f_code, frame.f_lasti)
+
+
+class AwaitableDict(dict):
+    """A dict result that may also be awaited (it is already complete). Hashed by identity,
+    as ``asyncio.gather`` requires of what it is given."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+
+    def __await__(self):
+        return dict(self)
+        yield  # noqa: unreachable - makes this a generator
+
+
+class AwaitableList(list):
+    """A list result that may also be awaited (it is already complete); hashed by identity."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+
+    def __await__(self):
+        return list(self)
+        yield  # noqa: unreachable - makes this a generator
+
+
+def answer(value: Any) -> Any:
+    """A completed result for a caller that does not await it."""
+    if type(value) is dict:
+        return AwaitableDict(value)
+    if type(value) is list:
+        return AwaitableList(value)
+    return value
+
+
+class Then:
+    """Await ``awaitable``, then return ``fn(its value)``; works under asyncio and trio."""
+
+    __slots__ = ("_awaitable", "_fn")
+
+    def __init__(self, awaitable, fn):
+        self._awaitable = awaitable
+        self._fn = fn
+
+    def __await__(self):
+        value = yield from self._awaitable.__await__()
+        return self._fn(value)

@@ -1,0 +1,286 @@
+"""The pieces behind Motia compatibility, one at a time: the ``motia`` package's names and
+types, the 0.x request dict, ``.env`` files, discovery of both namings, declared streams and
+shared 0.x names, and how a call tells ``await`` from a plain call."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import pytest
+
+import motia
+from edge._legacy import as_0x
+from edge._loops import Ready
+from edge.api import ApiRequest, ApiResponse
+from edge.context import Context
+from edge.steps import discover
+from edge.steps.dotenv import load_dotenv, parse_dotenv
+from edge.streams.records import StreamEvent
+from motia._runtime import MotiaError, awaited
+from motia._state import motia_ops
+
+from .conftest import write_project
+
+# -- the names of the motia package ---------------------------------------------------------------
+
+PUBLIC_1_0_4 = ("http", "api", "queue", "cron", "state", "stream", "ApiRequest", "ApiResponse", "FlowContext",
+                "MotiaHttpArgs", "StateTriggerInput", "StreamTriggerInput", "QueueConfig", "logger", "enqueue",
+                "stateManager", "Stream", "step", "multi_trigger_step")
+
+
+def test_every_name_real_projects_import_is_there():
+    missing = [name for name in PUBLIC_1_0_4 if not hasattr(motia, name)]
+    assert missing == []
+    assert set(PUBLIC_1_0_4) <= set(motia.__all__)
+
+
+def test_generic_types_are_subscriptable_at_import():
+    assert motia.ApiRequest[Any] is not None and motia.ApiResponse[dict] is not None
+    assert motia.FlowContext[Any] is not None and motia.MotiaHttpArgs[Any] is not None
+    assert motia.Stream[dict[str, Any]]("todo").stream_name == "todo"
+
+
+def test_motia_types_are_edges_own():
+    assert motia.ApiRequest is ApiRequest and motia.ApiResponse is ApiResponse
+    assert issubclass(Context, motia.FlowContext)
+    response = motia.ApiResponse(status=201, body={"id": 1})
+    assert (response.status, response.body, response.headers) == (201, {"id": 1}, {})
+    assert response.model_dump() == {"status": 201, "body": {"id": 1}, "headers": {}}
+
+
+def test_trigger_helpers_take_motia_arguments():
+    assert motia.http("POST", "/todo", body_schema={"type": "object"}) == {
+        "type": "http", "method": "POST", "path": "/todo", "body_schema": {"type": "object"}}
+    assert motia.api("GET", "/x") == {"type": "http", "method": "GET", "path": "/x"}
+    assert motia.queue("t", infrastructure={"queue": {"maxRetries": 1}}) == {
+        "type": "queue", "topic": "t", "infrastructure": {"queue": {"maxRetries": 1}}}
+    assert motia.queue("t", config=motia.QueueConfig(type="fifo")).get("config").model_dump(
+        by_alias=True, exclude_none=True) == {"type": "fifo", "maxRetries": 3, "visibilityTimeout": 30,
+                                              "delaySeconds": 0}
+    assert motia.stream("todo", group_id="inbox") == {"type": "stream", "stream_name": "todo", "group_id": "inbox"}
+    assert motia.cron("0 0 5 * * *") == {"type": "cron", "expression": "0 0 5 * * *"}
+
+
+def test_step_builders_return_definitions_discovery_reads():
+    async def handle(input, ctx):
+        return None
+
+    built = motia.step({"name": "A", "triggers": [motia.queue("a")]}).handle(handle)
+    assert (built.config["name"], built.handler) == ("A", handle)
+    direct = motia.step({"name": "B", "triggers": []}, handle)
+    assert direct.handler is handle
+    multi = motia.multi_trigger_step({"name": "M", "triggers": []}).on_queue(handle).handlers()
+    assert callable(multi.handler) and multi.config["name"] == "M"
+
+
+def test_guards_read_trigger_dicts():
+    config = {"name": "x", "triggers": [motia.http("GET", "/a"), motia.queue("t"), {"type": "event", "topic": "u"}]}
+    assert motia.is_api_step(config) and motia.is_queue_step(config) and not motia.is_cron_step(config)
+    assert [t["topic"] for t in motia.get_queue_triggers(config)] == ["t", "u"]
+
+
+def test_module_level_objects_outside_a_handler_say_where_to_call_them():
+    with pytest.raises(MotiaError) as info:
+        motia.stateManager.get("todos", "1")
+    assert str(info.value) == (
+        "motia.stateManager.get: called outside a step handler; call it from inside handler(input, ctx) "
+        "(or a function the handler calls), not at import time or from a thread the handler did not start"
+    )
+    with pytest.raises(MotiaError) as info:
+        motia.Stream("todo").set("g", "1", {})
+    assert str(info.value).startswith("motia.Stream('todo').set: called outside a step handler")
+    motia.logger.info("outside a handler: goes to Python logging")  # never raises
+
+
+def test_a_call_knows_whether_its_caller_awaits_it():
+    def probe():
+        return Ready("awaited") if awaited() else "plain"
+
+    async def caller():
+        first = await probe()
+        second = probe()
+        return first, second
+
+    assert asyncio.run(caller()) == ("awaited", "plain")
+    assert probe() == "plain"  # no loop at all (a sync handler's thread)
+
+
+def test_update_ops_in_motias_documented_spelling():
+    assert motia_ops([{"op": "set", "path": "/status", "value": "done"}]) == [
+        {"type": "set", "path": "status", "value": "done"}]
+    assert motia_ops({"type": "increment", "path": "a.b", "by": 2}) == [{"type": "increment", "path": "a.b", "by": 2}]
+
+
+# -- what handlers receive ----------------------------------------------------------------------
+
+def test_the_request_is_a_mutable_dict_for_0x_code():
+    req = ApiRequest("POST", "/orders", {"id": "1"}, {}, {"x-user": "bo"}, {"n": 1}, b'{"n": 1}')
+    assert req["body"] == {"n": 1} and req.get("pathParams") == {"id": "1"} and req["rawBody"] == b'{"n": 1}'
+    req["user"] = {"name": "bo"}  # a middleware writes a key
+    assert req["user"] == {"name": "bo"} and req.user == {"name": "bo"} and "user" in req
+    assert req.get("missing", 5) == 5
+    req["body"] = {"n": 2}  # a key with a meaning is the attribute
+    assert req.body == {"n": 2}
+    assert list(req) == ["body", "pathParams", "queryParams", "headers", "rawBody", "user"]
+    del req["user"]
+    assert "user" not in req
+    with pytest.raises(KeyError) as info:
+        del req["body"]
+    assert info.value.args[0] == "'body' is part of every request and cannot be removed; set it to None instead"
+    with pytest.raises(AttributeError):
+        req.user
+
+
+def test_requests_can_be_built_by_keyword_as_motia_tests_do():
+    req = motia.ApiRequest(body={"a": 1}, path_params={"id": "7"})
+    assert (req.method, req.body, req.path_params, req.query_params, req.headers) == ("GET", {"a": 1}, {"id": "7"}, {}, {})
+
+
+def test_stream_trigger_input_reads_event_type_and_data_as_attributes():
+    event = StreamEvent({"streamName": "todo", "groupId": "inbox", "id": "1",
+                         "event": {"type": "update", "data": {"done": True}}})
+    assert (event.stream_name, event.group_id, event.id) == ("todo", "inbox", "1")
+    assert (event.event.type, event.event.data) == ("update", {"done": True})
+    assert event["event"]["type"] == "update"
+
+
+def test_0x_state_get_answers_as_the_0x_runtime_did():
+    assert as_0x(None) == {"data": None}
+    assert as_0x({"a": 1}) == {"data": {"a": 1}}
+    assert as_0x({"data": 1, "b": 2}) == {"data": 1, "b": 2}
+    assert as_0x([1, 2]) == [1, 2] and as_0x(3) == 3 and as_0x("s") == "s"
+
+
+# -- .env -----------------------------------------------------------------------------------------
+
+def test_dotenv_format():
+    text = ('# comment\nA=1\nexport B="two words"\nC=\'lit $x\\n\'\nD=plain # trailing comment\n'
+            'E="line\\nbreak"\nnot an assignment\nF=\n')
+    assert parse_dotenv(text) == {"A": "1", "B": "two words", "C": "lit $x\\n", "D": "plain",
+                                  "E": "line\nbreak", "F": ""}
+
+
+def test_dotenv_never_overrides_what_is_set(tmp_path):
+    (tmp_path / ".env").write_text("EDGE_TEST_X=from-file\nEDGE_TEST_Y=file\n")
+    environ = {"EDGE_TEST_Y": "shell"}
+    assert load_dotenv(tmp_path, environ) == ["EDGE_TEST_X"]
+    assert environ == {"EDGE_TEST_X": "from-file", "EDGE_TEST_Y": "shell"}
+    assert load_dotenv(tmp_path / "nowhere", environ) == []
+
+
+# -- discovery ----------------------------------------------------------------------------------
+
+def test_discovery_reads_both_namings_and_skips_workbench_files(tmp_path):
+    write_project(tmp_path, {
+        "steps/a_step.py": 'config = {"name": "A", "triggers": [{"type": "queue", "topic": "a"}]}\n'
+                           "async def handler(i, ctx): pass\n",
+        "steps/b-thing.step.py": 'config = {"name": "B", "triggers": [{"type": "queue", "topic": "b"}]}\n'
+                                 "async def handler(i, ctx): pass\n",
+        "steps/start.step.tsx": "export default () => null\n",
+        "steps/legacy.step.ts": "export const config = {}\n",
+    })
+    found = discover(tmp_path)
+    assert [s.name for s in found.steps] == ["A", "B"]
+    assert found.unsupported == ("steps/legacy.step.ts",)
+
+
+def test_stream_objects_declare_their_streams(tmp_path):
+    write_project(tmp_path, {
+        "steps/shared/streams.py": "from motia import Stream, StreamConfig\n"
+                                   "todo = Stream('todo')\n"
+                                   "live = Stream(StreamConfig(name='live', base_config={'storageType': 'memory'}))\n",
+        "steps/use_step.py": "from motia import queue, Stream\nfrom steps.shared.streams import todo\n"
+                             "pets = Stream('pets')\n"
+                             'config = {"name": "Use", "triggers": [queue("t")]}\n'
+                             "async def handler(i, ctx): pass\n",
+        "steps/pets_stream.py": 'config = {"name": "pets", "schema": {"type": "object"}}\n',
+    })
+    found = discover(tmp_path)
+    assert found.errors == ()
+    streams = {s.name: (s.file, s.storage_type) for s in found.streams}
+    assert streams == {"pets": ("steps/pets_stream.py", "default"), "todo": ("steps/shared/streams.py", "default"),
+                       "live": ("steps/shared/streams.py", "memory")}
+
+
+def test_0x_files_may_share_a_name_other_steps_may_not(tmp_path):
+    write_project(tmp_path, {
+        "steps/api_step.py": 'config = {"type": "api", "name": "Order", "method": "POST", "path": "/o"}\n'
+                             "async def handler(req, ctx): pass\n",
+        "steps/worker_step.py": 'config = {"type": "event", "name": "Order", "subscribes": ["o"]}\n'
+                                "async def handler(i, ctx): pass\n",
+        "steps/x_step.py": 'config = {"name": "X", "triggers": [{"type": "queue", "topic": "x"}]}\n'
+                           "async def handler(i, ctx): pass\n",
+        "steps/y_step.py": 'config = {"type": "event", "name": "X", "subscribes": ["y"]}\n'
+                           "async def handler(i, ctx): pass\n",
+    })
+    found = discover(tmp_path)
+    assert [(s.name, s.display_name) for s in found.steps] == [
+        ("Order (steps/api_step.py)", "Order"), ("Order (steps/worker_step.py)", "Order")]
+    assert [e.message for e in found.errors] == [
+        'steps/y_step.py: name: duplicate step name "X", also used by steps/x_step.py; step names must be unique']
+
+
+def test_streaming_handlers_are_found_by_their_annotation(tmp_path):
+    write_project(tmp_path, {
+        "steps/sse_step.py": "from __future__ import annotations\nfrom typing import Any\n"
+                             "from motia import MotiaHttpArgs, http\n"
+                             'config = {"name": "S", "triggers": [http("GET", "/s")]}\n'
+                             "async def handler(args: MotiaHttpArgs[Any], ctx): pass\n",
+        "steps/plain_step.py": "from typing import Any\nfrom motia import ApiRequest, http\n"
+                               'config = {"name": "P", "triggers": [http("GET", "/p")]}\n'
+                               "async def handler(req: ApiRequest[Any], ctx): pass\n",
+        "steps/native_step.py": "from edge.api import HttpStreamArgs\n"
+                                'config = {"name": "N", "triggers": [{"type": "http", "method": "GET", "path": "/n"}]}\n'
+                                "async def handler(args: HttpStreamArgs, ctx): pass\n",
+    })
+    found = discover(tmp_path)
+    assert {s.name: s.http_stream for s in found.steps} == {"N": True, "P": False, "S": True}
+
+
+def test_transitional_dialect_is_told_apart(tmp_path):
+    write_project(tmp_path, {
+        "steps/t_step.py": 'config = {"name": "T", "triggers": [{"type": "event", "topic": "a"}], "emits": ["b"],'
+                           ' "virtualEmits": ["c"]}\nasync def handler(i, ctx): pass\n',
+        "steps/n_step.py": 'config = {"name": "N", "triggers": [{"type": "queue", "topic": "a"}], "enqueues": ["b"]}\n'
+                           "async def handler(i, ctx): pass\n",
+    })
+    found = discover(tmp_path)
+    t, n = found.step("T"), found.step("N")
+    assert (t.dialect, [e.topic for e in t.enqueues], [e.topic for e in t.virtual_enqueues]) == (
+        "transitional", ["b"], ["c"])
+    assert (n.dialect, n.legacy, t.legacy) == ("1.0", False, True)
+
+
+def test_env_file_is_read_before_steps_import(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_TEST_TOKEN", "unset afterwards")  # so monkeypatch removes what .env sets
+    monkeypatch.delenv("EDGE_TEST_TOKEN")
+    write_project(tmp_path, {
+        ".env": "EDGE_TEST_TOKEN=abc\n",
+        "steps/e_step.py": "import os\nTOKEN = os.environ['EDGE_TEST_TOKEN']\n"
+                           'config = {"name": "E", "triggers": [{"type": "queue", "topic": "a"}]}\n'
+                           "async def handler(i, ctx): pass\n",
+    })
+    found = discover(tmp_path)
+    assert found.errors == () and os.environ["EDGE_TEST_TOKEN"] == "abc"
+
+
+# -- in-process, as Motia users test handlers -------------------------------------------------------
+
+async def test_motia_project_under_edge_testing(tmp_path):
+    import shutil
+
+    from edge.testing import App
+
+    from .test_motia import FIXTURES, ORDER
+
+    shutil.copytree(FIXTURES / "motia_rc", tmp_path / "app")
+    async with App(tmp_path / "app") as app:
+        created = await app.http("POST", "/orders", json=ORDER, headers={"x-user": "ana"})
+        assert created.status == 201 and created.json["total"] == 11
+        assert app.enqueued("order.created") == [{"id": "o-1"}]
+        await app.drain()
+        got = await app.http("GET", "/orders/o-1")
+    assert got.json["order"]["status"] == "processed"
+    assert got.json["result"]["stream_new"] == {"status": "processing", "total": 11, "id": "o-1"}
