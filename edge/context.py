@@ -43,7 +43,7 @@ class StepLogger:
             return
         ctx = self._ctx  # the common call, one layer less
         step = ctx.step
-        ctx._runtime.tracer.log("info", msg, trace_id=ctx.trace_id, step=step.name if step else None,
+        ctx._runtime.tracer.log("info", msg, trace_id=ctx.trace_id, step=step.display_name if step else None,
                                 flows=step.flows if step else (), data=data)
 
     def warn(self, msg, data=None, **extra):
