@@ -122,6 +122,37 @@ class Host:
         self.nursery.start_soon(run)
         return await future
 
+    def start_runtime(self, runtime, *, clock=None, signals: bool = True, inside: Callable | None = None,
+                      **serve_options) -> tuple[asyncio.Future, asyncio.Future, trio.CancelScope]:
+        """Start ``runtime.serve(host=self)`` as trio's guest on this loop.
+
+        Returns ``(started, done, cancel)``: ``started`` resolves once the services run (or the
+        runtime failed to start), ``done`` with trio's outcome when the run ends, ``cancel``
+        stops it. ``inside()`` is called first inside trio; ``clock`` is trio's clock (tests).
+        """
+        loop = self.loop
+        started, done = loop.create_future(), loop.create_future()
+        cancel = trio.CancelScope()
+
+        async def main():
+            if inside is not None:
+                inside()
+            with cancel:
+                await runtime.serve(host=self, task_status=_Started(started), **serve_options)
+
+        def finished(outcome):
+            if not started.done():
+                started.set_result(None)
+            if not done.done():
+                done.set_result(outcome)
+
+        trio.lowlevel.start_guest_run(
+            main, run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            run_sync_soon_not_threadsafe=loop.call_soon, done_callback=finished,
+            host_uses_signal_set_wakeup_fd=signals, clock=clock,
+        )
+        return started, done, cancel
+
     def call_blocking(self, fn: Callable, *args) -> Any:
         """From a thread that is not the loop thread: run ``fn(*args)`` on the loop, wait."""
         return asyncio.run_coroutine_threadsafe(_call(fn, *args), self.loop).result()
@@ -129,6 +160,17 @@ class Host:
 
 async def _call(fn, *args):
     return fn(*args)
+
+
+class _Started:
+    """``task_status`` for ``runtime.serve`` that resolves an asyncio future."""
+
+    def __init__(self, future: asyncio.Future):
+        self._future = future
+
+    def started(self, value=None) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
 
 
 class Boundary:

@@ -266,17 +266,6 @@ class _Proto:
 
 # -- calling into the runtime's loop ---------------------------------------------------------------
 
-class _Started:
-    """``task_status`` for ``runtime.serve`` that resolves an asyncio future."""
-
-    def __init__(self, future: asyncio.Future):
-        self._future = future
-
-    def started(self, value=None) -> None:
-        if not self._future.done():
-            self._future.set_result(value)
-
-
 class _Proxy:
     """``app.state`` / ``app.streams``: the runtime's objects, every call made on its loop."""
 
@@ -444,28 +433,14 @@ class App:
         """On the runtime's asyncio loop: start trio as its guest, running the runtime."""
         loop = asyncio.get_running_loop()
         _mark_guest(loop, True)
-        host = Host(loop)
-        started = loop.create_future()
-        self._trio_done = done = loop.create_future()
-        self._cancel = cancel = trio.CancelScope()
         runtime = self.runtime
 
-        async def trio_main():
+        def inside():
             self._token = trio.lowlevel.current_trio_token()
-            with cancel:
-                await runtime.serve(host=host, cron=False, task_status=_Started(started))
 
-        def finished(outcome):
-            if not started.done():
-                started.set_result(None)
-            if not done.done():
-                done.set_result(outcome)
-
-        trio.lowlevel.start_guest_run(
-            trio_main, run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-            run_sync_soon_not_threadsafe=loop.call_soon, done_callback=finished,
-            host_uses_signal_set_wakeup_fd=True, clock=self.clock.mock,
-        )
+        started, done, self._cancel = Host(loop).start_runtime(runtime, clock=self.clock.mock, inside=inside,
+                                                              cron=False)
+        self._trio_done = done
         await started
         if done.done():  # the runtime failed to start
             _mark_guest(loop, False)

@@ -81,28 +81,7 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    started: asyncio.Future = loop.create_future()
-    trio_done: asyncio.Future = loop.create_future()
-    cancel_scope = trio.CancelScope()
-    host = Host(loop)
-
-    async def trio_main():
-        with cancel_scope:
-            await runtime.serve(host=host, task_status=_Started(started))
-
-    def done_callback(outcome):
-        if not started.done():
-            started.set_result(None)
-        if not trio_done.done():
-            trio_done.set_result(outcome)
-
-    trio.lowlevel.start_guest_run(
-        trio_main,
-        run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-        run_sync_soon_not_threadsafe=loop.call_soon,
-        done_callback=done_callback,
-        host_uses_signal_set_wakeup_fd=True,
-    )
+    started, trio_done, cancel_scope = Host(loop).start_runtime(runtime)
     await started
     if trio_done.done():  # the runtime failed to start
         return _report(runtime, trio_done.result())
@@ -239,17 +218,6 @@ def _release_startup_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc (musl, macOS): nothing to trim
-
-
-class _Started:
-    """``task_status`` for ``runtime.serve`` that resolves an asyncio future."""
-
-    def __init__(self, future: asyncio.Future):
-        self._future = future
-
-    def started(self, value=None) -> None:
-        if not self._future.done():
-            self._future.set_result(value)
 
 
 def _report(runtime: Runtime, outcome) -> int:

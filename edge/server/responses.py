@@ -97,14 +97,7 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     for _, value in out:
         if "\n" in value or "\r" in value:
             raise BadResult(f"handler returned a header value with a line break: {value!r}")
-    if type(body) is dict or type(body) is list:  # the common case first
-        try:
-            payload = _encoder.encode(body)
-        except (TypeError, ValueError, OverflowError):
-            raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
-        if not has_type:
-            out.append(("content-type", JSON))
-    elif body is None:
+    if body is None:
         payload = b""
     elif isinstance(body, bytes):
         payload = body
@@ -114,7 +107,7 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         payload = body.encode()
         if not has_type:
             out.append(("content-type", "text/plain; charset=utf-8"))
-    else:
+    else:  # dicts, lists, numbers, Structs, models: JSON
         try:
             payload = _encoder.encode(body)
         except (TypeError, ValueError, OverflowError):
