@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._format import plural
 from .cli import UsageError, extend
 from .errors import EdgeError
 from .steps.discovery import _MARK, _SKIP_DIRS, _walk
@@ -154,7 +155,7 @@ def plan_build(project: Path | str, *, name: str | None = None, out: Path | str 
         if any("ModuleNotFoundError" in line for line in lines):
             lines.append("the binary bundles the packages installed where `edge build` runs: install the "
                          f"missing ones into {sys.prefix} (pip install ...) and build again")
-        raise BuildError(f"{len(discovery.errors)} step file(s) failed to load:\n  " + "\n  ".join(lines))
+        raise BuildError(f"{plural(len(discovery.errors), 'step file')} failed to load:\n  " + "\n  ".join(lines))
     if not discovery.steps:
         where = ", ".join(str(project / d) for d in DEFAULT_DIRS)
         raise BuildError(f"no steps found under {where}: nothing to build; add a *_step.py file "
@@ -468,6 +469,7 @@ def check_toolchain() -> None:
         BuildError: PyInstaller is not installed, or Python's shared library is missing.
     """
     try:
+        import PyInstaller.__main__  # noqa: F401  (what run_pyinstaller runs)
         from PyInstaller.depend import bindepend
     except ImportError:
         raise BuildError("PyInstaller is not installed: pip install 'edge[build]' (or pip install pyinstaller) "
@@ -765,10 +767,10 @@ def cmd_build(args) -> int:
         zones = ", ".join(z or "the local zone" for z in plan.cron_zones)
         print(f"edge build: note: cron time zones ({zones}) are read from the device's /usr/share/zoneinfo "
               "(Debian's tzdata package); build with --tzdata to carry them in the binary", file=sys.stderr)
-    extra = f", {_count(len(plan.streams), 'stream')}" if plan.streams else ""
-    extra += f", {_count(plan.included_files, 'included file')}" if plan.included_files else ""
+    extra = f", {plural(len(plan.streams), 'stream')}" if plan.streams else ""
+    extra += f", {plural(plan.included_files, 'included file')}" if plan.included_files else ""
     check_toolchain()
-    print(f"edge build: {_count(len(plan.steps), 'step')}{extra} from {plan.project}; freezing with PyInstaller...",
+    print(f"edge build: {plural(len(plan.steps), 'step')}{extra} from {plan.project}; freezing with PyInstaller...",
           file=sys.stderr, flush=True)
     run_pyinstaller(plan, quiet=not args.verbose)
     check_binary(plan)
@@ -779,10 +781,6 @@ def cmd_build(args) -> int:
     print(f"built {_shown(plan.binary)} ({kind}, {size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s; "
           f"systemd unit {_shown(unit)}")
     return 0
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _size(path: Path) -> int:
