@@ -206,9 +206,11 @@ def test_dev_reloads_when_a_helper_outside_steps_changes_and_keeps_serving_with_
     project = write_project(tmp_path / "app", DEV)
     server = EdgeServer(project, tmp_path / "data", command="dev").start()
     try:
+        assert httpx.get(f"{server.url}/__edge/health").status_code == 200
         assert httpx.get(f"{server.url}/hello/x", headers={"x-trace-id": "0f9d9d0eea0c99a3"}).json() == {"hello": "x"}
         access = re.compile(r"\d\d:\d\d:\d\d\.\d{3} INFO  \(0f9d9d0e\) GET     /hello/x 200 \d+(\.\d)? ms\n")
         wait_for(lambda: any(access.fullmatch(line) for line in server.lines), timeout=5)
+        assert not [line for line in server.lines if "/__edge/" in line]  # the CLI's own polls stay quiet
         (project / "helpers.py").write_text('def greeting(name):\n    return {"hi": name}\n')
         (project / "steps" / "broken_step.py").write_text(
             "config = {'name': 'Broken', 'triggers': [{'type': 'http', 'method': 'GET', 'path': '/b'}]}\n"

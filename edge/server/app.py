@@ -120,7 +120,9 @@ class EdgeApp:
             proto.response_bytes(status, headers, body)
         except Exception:  # the client is gone (or the headers are unusable): nothing to answer
             pass
-        if self.access_log:  # [cli hook] after the step's own lines, with the request's trace id
+        # [cli hook] after the step's own lines, with the request's trace id; not for the
+        # runtime's own endpoints (`edge logs --follow` polling would log itself forever)
+        if self.access_log and not scope.path.startswith("/__edge/"):
             path = f"{scope.path}?{scope.query_string}" if scope.query_string else scope.path
             trace = next((v for k, v in headers if k == "x-trace-id"), None)
             self.runtime.tracer.log("info", access_line(scope.method, path, status,
