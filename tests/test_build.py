@@ -457,7 +457,7 @@ def test_what_to_install_for_the_python_shared_library():
         f"(pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {v})")
 
 
-@pytest.mark.skipif(not HAVE_PYINSTALLER, reason="PyInstaller is not installed")
+@pytest.mark.skipif(bool(CANNOT_BUILD), reason=f"edge build cannot run here: {CANNOT_BUILD}")
 def test_a_pyinstaller_failure_without_a_log_says_how_to_see_it(tmp_path, monkeypatch):
     import PyInstaller.__main__
 
