@@ -790,10 +790,12 @@ def _size(path: Path) -> int:
 
 
 def _shown(path: Path) -> str:
+    """``dist/todo`` below the working directory, else the absolute path (not ``../../tmp/...``)."""
     try:
-        return os.path.relpath(path)
+        rel = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 extend(_add_parsers, build=cmd_build)

@@ -135,7 +135,7 @@ def test_usage_errors_exit_2(tmp_path):
     assert result.stderr.strip() == 'edge start: --port: expected an integer, got "many"'
     result = edge("start", "--dir", tmp_path, env={"EDGE_LOG_LEVEL": "verbose"})
     assert (result.returncode, result.stderr.strip()) == (
-        1, 'edge start: EDGE_LOG_LEVEL: expected one of debug, info, warn, error, got "verbose"')
+        2, 'edge start: EDGE_LOG_LEVEL: expected one of debug, info, warn, error, got "verbose"')
 
 
 def test_state_offline_set_get_list(tmp_path):
