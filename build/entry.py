@@ -26,7 +26,7 @@ def _binary_defaults() -> None:
         os.environ["EDGE_DATA_DIR"] = ".edge"
     sys.dont_write_bytecode = True
     args = sys.argv[1:]
-    if args and args[0].startswith("-") and args[0] not in ("-h", "--help"):
+    if args and args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
         sys.argv.insert(1, "start")
 
 

@@ -29,20 +29,25 @@ import importlib.util
 import json
 import os
 import re
+import hashlib
+import logging
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._format import plural
 from .cli import UsageError, extend
 from .errors import EdgeError
 from .steps.discovery import _MARK, _SKIP_DIRS, _walk
 
-__all__ = ["BuildError", "Plan", "plan_build", "run_pyinstaller", "write_unit", "token_note", "check_binary", "RECIPE_DIR"]
+__all__ = ["BuildError", "Plan", "plan_build", "check_toolchain", "run_pyinstaller", "write_unit",
+           "token_note", "check_binary", "default_work_dir", "RECIPE_DIR"]
 
 #: build/ at the top of the edge checkout: spec, entry script, hooks.
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "build"
@@ -139,7 +144,7 @@ def plan_build(project: Path | str, *, name: str | None = None, out: Path | str 
     name = _check_name(name if name is not None else _default_name(project))
     out = project / "dist" if out is None else Path(out).resolve()
     _check_writable(out, "--out")
-    work = project / "build" / "work" if work is None else Path(work).resolve()
+    work = default_work_dir(project, name) if work is None else Path(work).resolve()
     _check_writable(work, "--work-dir")
 
     from .steps import DEFAULT_DIRS, discover
@@ -150,7 +155,7 @@ def plan_build(project: Path | str, *, name: str | None = None, out: Path | str 
         if any("ModuleNotFoundError" in line for line in lines):
             lines.append("the binary bundles the packages installed where `edge build` runs: install the "
                          f"missing ones into {sys.prefix} (pip install ...) and build again")
-        raise BuildError(f"{len(discovery.errors)} step file(s) failed to load:\n  " + "\n  ".join(lines))
+        raise BuildError(f"{plural(len(discovery.errors), 'step file')} failed to load:\n  " + "\n  ".join(lines))
     if not discovery.steps:
         where = ", ".join(str(project / d) for d in DEFAULT_DIRS)
         raise BuildError(f"no steps found under {where}: nothing to build; add a *_step.py file "
@@ -192,6 +197,17 @@ def plan_build(project: Path | str, *, name: str | None = None, out: Path | str 
         tzdata=tzdata,
         warnings=discovery.warnings,
     )
+
+
+def default_work_dir(project: Path, name: str) -> Path:
+    """PyInstaller's work folder: in the user's cache, outside the project (nothing to ignore in git).
+
+    ``$XDG_CACHE_HOME/edge/build/<name>-<hash of the project path>`` (``~/.cache`` by default):
+    kept between builds, so rebuilding the same project is faster.
+    """
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(str(project).encode()).hexdigest()[:10]
+    return Path(cache).resolve() / "edge" / "build" / f"{name}-{digest}"
 
 
 def _default_name(project: Path) -> str:
@@ -442,17 +458,67 @@ def _find(name: str):
 
 # -- running PyInstaller ------------------------------------------------------------------------
 
+def check_toolchain() -> None:
+    """Check what PyInstaller needs from this machine before it runs (it takes tens of seconds).
+
+    PyInstaller copies the interpreter's shared library (``libpython3.11.so.1.0``) into the
+    binary. Debian's ``python3`` is linked statically and ships that library in a separate
+    package, ``libpython3.11``, which a fresh device does not have.
+
+    Raises:
+        BuildError: PyInstaller is not installed, or Python's shared library is missing.
+    """
+    try:
+        import PyInstaller.__main__  # noqa: F401  (what run_pyinstaller runs)
+        from PyInstaller.depend import bindepend
+    except ImportError:
+        raise BuildError("PyInstaller is not installed: pip install 'edge[build]' (or pip install pyinstaller) "
+                         "into the environment that runs edge build") from None
+    try:
+        bindepend.get_python_library_path()
+    except SystemExit:  # PyInstaller's PythonLibraryNotFoundError
+        raise BuildError(missing_python_library_message()) from None
+
+
+def missing_python_library_message(*, debian: bool | None = None, base_prefix: str | None = None) -> str:
+    """What to install when PyInstaller finds no shared library for this Python."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    base_prefix = sys.base_prefix if base_prefix is None else base_prefix
+    soname = (sysconfig.get_config_var("INSTSONAME") if sysconfig.get_config_var("Py_ENABLE_SHARED")
+              else None) or f"libpython{version}.so.1.0"
+    if debian is None:
+        debian = os.path.isfile("/etc/debian_version")
+    if debian and base_prefix == "/usr":
+        return (f"Python's shared library {soname} is not installed, and PyInstaller copies it into the binary: "
+                f"sudo apt install libpython{version} (Debian's python3 ships it in that separate package), "
+                "then run edge build again")
+    return (f"the Python in {base_prefix} has no shared library {soname}, which PyInstaller copies into the "
+            "binary: build with a Python compiled with --enable-shared (pyenv: "
+            f"PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {version})"
+            + (f", or with Debian's /usr/bin/python3 and `sudo apt install libpython{version}`" if debian else ""))
+
+
+class _Counter(logging.Handler):
+    """Counts what PyInstaller logged (to say whether its log is above an error or not)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record):
+        self.count += 1
+
+
 def run_pyinstaller(plan: Plan, *, quiet: bool = True) -> Path:
     """Freeze ``plan`` into ``plan.binary``.
 
     Raises:
-        BuildError: PyInstaller is not installed, the recipe is missing, or the build failed.
+        BuildError: PyInstaller is not installed, Python's shared library is missing, the
+            recipe is missing, or the build failed.
     """
-    try:
-        import PyInstaller.__main__
-    except ImportError:
-        raise BuildError("PyInstaller is not installed: pip install 'edge[build]' (or pip install pyinstaller) "
-                         "into the environment that runs edge build") from None
+    check_toolchain()
+    import PyInstaller.__main__
+
     spec = RECIPE_DIR / "edge.spec"
     if not spec.is_file():
         raise BuildError(f"the build recipe is missing ({spec}): edge build runs from an edge checkout, "
@@ -483,14 +549,18 @@ def run_pyinstaller(plan: Plan, *, quiet: bool = True) -> Path:
     }, indent=1))
     args = [str(spec), "--noconfirm", "--distpath", str(plan.out), "--workpath", str(plan.work),
             "--log-level", "WARN" if quiet else "INFO", "--", str(manifest)]
+    logged = _Counter()
+    pyinstaller_log = logging.getLogger("PyInstaller")
+    pyinstaller_log.addHandler(logged)
     try:
         PyInstaller.__main__.run(args)
     except SystemExit as exc:
         if exc.code not in (None, 0):
-            detail = exc.code if isinstance(exc.code, str) else f"exit status {exc.code}"
-            raise BuildError(f"PyInstaller failed: {detail} (its log is above; the work folder is {plan.work})") from None
+            raise BuildError(_failure(exc.code, logged.count, plan, quiet)) from None
     except Exception as exc:  # PyInstaller raises plain exceptions for broken packages and hooks
         raise BuildError(f"PyInstaller failed: {type(exc).__name__}: {exc} (the work folder is {plan.work})") from None
+    finally:
+        pyinstaller_log.removeHandler(logged)
     if not plan.binary.is_file():
         raise BuildError(f"PyInstaller finished but {plan.binary} is missing (the work folder is {plan.work})")
     return plan.binary
@@ -501,6 +571,21 @@ def _runtime_datas() -> list[str]:
     from .server.console import ASSETS
 
     return [f"edge/server/console/{name}" for name in ASSETS]
+
+
+def _failure(code, logged: int, plan: Plan, quiet: bool) -> str:
+    """``PyInstaller failed: ...``: its own message, and where to look for more."""
+    if isinstance(code, str):
+        detail = re.sub(r"^(ERROR: )+", "", code.strip())
+    else:
+        detail = f"exit status {code}"
+    if logged:
+        where = "its log is above"
+    elif quiet:
+        where = "run edge build --verbose for its full log"
+    else:
+        where = "it logged nothing more"
+    return f"PyInstaller failed: {detail} ({where}; the work folder is {plan.work})"
 
 
 def check_binary(plan: Plan, timeout: float = 60) -> None:
@@ -662,7 +747,8 @@ def _add_parsers(sub, common) -> None:
                    help="onefile: where the binary unpacks itself at start (default $TMPDIR or /tmp)")
     p.add_argument("--tzdata", action="store_true",
                    help="bundle IANA time zone data (for devices without /usr/share/zoneinfo)")
-    p.add_argument("--work-dir", help="PyInstaller's work folder (default <dir>/build/work)")
+    p.add_argument("--work-dir", help="PyInstaller's work folder, kept for faster rebuilds "
+                                      "(default ~/.cache/edge/build/NAME-HASH, outside the project)")
     p.add_argument("--verbose", action="store_true", help="show PyInstaller's full log")
 
 
@@ -681,9 +767,10 @@ def cmd_build(args) -> int:
         zones = ", ".join(z or "the local zone" for z in plan.cron_zones)
         print(f"edge build: note: cron time zones ({zones}) are read from the device's /usr/share/zoneinfo "
               "(Debian's tzdata package); build with --tzdata to carry them in the binary", file=sys.stderr)
-    extra = f", {len(plan.streams)} stream(s)" if plan.streams else ""
-    extra += f", {plan.included_files} included file(s)" if plan.included_files else ""
-    print(f"edge build: {len(plan.steps)} step(s){extra} from {plan.project}; freezing with PyInstaller...",
+    extra = f", {plural(len(plan.streams), 'stream')}" if plan.streams else ""
+    extra += f", {plural(plan.included_files, 'included file')}" if plan.included_files else ""
+    check_toolchain()
+    print(f"edge build: {plural(len(plan.steps), 'step')}{extra} from {plan.project}; freezing with PyInstaller...",
           file=sys.stderr, flush=True)
     run_pyinstaller(plan, quiet=not args.verbose)
     check_binary(plan)
@@ -703,10 +790,12 @@ def _size(path: Path) -> int:
 
 
 def _shown(path: Path) -> str:
+    """``dist/todo`` below the working directory, else the absolute path (not ``../../tmp/...``)."""
     try:
-        return os.path.relpath(path)
+        rel = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 extend(_add_parsers, build=cmd_build)

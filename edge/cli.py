@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._format import plural
 from .errors import EdgeError
 from .settings import Settings
 
@@ -20,6 +21,12 @@ __all__ = ["main", "run"]
 
 #: Commands that act on a running app talk to it on --port first, else open --data-dir.
 _CLIENT_TIMEOUT = 5.0
+#: How often `edge logs --follow` asks for new records.
+FOLLOW_INTERVAL = 0.25
+#: Records asked for per poll after the first (more than this between two polls are skipped, said so).
+FOLLOW_WINDOW = 500
+#: Exit status after the reader of stdout went away (`edge openapi | head`), as for SIGPIPE.
+_EXIT_BROKEN_PIPE = 128 + 13
 
 
 class UsageError(EdgeError):
@@ -27,38 +34,86 @@ class UsageError(EdgeError):
 
 
 def main(argv: list[str] | None = None) -> None:
-    code = run(sys.argv[1:] if argv is None else argv)
-    sys.stdout.flush()
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`edge openapi | head`): stop quietly, as Unix tools do. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = _EXIT_BROKEN_PIPE
     sys.stderr.flush()
     sys.exit(code)
 
 
-def _common(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
+def _common(parser: argparse.ArgumentParser, *, server: bool = False, local: bool = False) -> None:
+    """The shared options: ``server`` commands bind --host/--port, ``local`` ones (steps,
+    openapi) read only the project, and the others (the default) are clients of a running app."""
     parser.add_argument("--dir", help="project directory (EDGE_DIR, default .)")
+    if local:
+        return
     parser.add_argument("--data-dir", help="LMDB directory (EDGE_DATA_DIR, default <dir>/.edge)")
-    parser.add_argument("--port", help="HTTP port (EDGE_PORT, default 3000)")
-    parser.add_argument("--host", help="bind address (EDGE_HOST, default 0.0.0.0)")
     if server:
+        parser.add_argument("--port", help="HTTP port to listen on (EDGE_PORT, default 3000)")
+        parser.add_argument("--host", help="address to listen on (EDGE_HOST, default 0.0.0.0: every interface)")
         parser.add_argument("--durability", help="durable|relaxed (EDGE_DURABILITY, default durable)")
         parser.add_argument("--max-body", help="largest request body, e.g. 1m (EDGE_MAX_BODY, default 1m)")
         parser.add_argument("--cors-origins", help="comma-separated origins or * (EDGE_CORS_ORIGINS, default none)")
         parser.add_argument("--threads", help="threads for sync handlers (EDGE_THREADS, default 4)")
+    else:
+        parser.add_argument("--port", help="port of the running edge server to talk to (EDGE_PORT, default 3000); "
+                                           "when none answers there, --data-dir is read directly")
+        parser.add_argument("--host", help="address of the running edge server to talk to "
+                                           "(EDGE_HOST, default 127.0.0.1)")
+
+
+def prog_name() -> str:
+    """``edge``, or the binary's own file name when frozen (``./todo --help`` says ``todo``)."""
+    if getattr(sys, "frozen", False):
+        return os.path.basename(sys.argv[0]) or "edge"
+    return "edge"
+
+
+def edge_version() -> str:
+    """``edge 0.1.0 (Python 3.11.7 on Linux x86_64)``; a binary says its name first."""
+    import platform
+    from importlib import metadata
+
+    try:
+        version = metadata.version("edge")
+    except metadata.PackageNotFoundError:
+        version = "(version unknown: not installed with pip)"
+    where = f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"
+    name = prog_name()
+    return f"edge {version} ({where})" if name == "edge" else f"{name}: built with edge {version} ({where})"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, worked out only when asked for (it reads package metadata)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(edge_version())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge", description="A Step runtime for small machines.")
+    parser = argparse.ArgumentParser(prog=prog_name(), description="A Step runtime for small machines.")
+    parser.add_argument("--version", action=_VersionAction, help="print edge's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("start", help="serve the app (JSON logs; refuses to start with broken steps)")
     _common(p, server=True)
     p = sub.add_parser("dev", help="serve the app, reload on change, readable logs")
     _common(p, server=True)
-    p.add_argument("--no-reload", action="store_true", help="do not watch step files")
-    p = sub.add_parser("steps", help="validate and list steps, triggers and flows")
-    _common(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-reload", action="store_true", help="do not watch the project's files")
+    p = sub.add_parser("steps", help="validate and list steps, triggers, flows and streams")
+    _common(p, local=True)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p = sub.add_parser("openapi", help="print the OpenAPI document of the HTTP steps")
-    _common(p)
+    _common(p, local=True)
 
     p = sub.add_parser("state", help="read or write state")
     state = p.add_subparsers(dest="action", metavar="ACTION")
@@ -69,18 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument(arg)
         if name == "list":
             q.add_argument("group", nargs="?")
-        q.add_argument("--json", action="store_true")
+        q.add_argument("--json", action="store_true",
+                       help="print JSON (list: one document) instead of tab-separated lines")
         _common(q)
 
-    for name in ("logs", "traces"):
-        p = sub.add_parser(name, help=f"show recent {name}")
-        p.add_argument("--limit", type=int, default=50)
+    for name, what in (("logs", "log records"), ("traces", "spans, one per handler run")):
+        p = sub.add_parser(name, help=f"show recent {what}")
+        p.add_argument("--limit", type=int, default=50, metavar="N",
+                       help=f"show the N most recent {what.split(',')[0]}, oldest first (default 50)")
         p.add_argument("--trace", help="only this trace id")
         p.add_argument("--step", help="only this step")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("-f", "--follow", action="store_true",
+                       help="keep printing new ones as they come (Ctrl-C stops)")
         _common(p)
 
-    p = sub.add_parser("new", help="scaffold a project with one HTTP step")
+    p = sub.add_parser("new", help="scaffold a project: steps, a test, README")
     p.add_argument("name", help="directory to create")
 
     for extend in _EXTENSIONS:
@@ -179,7 +238,7 @@ def cmd_start(args, *, mode: str = "start") -> int:
     discovery = discover_project(settings)
     _print_discovery_problems(discovery)
     if discovery.errors and mode == "start":
-        print(f"edge start: {len(discovery.errors)} step file(s) failed to load; fix them "
+        print(f"edge start: {plural(len(discovery.errors), 'step file')} failed to load; fix them "
               "(`edge steps` lists them) or run `edge dev` to serve the rest", file=sys.stderr)
         return 1
     if not discovery.steps:
@@ -214,7 +273,9 @@ def cmd_steps(args) -> int:
             "triggers": [t.info() for t in s.triggers],
             "enqueues": [e.topic for e in s.enqueues],
         } for s in discovery.steps]
-        print(json.dumps({"steps": out, "errors": [e.message for e in discovery.errors],
+        streams = [{"name": s.name, "file": s.file, "storage": s.storage_type,
+                    "guarded": s.can_access is not None} for s in discovery.streams]
+        print(json.dumps({"steps": out, "streams": streams, "errors": [e.message for e in discovery.errors],
                           "unsupported": list(discovery.unsupported)}, indent=2))
     else:
         for s in sorted(discovery.steps, key=lambda s: s.name):
@@ -224,8 +285,15 @@ def cmd_steps(args) -> int:
                 print(f"    {_trigger_line(t)}")
             if s.enqueues:
                 print(f"    enqueues: {', '.join(e.topic for e in s.enqueues)}")
+        for s in sorted(discovery.streams, key=lambda s: s.name):
+            notes = [n for n in ("in memory" if s.storage_type == "memory" else "",
+                                 "canAccess" if s.can_access is not None else "") if n]
+            print(f"stream {s.name}  ({s.file})" + (f"  [{', '.join(notes)}]" if notes else ""))
         _print_discovery_problems(discovery, file=sys.stdout)
-        print(f"{len(discovery.steps)} step(s), {len(discovery.errors)} error(s)")
+        counts = [plural(len(discovery.steps), "step")]
+        if discovery.streams:
+            counts.append(plural(len(discovery.streams), "stream"))
+        print(", ".join(counts + [plural(len(discovery.errors), "error")]))
     return 1 if discovery.errors else 0
 
 
@@ -241,32 +309,19 @@ def _trigger_line(t) -> str:
     return f"stream {t.stream_name}"
 
 
-_SCAFFOLD_STEP = '''config = {
-    "name": "Hello",
-    "description": "Say hello and count visits",
-    "flows": ["hello"],
-    "triggers": [{"type": "http", "method": "GET", "path": "/hello/:name"}],
-}
-
-
-async def handler(request, ctx):
-    name = request.path_params["name"]
-    visits = await ctx.state.update("visits", name, [{"type": "increment", "path": "count"}])
-    ctx.logger.info("said hello", {"name": name})
-    return {"status": 200, "body": {"hello": name, "visits": visits["count"]}}
-'''
-
-
 def cmd_new(args) -> int:
+    from .scaffold import write_scaffold
+
     target = Path(args.name)
     if "/" in args.name.strip("/") and not target.parent.exists():
         raise UsageError(f"the parent directory of {target} does not exist")
     if target.exists() and any(target.iterdir()):
         raise EdgeError(f"{target} already exists and is not empty; pick a new name")
-    (target / "steps").mkdir(parents=True, exist_ok=True)
-    (target / "steps" / "hello_step.py").write_text(_SCAFFOLD_STEP)
-    (target / ".gitignore").write_text(".edge/\ndist/\n")
-    print(f"created {target}/steps/hello_step.py\n\n  cd {target}\n  edge dev\n  curl localhost:3000/hello/world")
+    written = write_scaffold(target)
+    print(f"created {target}/ with {', '.join(written)}\n\n"
+          f"  cd {target}\n"
+          "  edge dev                 # serve on :3000, reload on change\n"
+          "  python -m pytest         # run tests/ (pip install -r requirements.txt first)")
     return 0
 
 
@@ -378,10 +433,11 @@ def cmd_state(args) -> int:
     return 0
 
 
-def _recent(args, kind: str) -> list[dict]:
+def _recent(args, kind: str, *, limit: int | None = None) -> list[dict]:
     settings = settings_from(args)
+    limit = args.limit if limit is None else limit
     answer = call_server(settings, "GET", f"/__edge/{kind}", query={
-        "limit": args.limit, "trace_id": args.trace, "step": args.step})
+        "limit": limit, "trace_id": args.trace, "step": args.step})
     if answer is not None:
         status, body = answer
         if status >= 400:
@@ -394,15 +450,47 @@ def _recent(args, kind: str) -> list[dict]:
     store = open_store(settings)
     try:
         reader = read_logs if kind == "logs" else read_spans
-        return msgspec.to_builtins(reader(store, limit=args.limit, trace_id=args.trace, step=args.step))
+        return msgspec.to_builtins(reader(store, limit=limit, trace_id=args.trace, step=args.step))
     finally:
         store.close()
 
 
 def _print_recent(args, kind: str, line) -> int:
+    if args.follow:
+        return _follow(args, kind, line)
     for record in _recent(args, kind):
         print(json.dumps(record) if args.json else line(record))
     return 0
+
+
+def _follow(args, kind: str, line) -> int:
+    """Print the last --limit records, then every new one, polling until Ctrl-C.
+
+    New records are those after the last one printed (records carry no sequence number in
+    the API, so the last printed record is found again by its content).
+    """
+    last = None
+    first = True
+    try:
+        while True:
+            records = _recent(args, kind, limit=args.limit if first else max(args.limit, FOLLOW_WINDOW))
+            keys = [json.dumps(r, sort_keys=True) for r in records]
+            start = 0
+            if last is not None:
+                if last in keys:
+                    start = len(keys) - keys[::-1].index(last)
+                elif keys:
+                    print(f"edge {kind}: more than {len(keys)} new records since the last look; "
+                          "older ones skipped", file=sys.stderr)
+            for record in records[start:]:
+                print(json.dumps(record) if args.json else line(record))
+            if keys:
+                last = keys[-1]
+            sys.stdout.flush()
+            first = False
+            time.sleep(FOLLOW_INTERVAL)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _log_line(record: dict) -> str:

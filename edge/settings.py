@@ -63,6 +63,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         durability = values.get("durability", "durable")
         if durability not in ("durable", "relaxed"):
             raise ConfigError(f'--durability: expected "durable" or "relaxed", got "{durability}"')
+        level = values.get("log_level", "info")
+        if level not in _LOG_LEVELS:
+            raise ConfigError(f'EDGE_LOG_LEVEL: expected one of {", ".join(_LOG_LEVELS[:4])}, got "{level}"')
         if values.get("threads", 1) < 1:
             raise ConfigError(f"--threads: expected at least 1, got {values['threads']}")
         port = values.get("port", 3000)
@@ -75,6 +78,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if "data_dir" not in values:
             settings = msgspec.structs.replace(settings, data_dir=settings.dir / ".edge")
         return settings
+
+
+#: EDGE_LOG_LEVEL values (edge/tracing.py's levels); records below the level are dropped.
+_LOG_LEVELS = ("debug", "info", "warn", "error", "warning")
 
 
 def _parse(raw, kind, source):

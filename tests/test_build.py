@@ -28,6 +28,20 @@ from edge.cli import run
 from .conftest import wait_for, write_project
 
 HAVE_PYINSTALLER = importlib.util.find_spec("PyInstaller") is not None
+
+
+def _cannot_build() -> str | None:
+    """Why `edge build` cannot run on this machine (PyInstaller or libpython missing), or None."""
+    from edge.build import BuildError, check_toolchain
+
+    try:
+        check_toolchain()
+    except BuildError as exc:
+        return str(exc)
+    return None
+
+
+CANNOT_BUILD = _cannot_build()
 # Queues are built in parallel with the build; the queue part runs when they exist.
 HAVE_QUEUES = importlib.util.find_spec("edge.queues") is not None
 _LISTENING = re.compile(r"edge listening on http://[^:]+:(\d+)")
@@ -113,8 +127,8 @@ def _device_env(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """The app built once with `edge build` and copied alone into an empty folder."""
-    if not HAVE_PYINSTALLER:
-        pytest.skip("PyInstaller is not installed (pip install 'edge[build]')")
+    if CANNOT_BUILD:
+        pytest.skip(f"edge build cannot run here: {CANNOT_BUILD}")
     root = tmp_path_factory.mktemp("build")
     project = write_project(root / "project", {**APP, **(QUEUE_STEP if HAVE_QUEUES else {})})
     proc = subprocess.run(
@@ -181,7 +195,7 @@ def test_build_reports_what_it_built(built):
     size = (built["dist"] / "counter").stat().st_size
     assert re.fullmatch(r"built \S+/counter \(onefile, [\d.]+ MB\) in [\d.]+ s; systemd unit \S+/counter\.service\n",
                         built["stdout"]), built["stdout"]
-    assert f"edge build: {3 + HAVE_QUEUES} step(s), 1 stream(s), 1 included file(s) from" in built["stderr"]
+    assert f"edge build: {3 + HAVE_QUEUES} steps, 1 stream, 1 included file from" in built["stderr"]
     assert size < 25_000_000
 
 
@@ -200,7 +214,7 @@ def test_the_binary_lists_its_bundled_steps(built):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Count  (steps/counter_step.py)  [counting]\n    http   POST /count/:name\n" in proc.stdout
     assert "Greeting  (steps/greeting_step.py)" in proc.stdout
-    assert proc.stdout.endswith(f"{3 + HAVE_QUEUES} step(s), 0 error(s)\n")
+    assert proc.stdout.endswith(f"{3 + HAVE_QUEUES} steps, 1 stream, 0 errors\n")
 
 
 # -- the binary on a "device" ------------------------------------------------------------------
@@ -350,7 +364,7 @@ def test_a_step_importing_a_module_that_is_not_installed(tmp_path, capsys):
     """})
     assert code == 1
     assert err == (
-        "edge build: 1 step file(s) failed to load:\n"
+        "edge build: 1 step file failed to load:\n"
         "  steps/sensor_step.py: line 1: ModuleNotFoundError: No module named 'not_installed_sensor_lib'\n"
         "  the binary bundles the packages installed where `edge build` runs: install the missing ones into "
         f"{sys.prefix} (pip install ...) and build again\n")
@@ -400,6 +414,76 @@ def test_an_output_folder_that_cannot_be_written(tmp_path, capsys):
     assert (code, err) == (1, (
         f"edge build: --out {tmp_path}/dist: cannot write there: a file is in the way (it must be a folder); "
         "choose another folder with --out\n"))
+
+
+def test_the_binary_says_its_own_name(built):
+    env = built["env"]
+    help_text = subprocess.run(["./counter", "--help"], cwd=built["device"], env=env,
+                               capture_output=True, text=True, timeout=30)
+    assert help_text.stdout.startswith("usage: counter [-h] [--version] COMMAND ...\n"), help_text.stdout
+    version = subprocess.run(["./counter", "--version"], cwd=built["device"], env=env,
+                             capture_output=True, text=True, timeout=30)
+    assert re.fullmatch(r"counter: built with edge \d+\.\d+\.\d+ \(Python 3\.\d+\.\d+ on Linux \w+\)\n",
+                        version.stdout), version.stdout + version.stderr
+
+
+@pytest.mark.skipif(not HAVE_PYINSTALLER, reason="PyInstaller is not installed")
+def test_a_missing_python_shared_library_is_found_before_pyinstaller_runs(tmp_path, capsys, monkeypatch):
+    from PyInstaller.depend import bindepend
+    from PyInstaller.exceptions import PythonLibraryNotFoundError
+
+    def missing():  # what PyInstaller does with Debian's python3 when libpython3.X is not installed
+        raise PythonLibraryNotFoundError("Python shared library ('libpython3.11.so.1.0') was not found!")
+
+    monkeypatch.setattr(bindepend, "get_python_library_path", missing)
+    code, err, _ = _build(tmp_path, capsys, OK_STEP)
+    from edge.build import missing_python_library_message
+
+    assert (code, err) == (1, f"edge build: {missing_python_library_message()}\n")
+    assert "freezing" not in err
+
+
+def test_what_to_install_for_the_python_shared_library():
+    from edge.build import missing_python_library_message
+
+    v = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert missing_python_library_message(debian=True, base_prefix="/usr").endswith(
+        f"is not installed, and PyInstaller copies it into the binary: sudo apt install libpython{v} "
+        "(Debian's python3 ships it in that separate package), then run edge build again")
+    assert missing_python_library_message(debian=False, base_prefix="/opt/py").startswith(
+        "the Python in /opt/py has no shared library libpython")
+    assert missing_python_library_message(debian=False, base_prefix="/opt/py").endswith(
+        f"which PyInstaller copies into the binary: build with a Python compiled with --enable-shared "
+        f"(pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {v})")
+
+
+@pytest.mark.skipif(bool(CANNOT_BUILD), reason=f"edge build cannot run here: {CANNOT_BUILD}")
+def test_a_pyinstaller_failure_without_a_log_says_how_to_see_it(tmp_path, monkeypatch):
+    import PyInstaller.__main__
+
+    from edge.build import BuildError, plan_build, run_pyinstaller
+
+    plan = plan_build(write_project(tmp_path / "p", OK_STEP), out=tmp_path / "dist", work=tmp_path / "work")
+
+    def fail(args):
+        raise SystemExit("ERROR: ERROR: something PyInstaller could not do")
+
+    monkeypatch.setattr(PyInstaller.__main__, "run", fail)
+    with pytest.raises(BuildError) as caught:
+        run_pyinstaller(plan)
+    assert str(caught.value) == ("PyInstaller failed: something PyInstaller could not do (run edge build --verbose "
+                                 f"for its full log; the work folder is {tmp_path / 'work'})")
+
+
+def test_the_work_folder_is_outside_the_project(tmp_path, monkeypatch):
+    from edge.build import plan_build
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    project = write_project(tmp_path / "p", OK_STEP)
+    plan = plan_build(project, out=tmp_path / "dist")
+    assert plan.work.parent == tmp_path / "cache" / "edge" / "build"
+    assert re.fullmatch(r"p-[0-9a-f]{10}", plan.work.name)
+    assert not (project / "build").exists()
 
 
 def test_pyinstaller_missing(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from .._format import access_line
 from .._metrics import RequestMetrics
 from ..api import ApiRequest
 from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
@@ -70,6 +71,8 @@ class EdgeApp:
         self.cors = tuple(settings.cors_origins)
         #: Hook (issue 14): requests by route and status for GET /__edge/metrics.
         self.metrics = RequestMetrics(self)
+        # [cli hook] `edge dev` prints one readable access line per request (edge._format).
+        self.access_log = settings.mode == "dev"
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -117,6 +120,13 @@ class EdgeApp:
             proto.response_bytes(status, headers, body)
         except Exception:  # the client is gone (or the headers are unusable): nothing to answer
             pass
+        # [cli hook] after the step's own lines, with the request's trace id; not for the
+        # runtime's own endpoints (`edge logs --follow` polling would log itself forever)
+        if self.access_log and not scope.path.startswith("/__edge/"):
+            path = f"{scope.path}?{scope.query_string}" if scope.query_string else scope.path
+            trace = next((v for k, v in headers if k == "x-trace-id"), None)
+            self.runtime.tracer.log("info", access_line(scope.method, path, status,
+                                                        (perf_counter() - started) * 1000), trace_id=trace)
 
     async def _http(self, scope, proto):
         """One HTTP request -> ``(status, headers, body)``. The hot path: kept flat."""

@@ -1,0 +1,32 @@
+"""Small text helpers for what edge prints to people: counts, access lines.
+
+Imports nothing from edge (any layer may use it).
+"""
+
+from __future__ import annotations
+
+__all__ = ["plural", "access_line"]
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``, ``0 errors``; ``noun`` is the singular (``step file``)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def access_line(method: str, path: str, status: int, duration_ms: float) -> str:
+    """One readable line per HTTP request for ``edge dev``: ``POST   /todos 201 3.4 ms``.
+
+    The method is padded to the longest (``OPTIONS``) so paths line up; the tracer adds the
+    time stamp and the trace id, as on every dev log line.
+
+    Args:
+        path: the request path as sent, query string included when there is one.
+        duration_ms: from the request's arrival to the response being handed to the server.
+    """
+    return f"{method:<7} {path} {status} {_ms(duration_ms)}"
+
+
+def _ms(value: float) -> str:
+    if value < 10:
+        return f"{value:.1f} ms"
+    return f"{value:.0f} ms"
