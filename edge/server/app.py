@@ -22,6 +22,7 @@ from .._format import access_line
 from .._metrics import RequestMetrics
 from ..api import ApiRequest
 from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
+from .._json import JSONTooDeep, decode as decode_json  # faults hook (issue 10 item 6)
 from ..runtime import HandlerError, Runtime, Skipped, maybe_await
 from ..tracing import new_id
 from .access import AccessPolicy
@@ -351,7 +352,9 @@ def _parse_body(raw: bytes, content_type: str, schema):
         return None
     if is_json:
         try:
-            return msgspec.json.decode(raw)
+            return decode_json(raw)  # faults hook (issue 10 item 6): the depth limit of edge._json
+        except JSONTooDeep as exc:
+            raise _BadBody(error_response(400, error="Malformed JSON", detail=exc.errors[0]["message"])) from None
         except msgspec.DecodeError as exc:
             if content_type == "":  # no content type and not JSON: hand over the text
                 return raw.decode("utf-8", "replace")
