@@ -5,6 +5,9 @@ Real LMDB in tmp, real sockets, real processes (tests/conftest.py's EdgeServer).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import EdgeServer, write_project
@@ -84,3 +87,40 @@ def test_a_handler_storing_deep_data_fails_alone(deep_server):
         assert r.status_code == 500 and "error_id" in r.json()
         assert http.get("/__edge/health").json()["status"] == "ok"
         assert http.post("/things", json={"after": True}).status_code == 201
+
+
+# -- a second instance on one data directory (item 7) ----------------------------------------
+
+HELLO_APP = {
+    "steps/hello_step.py": """
+        config = {"name": "Hello", "triggers": [{"type": "http", "method": "GET", "path": "/hello"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": {"pid": __import__("os").getpid()}}
+    """,
+}
+
+
+def test_a_second_edge_on_the_same_data_dir_refuses_to_start(tmp_path):
+    project = write_project(tmp_path / "app", HELLO_APP)
+    data = tmp_path / "data"
+    first = EdgeServer(project, data).start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "edge", "start", "--dir", str(project), "--data-dir", str(data),
+             "--port", "0", "--host", "127.0.0.1"],
+            capture_output=True, text=True, timeout=30, cwd=str(project))
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"edge start: the data directory {data} is in use by another edge (pid {first.proc.pid}); "
+            "stop that one first, or pass another --data-dir (or EDGE_DATA_DIR)")
+        assert "listening" not in second.stdout + second.stderr
+        with first.client() as http:  # the first one is untouched
+            assert http.get("/hello").json() == {"pid": first.proc.pid}
+    finally:
+        assert first.stop() == 0
+    # Once the holder is gone (even by SIGKILL) the directory is free again.
+    third = EdgeServer(project, data).start()
+    third.kill()
+    fourth = EdgeServer(project, data).start()
+    assert fourth.stop() == 0
