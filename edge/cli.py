@@ -235,6 +235,9 @@ def _print_discovery_problems(discovery, *, file=sys.stderr) -> None:
 
 def cmd_start(args, *, mode: str = "start") -> int:
     settings = settings_from(args, mode=mode)
+    from ._lock import DataDirLock
+
+    lock = DataDirLock.acquire(settings.data_dir)  # one process per data dir; held until os._exit
     discovery = discover_project(settings)
     _print_discovery_problems(discovery)
     if discovery.errors and mode == "start":
@@ -248,6 +251,7 @@ def cmd_start(args, *, mode: str = "start") -> int:
     from .server import run_server
 
     code = run_server(settings, discovery)
+    del lock  # (the kernel drops it with the process)
     sys.stdout.flush()
     sys.stderr.flush()
     # Granian's Rust threads may still run: skip interpreter finalisation (STACK-NOTES 8).
