@@ -5,12 +5,16 @@ Real LMDB in tmp, real sockets, real processes (tests/conftest.py's EdgeServer).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
 from tests.conftest import EdgeServer, write_project
+from tests.test_ws import masked_text, raw_ws, ws_connect
 
 DEEP = 50_000
 
@@ -124,3 +128,161 @@ def test_a_second_edge_on_the_same_data_dir_refuses_to_start(tmp_path):
     third.kill()
     fourth = EdgeServer(project, data).start()
     assert fourth.stop() == 0
+
+
+# -- big stream joins and bad frames (item 3) -----------------------------------------------
+
+STREAMS_APP = {
+    "steps/big_stream.py": """
+        config = {"name": "big"}
+    """,
+    "steps/live_stream.py": """
+        config = {"name": "live", "baseConfig": {"storageType": "memory"}}
+    """,
+    "steps/items_step.py": """
+        import asyncio
+
+        config = {"name": "Items", "triggers": [
+            {"type": "http", "method": "PUT", "path": "/s/:stream/:group/:id"},
+            {"type": "http", "method": "DELETE", "path": "/s/:stream/:group/:id"},
+            {"type": "http", "method": "POST", "path": "/fill/:stream/:group/:n"},
+        ]}
+
+        async def handler(req, ctx):
+            p = req.path_params
+            stream = ctx.streams[p["stream"]]
+            if "n" in p:  # n items of ~110 bytes, written concurrently (group-committed)
+                n = int(p["n"])
+                for start in range(0, n, 2000):
+                    await asyncio.gather(*(stream.set(p["group"], f"item-{i:06d}", {
+                        "title": f"reading {i} from the sensor on the north wall", "done": False, "n": i})
+                        for i in range(start, min(n, start + 2000))))
+                return {"status": 204}
+            if req.method == "PUT":
+                return {"status": 200, "body": await stream.set(p["group"], p["id"], req.body)}
+            return {"status": 200, "body": await stream.delete(p["group"], p["id"])}
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def streams_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("streams")
+    server = EdgeServer(write_project(root / "app", STREAMS_APP), root / "data").start()
+    yield server
+    server.kill()
+
+
+def ws_join(ws, stream, group, id=None, sub="s1"):
+    data = {"streamName": stream, "groupId": group, "subscriptionId": sub}
+    if id is not None:
+        data["id"] = id
+    ws.send(json.dumps({"type": "join", "data": data}))
+
+
+def next_frame(ws, timeout=10):
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def error_of(frame):
+    assert frame["event"]["type"] == "event" and frame["event"]["event"]["type"] == "error", frame
+    return frame["event"]["event"]["data"]
+
+
+@pytest.mark.parametrize("stream", ["big", "live"])
+def test_over_long_ids_and_deep_frames_get_error_events_and_the_socket_survives(streams_server, stream):
+    long = "x" * 600
+    with ws_connect(streams_server) as ws, streams_server.client() as http:
+        ws_join(ws, stream, "room")
+        assert next_frame(ws)["event"] == {"type": "sync", "data": []}
+        ws_join(ws, stream, "room", id=long, sub="s2")
+        assert error_of(next_frame(ws)) == {
+            "code": "ID_TOO_LONG",
+            "message": f"streamName, groupId and id together are {len(stream) + 4 + 600 + 2} bytes; "
+                       "the limit is 511 (LMDB's key size)"}
+        ws_join(ws, stream, long, sub="s3")
+        assert error_of(next_frame(ws)) == {
+            "code": "ID_TOO_LONG",
+            "message": f"streamName, groupId and id together are {len(stream) + 600 + 2} bytes; "
+                       "the limit is 511 (LMDB's key size)"}
+        ws.send('{"type": "join", "data": ' + "[" * 30_000 + "]" * 30_000 + "}")
+        assert error_of(next_frame(ws)) == {
+            "code": "MALFORMED_FRAME",
+            "message": "not JSON: JSON nested deeper than 128 levels; edge accepts at most 128 levels of "
+                       "arrays and objects"}
+        # The socket and its first subscription are still there.
+        assert http.put(f"/s/{stream}/room/a", json={"title": "still here"}).status_code == 200
+        frame = next_frame(ws)
+        assert (frame["id"], frame["event"]) == ("a", {"type": "create", "data": {"title": "still here", "id": "a"}})
+
+
+def client_view(ws, until_items: int, timeout=30):
+    """Apply frames as Motia's group client does (sync replaces, create appends, ...)."""
+    items, frames, deadline = {}, [], time.monotonic() + timeout
+    while len(items) < until_items:
+        frame = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        frames.append(frame)
+        event = frame["event"]
+        if event["type"] == "sync":
+            items = {item["id"]: item for item in event["data"]}
+        elif event["type"] in ("create", "update"):
+            if event["type"] == "create" and event["data"]["id"] in items:
+                continue
+            items[event["data"]["id"]] = event["data"]
+        elif event["type"] == "delete":
+            items.pop(event["data"]["id"], None)
+    return items, frames
+
+
+@pytest.mark.parametrize("stream", ["big", "live"])
+def test_a_big_group_join_is_sent_in_bounded_pieces(streams_server, stream):
+    n = 3000  # ~340 kB of items
+    with httpx.Client(base_url=streams_server.url, timeout=60) as http:
+        assert http.post(f"/fill/{stream}/many/{n}").status_code == 204
+        with ws_connect(streams_server, max_size=None) as ws:
+            ws_join(ws, stream, "many")
+            first = next_frame(ws)
+            assert first["event"]["type"] == "sync" and "id" not in first
+            assert 0 < len(first["event"]["data"]) < n
+            # A change made while the pieces are on their way is not lost or undone.
+            assert http.put(f"/s/{stream}/many/item-002999", json={"title": "changed"}).status_code == 200
+            assert http.delete(f"/s/{stream}/many/item-002998").status_code == 200
+            items, frames = client_view(ws, n - 1)
+            assert sorted(items) == [f"item-{i:06d}" for i in range(n) if i != 2998]
+            assert items["item-002999"] == {"title": "changed", "id": "item-002999"}
+            sizes = [len(json.dumps(first))] + [len(json.dumps(f)) for f in frames]
+            assert max(sizes) < 80_000  # 64 KiB pieces (plus one item)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_clients_that_join_a_big_group_and_never_read_cost_a_bounded_amount(tmp_path):
+    # The figure of issue 10: 50 clients on a 20,000-item group added 215-460 MiB.
+    server = EdgeServer(write_project(tmp_path / "app", STREAMS_APP), tmp_path / "data").start()
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        assert http.post("/fill/big/huge/20000").status_code == 204
+    server.stop()
+    server.start()  # a fresh process: what filling the group allocated does not hide the cost
+    try:
+        time.sleep(0.5)
+        before = rss_mib(server.proc.pid)
+        clients = [raw_ws(server.port) for _ in range(50)]
+        for n, sock in enumerate(clients):
+            sock.sendall(masked_text(json.dumps(
+                {"type": "join", "data": {"streamName": "big", "groupId": "huge", "subscriptionId": f"{n}"}})))
+        peak, samples = before, []
+        while len(samples) < 6 or max(samples[-6:]) - min(samples[-6:]) > 1:  # settled for 3 s
+            time.sleep(0.5)
+            samples.append(rss_mib(server.proc.pid))
+            peak = max(peak, samples[-1])
+            assert len(samples) < 120, samples
+        with server.client() as http:
+            assert http.get("/__edge/health").json()["streams"]["sockets"] == 50
+        for sock in clients:
+            sock.close()
+    finally:
+        server.kill()
+    assert peak - before < 100, f"RSS {before:.0f} -> {peak:.0f} MiB"
