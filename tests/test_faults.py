@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import EdgeServer, write_project
-from tests.test_ws import masked_text, raw_ws, ws_connect
+from tests.test_ws import NodeClient, masked_text, node_client_dir, raw_ws, ws_connect  # noqa: F401 (fixture)
 
 DEEP = 50_000
 
@@ -216,19 +216,22 @@ def test_over_long_ids_and_deep_frames_get_error_events_and_the_socket_survives(
         assert (frame["id"], frame["event"]) == ("a", {"type": "create", "data": {"title": "still here", "id": "a"}})
 
 
-def client_view(ws, until_items: int, timeout=30):
-    """Apply frames as Motia's group client does (sync replaces, create appends, ...)."""
-    items, frames, deadline = {}, [], time.monotonic() + timeout
+def client_view(ws, first, until_items: int, timeout=30):
+    """Apply frames after the ``first`` sync as Motia's group client does (sync replaces, create
+    appends an id it does not have, update replaces one it has, delete removes)."""
+    items = {item["id"]: item for item in first["event"]["data"]}
+    frames, deadline = [], time.monotonic() + timeout
     while len(items) < until_items:
         frame = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
         frames.append(frame)
         event = frame["event"]
         if event["type"] == "sync":
             items = {item["id"]: item for item in event["data"]}
-        elif event["type"] in ("create", "update"):
-            if event["type"] == "create" and event["data"]["id"] in items:
-                continue
-            items[event["data"]["id"]] = event["data"]
+        elif event["type"] == "create":
+            items.setdefault(event["data"]["id"], event["data"])
+        elif event["type"] == "update":
+            if event["data"]["id"] in items:
+                items[event["data"]["id"]] = event["data"]
         elif event["type"] == "delete":
             items.pop(event["data"]["id"], None)
     return items, frames
@@ -247,11 +250,11 @@ def test_a_big_group_join_is_sent_in_bounded_pieces(streams_server, stream):
             # A change made while the pieces are on their way is not lost or undone.
             assert http.put(f"/s/{stream}/many/item-002999", json={"title": "changed"}).status_code == 200
             assert http.delete(f"/s/{stream}/many/item-002998").status_code == 200
-            items, frames = client_view(ws, n - 1)
+            items, frames = client_view(ws, first, n - 1)
             assert sorted(items) == [f"item-{i:06d}" for i in range(n) if i != 2998]
             assert items["item-002999"] == {"title": "changed", "id": "item-002999"}
-            sizes = [len(json.dumps(first))] + [len(json.dumps(f)) for f in frames]
-            assert max(sizes) < 80_000  # 64 KiB pieces (plus one item)
+            sizes = [len(json.dumps(f, separators=(",", ":"))) for f in [first, *frames]]
+            assert max(sizes) < 64 * 1024 + 1000  # 64 KiB pieces (plus one item and the envelope)
 
 
 def rss_mib(pid: int) -> float:
@@ -286,3 +289,19 @@ def test_clients_that_join_a_big_group_and_never_read_cost_a_bounded_amount(tmp_
     finally:
         server.kill()
     assert peak - before < 100, f"RSS {before:.0f} -> {peak:.0f} MiB"
+
+
+def test_motias_node_client_gets_a_big_group_whole(streams_server, node_client_dir):
+    n = 3000
+    with httpx.Client(base_url=streams_server.url, timeout=60) as http:
+        assert http.post(f"/fill/big/node/{n}").status_code == 204
+        client = NodeClient(node_client_dir)
+        try:
+            client("connect", url=f"ws://127.0.0.1:{streams_server.port}/")
+            client("group", name="g", stream="big", group="node")
+            client.wait("g", lambda s: len(s["state"] or []) == n, timeout=30)
+            assert sorted(item["id"] for item in client("state", name="g")["state"]) == [f"item-{i:06d}" for i in range(n)]
+            assert http.put("/s/big/node/item-000001", json={"title": "live"}).status_code == 200
+            client.wait("g", lambda s: {"title": "live", "id": "item-000001"} in s["state"])
+        finally:
+            client.close()
