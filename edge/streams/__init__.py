@@ -23,7 +23,6 @@ committed atomically with the change, like state triggers.
 - :mod:`edge.streams.hub`: rooms, frames, timestamps.
 - :mod:`edge.streams.store`: :class:`Streams`, storage and writes.
 - :mod:`edge.streams.view`: ``ctx.streams``.
-- :mod:`edge.streams.sync`: a group join's ``sync`` read piece by piece (:class:`GroupSync`).
 
 The WebSocket protocol on top is ``edge.server.ws``; user docs: docs/streams.md.
 """
