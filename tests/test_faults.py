@@ -305,3 +305,43 @@ def test_motias_node_client_gets_a_big_group_whole(streams_server, node_client_d
             client.wait("g", lambda s: {"title": "live", "id": "item-000001"} in s["state"])
         finally:
             client.close()
+
+
+# -- smaller (item 9) ---------------------------------------------------------------------------
+
+POISON_APP = {
+    "steps/poison_step.py": """
+        config = {"name": "Poison", "triggers": [{"type": "queue", "topic": "jobs", "config": {"maxRetries": 0}}]}
+
+        async def handler(data, ctx):
+            runs = (await ctx.state.get("runs", "count") or 0) + 1
+            await ctx.state.set("runs", "count", runs)
+            if runs == 1:
+                raise RuntimeError("first run fails")
+    """,
+}
+
+
+def test_concurrent_redrives_of_one_dead_letter_report_the_one_that_moved_it(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import wait_for
+
+    server = EdgeServer(write_project(tmp_path / "app", POISON_APP), tmp_path / "data").start()
+    try:
+        with server.client() as http:
+            assert http.post("/__edge/emit", json={"topic": "jobs", "data": {"n": 1}}).status_code == 202
+            (dead,) = wait_for(lambda: http.get("/__edge/dlq").json()["dead_letters"])
+            with ThreadPoolExecutor(5) as pool:
+                answers = list(pool.map(lambda _: server.client().post("/__edge/dlq/redrive", json={"id": dead["id"]}),
+                                        range(5)))
+            results = sorted((r.status_code, r.json().get("redriven")) for r in answers)
+            assert results == [(200, [dead["id"]])] + [(404, None)] * 4, results
+            assert {r.json()["detail"] for r in answers if r.status_code == 404} == {
+                f"no dead letter with id {dead['id']}; `edge dlq list` shows the ids"}
+            wait_for(lambda: http.get("/__edge/state", params={"group": "runs", "key": "count"}).json().get("value") == 2)
+            time.sleep(0.5)
+            assert http.get("/__edge/state", params={"group": "runs", "key": "count"}).json()["value"] == 2  # moved once
+            assert http.get("/__edge/dlq").json()["dead_letters"] == []
+    finally:
+        server.kill()
