@@ -345,3 +345,48 @@ def test_concurrent_redrives_of_one_dead_letter_report_the_one_that_moved_it(tmp
             assert http.get("/__edge/dlq").json()["dead_letters"] == []
     finally:
         server.kill()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+def test_edge_dev_reload_closes_websockets_with_a_close_frame(tmp_path, interface):
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.conftest import wait_for
+
+    files = {**HELLO_APP, "steps/live_stream.py": 'config = {"name": "live", "baseConfig": {"storageType": "memory"}}\n'}
+    project = write_project(tmp_path / "app", files)
+    port = free_port()
+    server = EdgeServer(project, tmp_path / "data", command="dev", args=["--port", str(port)],
+                        env={"EDGE_SERVER_INTERFACE": interface}).start()
+    try:
+        server.port = port
+        with ws_connect(server) as ws:
+            ws_join(ws, "live", "g")
+            assert next_frame(ws)["event"] == {"type": "sync", "data": []}
+            step = project / "steps" / "hello_step.py"
+            step.write_text(step.read_text() + "\n# changed\n")
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(timeout=20)
+        # The old child stopped gracefully (SIGTERM): a close frame, not a dropped connection...
+        assert closed.value.rcvd is not None, closed.value
+        # ...and the new child serves the same port (the data-dir lock was handed over).
+        wait_for(lambda: "reloading" in server.output and server.output.count("edge listening") == 2, timeout=30)
+        with ws_connect(server) as ws:
+            ws_join(ws, "live", "g")
+            assert next_frame(ws)["event"] == {"type": "sync", "data": []}
+        # Granian loses the close code: RSGI closes an accepted socket with a bare close frame
+        # (the status of close() is ignored once accepted), and ASGI's close waits for the
+        # receive that is pending; clients see 1005 instead of 1001 (going away).
+        if closed.value.rcvd.code != 1001:
+            pytest.xfail(f"close code {closed.value.rcvd.code}, not 1001: Granian 2.8 drops it (see docs/streams.md)")
+    finally:
+        server.stop()
