@@ -390,3 +390,72 @@ def test_edge_dev_reload_closes_websockets_with_a_close_frame(tmp_path, interfac
             pytest.xfail(f"close code {closed.value.rcvd.code}, not 1001: Granian 2.8 drops it (see docs/streams.md)")
     finally:
         server.stop()
+
+
+# -- truncated bodies (item 5) -----------------------------------------------------------------
+
+BODY_APP = {
+    "steps/store_step.py": """
+        config = {"name": "Store", "triggers": [{"type": "http", "method": "POST", "path": "/store"}]}
+
+        async def handler(req, ctx):
+            await ctx.state.set("bodies", req.query_params["key"], req.raw_body.decode("latin-1"))
+            return {"status": 201, "body": {"stored": len(req.raw_body)}}
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def body_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bodies")
+    server = EdgeServer(write_project(root / "app", BODY_APP), root / "data").start()
+    yield server
+    server.kill()
+
+
+def raw_request(port: int, head: str, body: bytes, *, half_close: bool = True) -> tuple[int, dict | None]:
+    """Send ``head`` and ``body`` on a fresh connection, half-close it, and read the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    if not answer:
+        return 0, None
+    status = int(answer.split(b" ", 2)[1])
+    payload = answer.split(b"\r\n\r\n", 1)[1]
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, {"raw": payload.decode("latin-1")}
+
+
+ENDED_EARLY = {"error": "request body ended early"}
+
+
+@pytest.mark.parametrize("head, body", [
+    # The client half-closes before the final 0-chunk.
+    ("POST /store HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n", b'7\r\n{"a":1}\r\n'),
+    # A bad chunk size after a good chunk.
+    ("POST /store HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
+     b'7\r\n{"a":1}\r\nzz\r\nxx\r\n0\r\n\r\n'),
+    # A Content-Length longer than what arrives.
+    ("POST /store HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n", b'{"a":1}'),
+], ids=["chunked-half-closed", "bad-chunk-size", "short-content-length"])
+def test_a_truncated_body_is_a_400_and_never_reaches_the_handler(body_server, head, body, request):
+    key = request.node.callspec.id
+    status, answer = raw_request(body_server.port, head.replace("/store", f"/store?key={key}"), body)
+    assert (status, answer) == (400, ENDED_EARLY)
+    with body_server.client() as http:
+        assert http.get("/__edge/state", params={"group": "bodies", "key": key}).status_code == 404
+    # A whole body still works, chunked or not.
+    whole = b'{"a":1}' if "Content-Length" in head else b'7\r\n{"a":1}\r\n0\r\n\r\n'
+    head = head.replace("Content-Length: 100", "Content-Length: 7").replace("/store", "/store?key=whole")
+    assert raw_request(body_server.port, head, whole) == (201, {"stored": 7})
