@@ -461,3 +461,69 @@ def test_a_truncated_body_is_a_400_and_never_reaches_the_handler(body_server, he
     head = head.replace("Content-Length: 100", "Content-Length: 7").replace("/store", "/store?key=whole")
     # (not half-closed: Granian answers nothing to a client that shuts down its side, body whole or not)
     assert raw_request(body_server.port, head + "Connection: close\r\n", whole, half_close=False) == (201, {"stored": 7})
+
+
+# -- idle connections and the open-files limit (item 4) ---------------------------------------
+
+
+def start_with_soft_nofile(server: EdgeServer, soft: int) -> EdgeServer:
+    """Start ``server`` under a soft RLIMIT_NOFILE of ``soft`` (what systemd gives a service)."""
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if before[1] != resource.RLIM_INFINITY and before[1] < 2048:
+        pytest.skip(f"the hard open-files limit here is {before[1]}; the test needs 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, before[1]))
+    try:
+        return server.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def open_files_limit(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_1100_idle_connections_do_not_lock_out_other_clients(tmp_path):
+    import resource
+    import socket
+
+    project = write_project(tmp_path / "app", HELLO_APP)
+    server = start_with_soft_nofile(EdgeServer(project, tmp_path / "data", env={"EDGE_LOG_LEVEL": "debug"}), 1024)
+    idle = []
+    try:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        assert open_files_limit(server.proc.pid) == (hard, hard), open_files_limit(server.proc.pid)  # raised
+        assert any(f"raised the open-files limit from 1024 to {hard}" in line.get("msg", "")
+                   for line in server.logs()), server.output
+        for _ in range(1100):  # connect and never send a byte
+            idle.append(socket.create_connection(("127.0.0.1", server.port)))
+        with server.client(timeout=3) as http:
+            started = time.monotonic()
+            assert http.get("/__edge/health").status_code == 200
+            assert time.monotonic() - started < 1.5
+    finally:
+        for sock in idle:
+            sock.close()
+        server.kill()
+
+
+def test_idle_connections_are_closed_after_the_idle_timeout(tmp_path):
+    import socket
+
+    project = write_project(tmp_path / "app", HELLO_APP)
+    server = EdgeServer(project, tmp_path / "data", env={"EDGE_IDLE_TIMEOUT": "2"}).start()
+    try:
+        never = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        kept = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        kept.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert never.recv(1) == b""  # closed by the server, never having sent a request...
+        assert kept.recv(1) == b""   # ...and idle after its keep-alive response
+        assert 1.5 < time.monotonic() - started < 5
+    finally:
+        server.kill()
