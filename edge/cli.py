@@ -60,6 +60,8 @@ def _common(parser: argparse.ArgumentParser, *, server: bool = False, local: boo
         parser.add_argument("--max-body", help="largest request body, e.g. 1m (EDGE_MAX_BODY, default 1m)")
         parser.add_argument("--cors-origins", help="comma-separated origins or * (EDGE_CORS_ORIGINS, default none)")
         parser.add_argument("--threads", help="threads for sync handlers (EDGE_THREADS, default 4)")
+        parser.add_argument("--idle-timeout", help="seconds before an idle HTTP connection is closed "
+                                                   "(EDGE_IDLE_TIMEOUT, default 30)")
     else:
         parser.add_argument("--port", help="port of the running edge server to talk to (EDGE_PORT, default 3000); "
                                            "when none answers there, --data-dir is read directly")
@@ -206,6 +208,7 @@ def settings_from(args, **extra) -> Settings:
         "host": getattr(args, "host", None),
         "durability": getattr(args, "durability", None),
         "max_body": getattr(args, "max_body", None),
+        "idle_timeout": getattr(args, "idle_timeout", None),
         "cors_origins": getattr(args, "cors_origins", None),
         "threads": getattr(args, "threads", None),
         **extra,

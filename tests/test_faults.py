@@ -501,7 +501,7 @@ def test_1100_idle_connections_do_not_lock_out_other_clients(tmp_path):
                    for line in server.logs()), server.output
         for _ in range(1100):  # connect and never send a byte
             idle.append(socket.create_connection(("127.0.0.1", server.port)))
-        with server.client(timeout=3) as http:
+        with httpx.Client(base_url=server.url, timeout=3) as http:
             started = time.monotonic()
             assert http.get("/__edge/health").status_code == 200
             assert time.monotonic() - started < 1.5
