@@ -263,11 +263,9 @@ class Client:
         sync = GroupSync(streams, stream_name, group)
         items = msgspec.Raw(b"[" + b",".join(item for _, item in sync.next_items()) + b"]")
         self.push(streams.hub.frame(stream_name, group, None, {"type": "sync", "data": items}))
-        if sync.done:
-            self.syncs.pop(sub_id, None)
-        else:
-            self.syncs.pop(sub_id, None)
-            self.syncs[sub_id] = sync  # (re)joined last: after the syncs already under way
+        self.syncs.pop(sub_id, None)  # a join again restarts its sync
+        if not sync.done:
+            self.syncs[sub_id] = sync  # last: after the syncs already under way
 
     def leave(self, sub_id: str) -> None:
         self.syncs.pop(sub_id, None)
