@@ -49,6 +49,7 @@ __all__ = [
     "CronLoop",
     "Decision",
     "local_timezone",
+    "correction_margin",
     "next_fire_after",
     "prev_fire_at_or_before",
     "plan",
@@ -462,6 +463,26 @@ def prev_fire_at_or_before(schedule: CronSchedule, at: datetime) -> datetime | N
     return s._primary(prev)
 
 
+def correction_margin(schedule: CronSchedule, last_fired: datetime) -> timedelta:
+    """How far behind ``last_fired`` the clock may be and still count as the slot's own run.
+
+    A clock set back by ``d`` right after ``last_fired`` fired means that run happened ``d``
+    early in real time. While ``d`` is under half the schedule's interval at that slot, the
+    run is still the one nearest the slot in real time, so the slots up to ``last_fired`` do
+    not run again. Beyond it the clock was wrong when those slots fired (a day ahead, say):
+    the clock counts as corrected and the schedule goes on from the new time. Never less
+    than :data:`GRACE`.
+    """
+    last_fired = _utc(last_fired)
+    before = prev_fire_at_or_before(schedule, last_fired - timedelta(microseconds=1))
+    if before is not None:
+        interval = last_fired - before
+    else:
+        after = next_fire_after(schedule, last_fired)
+        interval = after - last_fired if after is not None else timedelta()
+    return max(GRACE, interval / 2)
+
+
 @dataclass(frozen=True)
 class Decision:
     """What :func:`plan` decided for one job at one moment."""
@@ -609,12 +630,25 @@ class CronLoop:
     def _plan(self, st: _JobState, now: datetime, grace: timedelta, jumped: bool, nursery: trio.Nursery) -> None:
         job = st.job
         zone = job.schedule.zone
-        if st.last_fired is not None and st.last_fired > now + GRACE and (jumped or not st.planned):
-            self._log.warning(
-                "cron %s: the clock (%s) is behind the last fired slot %s; slots up to it will not fire again",
-                job.key, now.astimezone(zone).isoformat(), st.last_fired.astimezone(zone).isoformat(),
-            )
-        decision = plan(job.schedule, st.last_fired, now, job.missed, grace=grace)
+        last = st.last_fired
+        if last is not None and last > now + GRACE and (jumped or not st.planned):
+            if last - now > correction_margin(job.schedule, last):
+                # A corrected clock (it ran ahead, now it is right): slots are real again from
+                # now on. Forgetting the last slot fires nothing missed (no burst); the next
+                # run persists the real slot in its place, so a restart sees the same.
+                upcoming = next_fire_after(job.schedule, now)
+                self._log.warning(
+                    "cron %s: the clock (%s) is %s behind the last fired slot %s: taken as a corrected clock; "
+                    "the next slot is %s", job.key, now.astimezone(zone).isoformat(), last - now,
+                    last.astimezone(zone).isoformat(), "none" if upcoming is None else upcoming.astimezone(zone).isoformat(),
+                )
+                st.last_fired = last = None
+            else:
+                self._log.warning(
+                    "cron %s: the clock (%s) is behind the last fired slot %s; slots up to it will not fire again",
+                    job.key, now.astimezone(zone).isoformat(), last.astimezone(zone).isoformat(),
+                )
+        decision = plan(job.schedule, last, now, job.missed, grace=grace)
         if decision.missed_slot is not None:
             if decision.fire_slot is None:
                 self._log.warning("cron %s: missed slots up to %s skipped (missed=\"skip\")",

@@ -60,6 +60,8 @@ def _common(parser: argparse.ArgumentParser, *, server: bool = False, local: boo
         parser.add_argument("--max-body", help="largest request body, e.g. 1m (EDGE_MAX_BODY, default 1m)")
         parser.add_argument("--cors-origins", help="comma-separated origins or * (EDGE_CORS_ORIGINS, default none)")
         parser.add_argument("--threads", help="threads for sync handlers (EDGE_THREADS, default 4)")
+        parser.add_argument("--idle-timeout", help="seconds before an idle HTTP connection is closed "
+                                                   "(EDGE_IDLE_TIMEOUT, default 30)")
     else:
         parser.add_argument("--port", help="port of the running edge server to talk to (EDGE_PORT, default 3000); "
                                            "when none answers there, --data-dir is read directly")
@@ -206,6 +208,7 @@ def settings_from(args, **extra) -> Settings:
         "host": getattr(args, "host", None),
         "durability": getattr(args, "durability", None),
         "max_body": getattr(args, "max_body", None),
+        "idle_timeout": getattr(args, "idle_timeout", None),
         "cors_origins": getattr(args, "cors_origins", None),
         "threads": getattr(args, "threads", None),
         **extra,
@@ -235,6 +238,9 @@ def _print_discovery_problems(discovery, *, file=sys.stderr) -> None:
 
 def cmd_start(args, *, mode: str = "start") -> int:
     settings = settings_from(args, mode=mode)
+    from ._lock import DataDirLock
+
+    lock = DataDirLock.acquire(settings.data_dir)  # one process per data dir; held until os._exit
     discovery = discover_project(settings)
     _print_discovery_problems(discovery)
     if discovery.errors and mode == "start":
@@ -248,6 +254,7 @@ def cmd_start(args, *, mode: str = "start") -> int:
     from .server import run_server
 
     code = run_server(settings, discovery)
+    del lock  # (the kernel drops it with the process)
     sys.stdout.flush()
     sys.stderr.flush()
     # Granian's Rust threads may still run: skip interpreter finalisation (STACK-NOTES 8).

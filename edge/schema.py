@@ -27,6 +27,8 @@ import msgspec
 from ._jsonschema import (
     _MSGSPEC_AT, _TYPE_OF, MAX_ERRORS, _Compiler, _count, _or, _path, _render, _show, _type_name,
 )
+from ._json import MAX_DEPTH
+from ._json import decode as _decode_json
 from .errors import ConfigError, MalformedJSON, SchemaError
 
 __all__ = ["Schema", "compile_schema", "to_builtins"]
@@ -158,6 +160,8 @@ class _StructSchema(Schema):
             raise self._explain(data, exc) from None
 
     def decode_json(self, raw):
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+            return self.validate(_decode(raw))  # may be too deep: decode with the depth limit first
         try:
             return msgspec.json.decode(raw, type=self.spec)
         except msgspec.ValidationError as exc:
@@ -227,8 +231,9 @@ def _encode_other(obj):
 
 
 def _decode(raw: bytes):
+    """JSON bytes to builtins; MalformedJSON (JSONTooDeep past edge._json.MAX_DEPTH) if not."""
     try:
-        return msgspec.json.decode(raw)
+        return _decode_json(raw)
     except msgspec.DecodeError as exc:
         raise _malformed(exc) from None
 

@@ -34,6 +34,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     #: Threads that run sync handlers (a blocking handler holds one while it runs).
     threads: int = 4
+    #: Seconds an HTTP connection may wait for (the head of) its next request: connections
+    #: that never send one, and idle keep-alive connections, are closed after it.
+    idle_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **flags) -> "Settings":
@@ -48,7 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("dir", Path), ("host", str), ("port", int), ("data_dir", Path),
             ("durability", str), ("max_body", "size"), ("token", str), ("grace", float),
             ("cors_origins", "list"), ("log_level", str), ("threads", int), ("allowed_hosts", "list"),
-            ("streams_require_token", "bool"),
+            ("streams_require_token", "bool"), ("idle_timeout", float),
         ):
             raw = flags.get(name)
             source = f"--{name.replace('_', '-')}"
@@ -68,6 +71,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f'EDGE_LOG_LEVEL: expected one of {", ".join(_LOG_LEVELS[:4])}, got "{level}"')
         if values.get("threads", 1) < 1:
             raise ConfigError(f"--threads: expected at least 1, got {values['threads']}")
+        idle = values.get("idle_timeout", 30.0)
+        if not 0.1 <= idle <= 86400:
+            raise ConfigError(f"--idle-timeout: expected seconds from 0.1 to 86400, got {idle}")
         port = values.get("port", 3000)
         if not 0 <= port <= 65535:
             raise ConfigError(f"--port: expected 0..65535, got {port}")

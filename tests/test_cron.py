@@ -444,7 +444,10 @@ async def test_clock_jumps_forward_years_without_a_burst(autojump_clock, missed,
     assert "cron: the wall clock jumped forward by 730 days, 0:00:30" in caplog.text
 
 
-async def test_clock_jumps_back_minutes_never_refire(autojump_clock):
+async def test_clock_set_back_minutes_refires_only_schedules_faster_than_the_step(autojump_clock, caplog):
+    # Set back 5 minutes just after 11:00 fired: for the every-minute job that is a corrected
+    # clock (5 minutes is more than half its one-minute interval), so it goes on firing once a
+    # minute by real time; the daily 11:00 ran 5 minutes ago in real time and does not run again.
     h = Harness(berlin(2026, 6, 1, 10, 59, 30))
     async with trio.open_nursery() as nursery:
         await h.start(nursery, [job("m#0", "* * * * *", "once"), job("d#0", "0 11 * * *", "once")])
@@ -452,24 +455,95 @@ async def test_clock_jumps_back_minutes_never_refire(autojump_clock):
         h.wall.jump(timedelta(minutes=-5))  # 10:55:30
         await trio.sleep(6 * 60)  # wall 11:01:30.25
         nursery.cancel_scope.cancel()
-    assert shown(h.slots("m#0")) == ["11:00:00+0200", "11:01:00+0200"]
+    assert shown(h.slots("m#0")) == ["11:00:00+0200", "10:56:00+0200", "10:57:00+0200", "10:58:00+0200",
+                                     "10:59:00+0200", "11:00:00+0200", "11:01:00+0200"]
     assert shown(h.slots("d#0")) == ["11:00:00+0200"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "cron: the wall clock jumped back by 0:05:00 (now 2026-06-01T08:55:31+00:00)",
+        "cron m#0: the clock (2026-06-01T10:55:31+02:00) is 0:04:29 behind the last fired "
+        "slot 2026-06-01T11:00:00+02:00: taken as a corrected clock; the next slot is "
+        "2026-06-01T10:56:00+02:00",
+        "cron d#0: the clock (2026-06-01T10:55:31+02:00) is behind the last fired slot "
+        "2026-06-01T11:00:00+02:00; slots up to it will not fire again",
+    ]
 
 
-async def test_clock_jumps_back_years_fires_nothing_until_it_catches_up(autojump_clock, caplog):
+async def test_clock_jumps_back_years_and_forward_again_never_bursts(autojump_clock, caplog):
     h = Harness(berlin(2026, 6, 1, 10, 59, 30))
     async with trio.open_nursery() as nursery:
         await h.start(nursery, [job("m#0", "* * * * *", "once")])
         await trio.sleep(60.25)
-        h.wall.jump(timedelta(days=-365 * 3))
+        h.wall.jump(timedelta(days=-365 * 3))  # a bad NTP answer: 2023-06-02 11:00:30
         await trio.sleep(3600)
         h.wall.jump(timedelta(days=365 * 3, minutes=-2))  # 11:58:30 in 2026: right again
         await trio.sleep(60)
         nursery.cancel_scope.cancel()
-    # 11:01-11:58 passed while the clock was wrong: one catch-up run (missed="once"), then on time.
-    assert shown(h.slots("m#0")) == ["11:00:00+0200", "11:58:00+0200", "11:59:00+0200"]
-    assert "cron m#0: the clock (2023-06-02T11:00:31+02:00) is behind the last fired slot " \
-           "2026-06-01T11:00:00+02:00; slots up to it will not fire again" in caplog.text
+    # While the clock said 2023 the job ran once a minute by real time (60 runs, no catch-up
+    # burst); back in 2026, one run for the minutes missed (missed="once"), then on time.
+    days = [slot.astimezone(BERLIN).date() for slot in h.slots("m#0")]
+    assert days == [date(2026, 6, 1)] + [date(2023, 6, 2)] * 60 + [date(2026, 6, 1)] * 2
+    assert shown(h.slots("m#0")[1:3]) == ["11:01:00+0200", "11:02:00+0200"]
+    assert shown(h.slots("m#0")[-2:]) == ["11:58:00+0200", "11:59:00+0200"]
+    assert "cron m#0: the clock (2023-06-02T11:00:31+02:00) is 1094 days, 23:59:29 behind the last fired " \
+           "slot 2026-06-01T11:00:00+02:00: taken as a corrected clock; the next slot is " \
+           "2023-06-02T11:01:00+02:00" in caplog.text
+
+
+async def test_a_clock_set_back_after_a_day_ahead_fires_the_next_real_slots(autojump_clock, caplog):
+    # The jobs ran for an hour on a clock a day ahead (a bad NTP answer); then it is corrected.
+    real = berlin(2026, 6, 1, 2, 30)
+    h = Harness(real + timedelta(days=1))
+    jobs = [job("m#0", "*/15 * * * *", "once"), job("d#0", "0 3 * * *", "once")]
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery, jobs, max_sleep=3600)
+        await trio.sleep(3600.25)  # wall 06-02 03:30: fired 02:30 .. 03:30 of the wrong day
+        h.wall.jump(timedelta(days=-1))  # real time 06-01 03:30; seen at the next look, 03:45
+        await trio.sleep(86400 - 1)  # until 06-02 03:30 real time
+        nursery.cancel_scope.cancel()
+    ahead = [real + timedelta(days=1, minutes=15 * i) for i in range(5)]
+    after = [real + timedelta(hours=1, minutes=15 * i) for i in range(1, 96)]
+    assert h.slots("m#0") == ahead + after  # every real quarter hour once, no burst
+    assert h.slots("d#0") == [berlin(2026, 6, 2, 3), berlin(2026, 6, 2, 3)]  # its run, then a day later
+    # In real time the runs are a day apart: never one slot twice in a short while.
+    d_times = [t for (k, _, _), t in zip(h.fired, h.fired_at) if k == "d#0"]
+    assert d_times[1] - d_times[0] == 86400
+    assert "cron d#0: the clock (2026-06-01T03:45:00+02:00) is 23:15:00 behind the last fired slot " \
+           "2026-06-02T03:00:00+02:00: taken as a corrected clock; the next slot is 2026-06-02T03:00:00+02:00" \
+           in caplog.text
+
+
+async def test_a_corrected_clock_across_a_restart(autojump_clock, caplog):
+    # The previous process ran a day ahead and persisted tomorrow's slots; this one starts on
+    # the right clock: it fires the next real slots instead of a day of silence.
+    persisted = {"m#0": berlin(2026, 6, 2, 10), "d#0": berlin(2026, 6, 2, 3)}
+    h = Harness(berlin(2026, 6, 1, 10, 0, 0, 500000), persisted)
+    jobs = [job("m#0", "* * * * *", "once"), job("d#0", "0 3 * * *", "once")]
+    await run_for(h, jobs, 3 * 60 - 1, max_sleep=3600)
+    assert shown(h.slots("m#0")) == ["10:00:00+0200", "10:01:00+0200", "10:02:00+0200"]
+    assert [s.date() for s in h.slots("m#0")] == [date(2026, 6, 1)] * 3
+    assert h.slots("d#0") == []  # its next real slot is tomorrow at 03:00
+    assert h.persisted["m#0"] == berlin(2026, 6, 1, 10, 2)  # the real slots replace tomorrow's
+    assert "cron m#0: the clock (2026-06-01T10:00:00.500000+02:00) is 23:59:59.500000 behind the last " \
+           "fired slot 2026-06-02T10:00:00+02:00: taken as a corrected clock; the next slot is " \
+           "2026-06-01T10:01:00+02:00" in caplog.text
+    # Restarted again, it sees its own real slots: nothing fires twice.
+    again = Harness(berlin(2026, 6, 1, 10, 2, 0, 600000), h.persisted)
+    await run_for(again, jobs, 30)
+    assert again.fired == []
+
+
+async def test_a_small_step_back_is_not_a_correction(autojump_clock):
+    # NTP corrects a clock that ran 20 s fast, right after a slot: the slot fired 20 s early
+    # by real time and is not run again (20 s is less than half the one-minute interval).
+    h = Harness(berlin(2026, 6, 1, 10, 59, 50))
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery, [job("m#0", "* * * * *", "once")])
+        await trio.sleep(10.5)  # 11:00:00.5: fired 11:00
+        h.wall.jump(timedelta(seconds=-20))  # 10:59:40.5
+        await trio.sleep(90)  # wall 11:01:10.5
+        nursery.cancel_scope.cancel()
+    assert shown(h.slots("m#0")) == ["11:00:00+0200", "11:01:00+0200"]
 
 
 async def test_a_jump_is_noticed_within_a_second(autojump_clock):

@@ -34,7 +34,12 @@ def run_server(settings, discovery, *, out=None, on_ready=None) -> int:
     forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()
     if forced not in ("", "rsgi", "asgi"):
         raise ConfigError(f'EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "{forced}"')
+    from .._limits import raise_open_files_limit  # faults hook (issue 10 item 4)
+
+    raised = raise_open_files_limit()  # before Granian is imported (it raises it on import too)
     from .bridge import serve
 
     runtime = Runtime.open(settings, discovery, out=out)
+    if raised:
+        runtime.tracer.log("debug", raised)  # faults hook (issue 10 item 4)
     return serve(runtime, build_app(runtime, settings), settings, on_ready=on_ready)

@@ -22,9 +22,11 @@ from .._format import access_line
 from .._metrics import RequestMetrics
 from ..api import ApiRequest
 from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
+from .._json import JSONTooDeep, decode as decode_json  # faults hook (issue 10 item 6)
 from ..runtime import HandlerError, Runtime, Skipped, maybe_await
 from ..tracing import new_id
 from .access import AccessPolicy
+from .bodies import read_chunked, read_whole  # faults hook (issue 10 item 5)
 from .responses import JSON, build_response, error_response, json_body, storage_full
 from .routing import Router
 
@@ -246,16 +248,11 @@ class EdgeApp:
             if length == 0:
                 return b"", None
             # Declared and within the limit: one read (Granian enforces the declared length).
-            return await proto(), None
+            return await read_whole(proto)  # faults hook (issue 10 item 5): short body -> 400
         if headers.get("transfer-encoding") is None:
             return b"", None  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
-        chunks, size = [], 0
-        async for chunk in proto:
-            size += len(chunk)
-            if size > self.max_body:
-                return b"", _too_large(self.max_body)
-            chunks.append(chunk)
-        return b"".join(chunks), None
+        # faults hook (issue 10 item 5): a chunked body cut off -> 400 (edge/server/bodies.py)
+        return await read_chunked(proto, self.max_body, lambda: _too_large(self.max_body))
 
     def _preflight(self, path, headers, origin):
         if path.startswith("/__edge/"):
@@ -351,7 +348,9 @@ def _parse_body(raw: bytes, content_type: str, schema):
         return None
     if is_json:
         try:
-            return msgspec.json.decode(raw)
+            return decode_json(raw)  # faults hook (issue 10 item 6): the depth limit of edge._json
+        except JSONTooDeep as exc:
+            raise _BadBody(error_response(400, error="Malformed JSON", detail=exc.errors[0]["message"])) from None
         except msgspec.DecodeError as exc:
             if content_type == "":  # no content type and not JSON: hand over the text
                 return raw.decode("utf-8", "replace")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 
+from .bodies import BodyEndedEarly
+
 __all__ = ["wrap"]
 
 
@@ -99,8 +101,8 @@ class _HttpProto:
         try:
             while True:
                 message = await self._receive()
-                if message["type"] != "http.request":
-                    return
+                if message["type"] != "http.request":  # http.disconnect before the last part
+                    raise BodyEndedEarly("the client went away before the end of the request body")
                 body = message.get("body", b"")
                 if body:
                     yield body

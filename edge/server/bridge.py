@@ -19,8 +19,11 @@ import sys
 from typing import Callable
 
 import trio
-from granian.constants import Interfaces
+from granian.constants import HTTPModes, Interfaces  # HTTPModes: faults hook (issue 10 item 4)
+from granian.http import HTTP1Settings  # faults hook (issue 10 item 4)
 from granian.server.embed import Server
+
+from .._limits import connection_limit  # faults hook (issue 10 item 4)
 
 from .._boundary import Host
 from ..runtime import Runtime
@@ -98,6 +101,10 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
         blocking_threads=1,
         log_enabled=False,
         backlog=1024,
+        # faults hook (issue 10 item 4): connections past 1,024 are accepted, idle ones time out
+        backpressure=connection_limit(),
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.idle_timeout * 1000)),
+        http=HTTPModes.http1,  # "auto" waits for the first bytes with no timeout at all
     )
     serving = loop.create_task(server.serve())
     try:

@@ -23,7 +23,11 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from .._json import JSONTooDeep
+from .._json import decode as _decode
 from ..streams import AuthContext, Streams, Subscription
+from ..streams.store import MAX_KEY
+from ..streams.sync import GroupSync
 
 __all__ = ["StreamSockets", "MAX_FRAME", "MAX_SUBSCRIPTIONS", "MAX_BUFFER"]
 
@@ -32,8 +36,9 @@ MAX_FRAME = 64 * 1024
 #: Subscriptions one socket may hold; a join beyond gets TOO_MANY_SUBSCRIPTIONS.
 MAX_SUBSCRIPTIONS = 256
 #: Characters queued for one socket before it is disconnected as too slow. A single frame
-#: (a big group sync) may exceed it when the queue is empty, so the bound per socket is
-#: MAX_BUFFER plus the largest frame.
+#: may exceed it when the queue is empty, so the bound per socket is MAX_BUFFER plus the
+#: largest frame; a group sync is sent in pieces of ``edge.streams.sync.PIECE`` (64 KiB), the
+#: next only once the queue has drained.
 MAX_BUFFER = 1 << 20
 #: Seconds sockets get to finish after the close frames on shutdown.
 CLOSE_GRACE = 1.0
@@ -41,7 +46,6 @@ CLOSE_GRACE = 1.0
 #: Close codes (RFC 6455).
 GOING_AWAY, POLICY, TRY_LATER = 1001, 1008, 1013
 
-_decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -59,7 +63,7 @@ class Client:
     """One WebSocket: its subscriptions, its bounded send queue, and the protocol handling."""
 
     __slots__ = ("sockets", "proto", "auth", "subs", "rooms", "queue", "queued", "waiter",
-                 "closed", "tasks", "peer", "token_ok")
+                 "closed", "tasks", "peer", "token_ok", "syncs")
 
     def __init__(self, sockets: "StreamSockets", proto, auth: AuthContext | None, peer: str = ""):
         self.sockets = sockets
@@ -76,6 +80,8 @@ class Client:
         self.waiter: asyncio.Future | None = None
         self.closed = False
         self.tasks: tuple = ()
+        #: subscriptionId -> the rest of its group sync, sent when the queue has drained
+        self.syncs: dict[str, GroupSync] = {}
 
     # -- server -> client -----------------------------------------------------------------
 
@@ -106,11 +112,33 @@ class Client:
                 await send(frame)
             if self.closed:
                 return
+            if self.syncs:
+                self._continue_sync()  # everything before it is out: the next piece of a sync
+                continue
             self.waiter = loop.create_future()
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+
+    def _continue_sync(self) -> None:
+        """Queue the next page of the oldest unfinished group sync as ``create`` events."""
+        sub_id, sync = next(iter(self.syncs.items()))
+        try:
+            items = sync.next_items()
+        except Exception as exc:  # the store failed: this sync stops, the socket goes on
+            self.syncs.pop(sub_id, None)
+            self.sockets.log("error", f"stream {sync.name!r} group {sync.group!r}: reading the rest of a "
+                                      f"join's sync failed: {type(exc).__name__}: {exc}")
+            self.error((sync.name, sync.group, None), "SYNC_FAILED",
+                       "the rest of this group could not be read; join again")
+            return
+        if sync.done and self.syncs.get(sub_id) is sync:
+            del self.syncs[sub_id]
+        hub = self.sockets.streams.hub
+        timestamp = hub.latest(sync.name, sync.group)
+        for id, item in items:
+            self.push(hub.frame(sync.name, sync.group, id, {"type": "create", "data": msgspec.Raw(item)}, timestamp))
 
     def close(self, code: int) -> None:
         """Leave every room, drop the queue, send a close frame, stop both loops."""
@@ -118,6 +146,7 @@ class Client:
             return
         self.closed = True
         self.sockets.forget(self)
+        self.syncs.clear()
         self.queue.clear()
         self.queued = 0
         try:
@@ -142,6 +171,8 @@ class Client:
                 raise _Bad("FRAME_TOO_LARGE", f"frames are limited to {MAX_FRAME} bytes, got {len(raw)}")
             try:
                 message = _decode(raw)
+            except JSONTooDeep as exc:
+                raise _Bad("MALFORMED_FRAME", f"not JSON: {exc.errors[0]['message']}") from None
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise _Bad("MALFORMED_FRAME", f"not JSON: {exc}") from None
             if not isinstance(message, dict):
@@ -158,6 +189,11 @@ class Client:
             return self.join(sub_id, room)
         except _Bad as bad:
             self.error(bad.room, bad.code, bad.message)
+            return None
+        except Exception as exc:  # a fault of edge on this frame: say so, keep the socket
+            self.sockets.log("error", f"stream client {self.peer or '?'}: handling a frame failed: "
+                                      f"{type(exc).__name__}: {exc}")
+            self.error(None, "INTERNAL_ERROR", "edge failed to handle this frame (see its log); the socket stays open")
             return None
 
     def join(self, sub_id: str, room: tuple):
@@ -220,9 +256,19 @@ class Client:
             if self.rooms[room] == 1:
                 streams.hub.add(room, self)
         stream_name, group, id = room
-        self.push(streams.hub.frame(stream_name, group, id, streams.sync_event(stream_name, group, id)))
+        if id is not None:
+            self.push(streams.hub.frame(stream_name, group, id, streams.sync_event(stream_name, group, id)))
+            return
+        # A group: the first piece as the sync, the rest once the socket has sent it (GroupSync).
+        sync = GroupSync(streams, stream_name, group)
+        items = msgspec.Raw(b"[" + b",".join(item for _, item in sync.next_items()) + b"]")
+        self.push(streams.hub.frame(stream_name, group, None, {"type": "sync", "data": items}))
+        self.syncs.pop(sub_id, None)  # a join again restarts its sync
+        if not sync.done:
+            self.syncs[sub_id] = sync  # last: after the syncs already under way
 
     def leave(self, sub_id: str) -> None:
+        self.syncs.pop(sub_id, None)
         room = self.subs.pop(sub_id, None)
         if room is None:
             return  # leaving twice, or a subscription that was never admitted: nothing to do
@@ -258,6 +304,14 @@ def _parse_subscription(data) -> tuple[tuple, str]:
     if id is not None and (not isinstance(id, str) or "\x00" in id):
         raise _Bad("MALFORMED_FRAME", f"data.id must be a string, got {id!r}", room)
     room = (data["streamName"], data["groupId"], id or None)
+    try:
+        key_size = sum(len(part.encode()) for part in room if part) + 2  # name NUL group NUL id
+    except UnicodeEncodeError:
+        raise _Bad("MALFORMED_FRAME", "streamName, groupId and id must be valid Unicode (no lone surrogates)",
+                   room) from None
+    if key_size > MAX_KEY:
+        raise _Bad("ID_TOO_LONG", f"streamName, groupId and id together are {key_size} bytes; "
+                                  f"the limit is {MAX_KEY} (LMDB's key size)", room)
     sub_id = data.get("subscriptionId")
     if sub_id is None:
         # Hand-written clients may leave it out: the room then names the subscription.

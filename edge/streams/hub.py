@@ -55,9 +55,15 @@ class Hub:
         self._last[key] = ts
         return ts
 
-    def frame(self, stream: str, group: str, id: str | None, event: dict) -> str:
+    def latest(self, stream: str, group: str) -> int:
+        """The current timestamp of ``(stream, group)`` without advancing it (the pieces of a
+        sync: clients order ``create`` events by nothing, and thousands of them must not push
+        the group's clock ahead of the wall clock)."""
+        return max(int(self._clock() * 1000), self._last.get((stream, group), 0))
+
+    def frame(self, stream: str, group: str, id: str | None, event: dict, timestamp: int | None = None) -> str:
         """Encode one server -> client message (``id`` None: a group message)."""
-        message = {"type": "stream", "timestamp": self.timestamp(stream, group),
+        message = {"type": "stream", "timestamp": self.timestamp(stream, group) if timestamp is None else timestamp,
                    "streamName": stream, "groupId": group}
         if id is not None:
             message["id"] = id
