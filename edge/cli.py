@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._format import plural
-from .errors import EdgeError
+from .errors import EdgeError, PortInUse
 from .settings import Settings
 
 __all__ = ["main", "run"]
@@ -180,6 +180,9 @@ def run(argv: list[str]) -> int:
     except UsageError as exc:
         print(f"edge {args.command}: {exc}", file=sys.stderr)
         return 2
+    except PortInUse as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 1
     except EdgeError as exc:
         print(f"edge {args.command}: {exc}", file=sys.stderr)
         return 1

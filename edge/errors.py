@@ -11,6 +11,7 @@ __all__ = [
     "EnqueueError",
     "StoreError",
     "StorageFull",
+    "PortInUse",
     "Retry",
 ]
 
@@ -51,6 +52,10 @@ class EnqueueError(EdgeError):
 
 class StoreError(EdgeError):
     """The data directory cannot be opened or written (permissions, full disk)."""
+
+
+class PortInUse(EdgeError):
+    """The HTTP port is taken (by another edge or another program): edge does not share it."""
 
 
 class StorageFull(StoreError):

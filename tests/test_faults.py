@@ -130,6 +130,38 @@ def test_a_second_edge_on_the_same_data_dir_refuses_to_start(tmp_path):
     assert fourth.stop() == 0
 
 
+@pytest.mark.parametrize("holder", ["another-edge", "another-program"])
+def test_a_port_in_use_is_exit_1_with_a_message_never_a_shared_port(tmp_path, holder):
+    import socket
+
+    project = write_project(tmp_path / "app", HELLO_APP)
+    first = other = None
+    if holder == "another-edge":
+        first = EdgeServer(project, tmp_path / "data1").start()
+        port = first.port
+    else:
+        other = socket.socket()
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "edge", "start", "--dir", str(project), "--data-dir", str(tmp_path / "data2"),
+             "--port", str(port), "--host", "127.0.0.1"],
+            capture_output=True, text=True, timeout=30, cwd=str(project))
+        assert second.returncode == 1
+        assert second.stderr == f"edge: port {port} on 127.0.0.1 is in use; pick another --port (or EDGE_PORT)\n"
+        assert "listening" not in second.stdout and "panicked" not in second.stdout + second.stderr
+        if first is not None:  # every request still reaches the first one
+            with first.client() as http:
+                assert {http.get("/hello").json()["pid"] for _ in range(20)} == {first.proc.pid}
+    finally:
+        if first is not None:
+            assert first.stop() == 0
+        if other is not None:
+            other.close()
+
+
 # -- big stream joins and bad frames (item 3) -----------------------------------------------
 
 STREAMS_APP = {

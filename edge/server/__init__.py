@@ -37,7 +37,9 @@ def run_server(settings, discovery, *, out=None, on_ready=None) -> int:
     from .._limits import raise_open_files_limit  # faults hook (issue 10 item 4)
 
     raised = raise_open_files_limit()  # before Granian is imported (it raises it on import too)
-    from .bridge import serve
+    from .bridge import check_port_free, serve
+
+    check_port_free(settings.host, settings.port)  # before anything is opened: PortInUse, exit 1
 
     runtime = Runtime.open(settings, discovery, out=out)
     if raised:

@@ -12,6 +12,7 @@ then does the asyncio loop end. The caller exits with ``os._exit`` (no Rust pani
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from granian.server.embed import Server
 from .._limits import connection_limit  # faults hook (issue 10 item 4)
 
 from .._boundary import Host
+from ..errors import PortInUse
 from ..runtime import Runtime
 from .access import startup_lines
 from .app import EdgeApp
@@ -39,6 +41,32 @@ class ServerHandle:
     def __init__(self, app: EdgeApp, port: int):
         self.app = app
         self.port = port
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program (or another edge) holds.
+
+    Granian binds with SO_REUSEPORT, with which a second server on the same port starts
+    "fine" and the kernel splits connections between the two. A bind without SO_REUSEPORT
+    fails while anyone holds the port, so edge tries one first and stops with a clear message.
+
+    Raises:
+        PortInUse: the port is taken.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
+        probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            why = "is in use" if exc.errno == errno.EADDRINUSE else "needs privileges edge does not have"
+            raise PortInUse(f"port {port} on {host} {why}; pick another --port (or EDGE_PORT)") from None
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --host or --port") from None
+    finally:
+        probe.close()
 
 
 def _reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:
