@@ -125,14 +125,24 @@ def to_builtins(value: Any) -> Any:
 
 
 class _JsonSchema(Schema):
-    __slots__ = ("_check",)
+    __slots__ = ("_check", "_fast")
     kind = "json"
 
     def __init__(self, spec: dict, check):
         self.spec = spec
         self._check = check
+        self._fast = _fast_type(spec)
 
     def validate(self, data):
+        fast = self._fast
+        if fast is not None:
+            # msgspec accepts a subset of what the schema accepts: a pass is a pass, in C; on a
+            # failure the full validator runs and reports every error with its path.
+            try:
+                msgspec.convert(data, fast)
+                return data
+            except msgspec.ValidationError:
+                pass
         errors = _run(self._check, data)
         if errors:
             raise _schema_error(_render(errors))
@@ -140,6 +150,66 @@ class _JsonSchema(Schema):
 
     def json_schema(self):
         return self.spec
+
+
+#: Keywords the fast path understands (anything else: the full validator only).
+_FAST_OBJECT_KEYS = frozenset(("type", "properties", "required", "additionalProperties", "title", "description"))
+_FAST_SCALAR_KEYS = frozenset(("type", "title", "description", "minLength", "maxLength", "minimum", "maximum",
+                               "exclusiveMinimum", "exclusiveMaximum"))
+_FAST_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+def _fast_type(spec: dict):
+    """A msgspec Struct that accepts only values ``spec`` accepts, for the common shape of a
+    request body (an object of plain scalar properties); None when ``spec`` is anything else."""
+    if not isinstance(spec, dict) or spec.get("type") != "object" or not set(spec) <= _FAST_OBJECT_KEYS:
+        return None
+    properties = spec.get("properties") or {}
+    required = spec.get("required") or []
+    extra = spec.get("additionalProperties", True)
+    if not isinstance(properties, dict) or not isinstance(required, list) or extra not in (True, False):
+        return None
+    if not set(required) <= set(properties):
+        return None
+    fields, rename = [], {}
+    for i, (name, sub) in enumerate(properties.items()):
+        kind = _fast_scalar(sub)
+        if kind is None or not isinstance(name, str):
+            return None
+        attr = f"f{i}"
+        rename[attr] = name
+        if name in required:
+            fields.append((attr, kind))
+        else:
+            fields.append((attr, kind | msgspec.UnsetType, msgspec.UNSET))
+    try:
+        return msgspec.defstruct("_FastBody", fields, kw_only=True, rename=rename,
+                                 forbid_unknown_fields=extra is False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fast_scalar(sub):
+    from typing import Annotated
+
+    if not isinstance(sub, dict) or not set(sub) <= _FAST_SCALAR_KEYS:
+        return None
+    kind = _FAST_TYPES.get(sub.get("type")) if isinstance(sub.get("type"), str) else None
+    if kind is None:
+        return None
+    bounds = {}
+    for key, meta in (("minLength", "min_length"), ("maxLength", "max_length")):
+        if key in sub:
+            if kind is not str or type(sub[key]) is not int:
+                return None
+            bounds[meta] = sub[key]
+    for key, meta in (("minimum", "ge"), ("maximum", "le"), ("exclusiveMinimum", "gt"), ("exclusiveMaximum", "lt")):
+        if key in sub:
+            if kind not in (int, float) or type(sub[key]) not in (int, float) or (
+                    kind is int and type(sub[key]) is not int):
+                return None  # (draft-4 boolean exclusiveMinimum included)
+            bounds[meta] = sub[key]
+    return Annotated[kind, msgspec.Meta(**bounds)] if bounds else kind
 
 
 class _StructSchema(Schema):

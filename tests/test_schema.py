@@ -474,3 +474,38 @@ def test_model_json_schema_as_a_dict_gives_the_same_errors(pydantic_models):
     assert messages(as_dict, {"title": "t", "pet": {"kind": "cow"}, "parent": None}) == [
         ("$.pet.kind", 'must be one of ["cat", "dog"], got "cow"')
     ]
+
+
+def test_the_fast_path_never_accepts_what_the_full_validator_refuses():
+    """Object bodies of plain scalars are checked by msgspec first; it must only ever be stricter."""
+    import itertools
+
+    from edge.schema import _fast_type
+
+    schemas = [
+        {"type": "object", "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 5},
+                                          "count": {"type": "integer", "minimum": 1, "exclusiveMaximum": 10}},
+         "required": ["name"]},
+        {"type": "object", "properties": {"x": {"type": "number", "exclusiveMinimum": 0}, "ok": {"type": "boolean"}},
+         "additionalProperties": False},
+        {"type": "object", "properties": {"first-name": {"type": "string"}}, "required": ["first-name"]},
+    ]
+    values = [None, 1, "s", True, 0, -1, 3, 9, 10, 1.0, 2.5, 0.0, 1e308, "", "abcdef", "abc", [], {}, False]
+    keys = ["name", "count", "x", "ok", "first-name", "other"]
+    for spec in schemas:
+        assert _fast_type(spec) is not None
+        fast, full = compile_schema(spec), compile_schema(spec)
+        full._fast = None
+        for k1, k2 in itertools.product(keys, repeat=2):
+            for v1, v2 in itertools.product(values, repeat=2):
+                body = {k1: v1, k2: v2}
+                verdicts = []
+                for schema in (fast, full):
+                    try:
+                        schema.validate(body)
+                        verdicts.append(True)
+                    except SchemaError as exc:
+                        verdicts.append(exc.errors)
+                assert verdicts[0] == verdicts[1], (spec, body, verdicts)
+    assert _fast_type({"type": "object", "properties": {"a": {"type": "string", "format": "email"}}}) is None
+    assert _fast_type({"type": "object", "properties": {"a": {"type": "integer", "minimum": 1.5}}}) is None
