@@ -160,6 +160,48 @@ def child_huey(n: int, workdir: Path) -> dict:
     return result
 
 
+def http_ingest(workdir: Path, seconds: int, connections: int) -> dict:
+    """``POST /__edge/emit`` through a real ``edge start``, loaded by wrk: messages accepted
+    (202, durable) per second and disk bytes the server wrote per accepted message."""
+    import textwrap
+
+    from common import free_port, start_edge, stop, wait_http, wrk
+
+    app = workdir / "emit-app"
+    (app / "steps").mkdir(parents=True)
+    (app / "steps" / "sink_step.py").write_text(textwrap.dedent("""
+        config = {"name": "Sink", "triggers": [{"type": "queue", "topic": "bench"}]}
+
+        async def handler(data, ctx):
+            pass
+    """))
+    script = workdir / "emit.lua"
+    body = json.dumps({"topic": "bench", "data": PAYLOAD}).replace("'", "\\'")
+    script.write_text(f"wrk.method = 'POST'\nwrk.body = '{body}'\nwrk.headers['Content-Type'] = 'application/json'\n")
+    port = free_port()
+    proc = start_edge(app, workdir / "emit-data", port)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/__edge/health")
+        url = f"http://127.0.0.1:{port}/__edge/emit"
+        wrk(url, seconds=2, connections=connections, script=str(script))  # warm-up
+        before = _proc_write_bytes(proc.pid)
+        load = wrk(url, seconds=seconds, connections=connections, script=str(script))
+        written = _proc_write_bytes(proc.pid) - before
+    finally:
+        stop(proc)
+    accepted = round(load["rps"] * seconds) - load["non2xx"]
+    return {"rate": accepted / seconds, "messages": accepted, "write_bytes": written, "non2xx": load["non2xx"],
+            "connections": connections}
+
+
+def _proc_write_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
 # -- the parent ------------------------------------------------------------------------------
 
 def run_child(kind: str, n: int, producers: int, workdir: Path, use_strace: bool) -> dict:
@@ -196,6 +238,10 @@ def main() -> None:
     parser.add_argument("--workdir", help="directory on the disk to measure (default: a temp dir under the repo)")
     parser.add_argument("--no-strace", action="store_true", help="do not count fsyncs")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--http-seconds", type=int, default=10,
+                        help="seconds of POST /__edge/emit load through a real server (0: skip)")
+    parser.add_argument("--http-connections", type=int, default=256,
+                        help="concurrent HTTP clients for that load (each waits for its message to be durable)")
     parser.add_argument("--child", choices=("edge", "huey"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -214,11 +260,12 @@ def main() -> None:
             print(f"warning: {workdir} is on {fs}: fsyncs and disk writes are free there; pass --workdir", file=sys.stderr)
         edge = run_child("edge", args.messages, args.producers, workdir, use_strace)
         huey = run_child("huey", args.huey_messages, 1, workdir, use_strace)
+        ingest = http_ingest(workdir, args.http_seconds, args.http_connections) if args.http_seconds else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     if args.json:
-        print(json.dumps({"edge": edge, "huey": huey, "machine": machine()}))
+        print(json.dumps({"edge": edge, "huey": huey, "http_ingest": ingest, "machine": machine()}))
         return
 
     def per(result, key):
@@ -244,6 +291,13 @@ def main() -> None:
         ("edge <= 0.1 fsync/message", None if per(edge, "fsyncs") is None else per(edge, "fsyncs") <= 0.1),
         ("edge <= 2 KiB written/message", per(edge, "write_bytes") <= 2048),
     ]
+    if ingest is not None:
+        per_msg = ingest["write_bytes"] / max(1, ingest["messages"])
+        print(f"POST /__edge/emit through `edge start`, wrk -c{ingest['connections']}: "
+              f"{ingest['rate']:,.0f} messages/s accepted (durable), {_bytes(per_msg)} written/message, "
+              f"non-2xx {ingest['non2xx']}")
+        targets += [("emit over HTTP >= 10,000/s", ingest["rate"] >= 10_000),
+                    ("emit over HTTP <= 2 KiB/message", per_msg <= 2048)]
     verdict = {True: "ok", False: "MISSED", None: "not measured"}
     print("targets: " + ", ".join(f"{name}: {verdict[ok]}" for name, ok in targets))
 
