@@ -91,18 +91,19 @@ class EdgeApp:
                 self.websockets_open -= 1
             return
         started = perf_counter()
+        method, path = scope.method, scope.path  # read once: each read builds a new str in Granian
         self.inflight += 1
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
-            status, headers, body = await self._http(scope, proto)
+            status, headers, body = await self._http(scope, proto, method, path)
         except asyncio.CancelledError:  # shutdown ran out of grace
             status, headers, body = error_response(503, detail="edge stopped before the handler finished; retry")
             if task is not None:
                 task.uncancel()
         except Exception as exc:  # a bug in edge itself: still answer, and say where to look
             error_id = new_id(6)
-            self.runtime.tracer.exception(f"edge failed on {scope.method} {scope.path} (error_id {error_id})", exc)
+            self.runtime.tracer.exception(f"edge failed on {method} {path} (error_id {error_id})", exc)
             status, headers, body = error_response(500, error_id=error_id)
             headers.append(("x-trace-id", error_id))
         finally:
@@ -113,10 +114,10 @@ class EdgeApp:
         streamed = status is None  # hook (issue 12): a streaming handler answered itself (streaming.py)
         if streamed:
             status = body  # ... and its status comes in place of the body
-        self.metrics.observe(scope.method, scope.path, status, perf_counter() - started)  # hook (issue 14)
+        self.metrics.observe(method, path, status, perf_counter() - started)  # hook (issue 14)
         if streamed:
             return
-        if scope.method == "HEAD":
+        if method == "HEAD":
             body = b""
         try:
             proto.response_bytes(status, headers, body)
@@ -124,16 +125,15 @@ class EdgeApp:
             pass
         # [cli hook] after the step's own lines, with the request's trace id; not for the
         # runtime's own endpoints (`edge logs --follow` polling would log itself forever)
-        if self.access_log and not scope.path.startswith("/__edge/"):
-            path = f"{scope.path}?{scope.query_string}" if scope.query_string else scope.path
+        if self.access_log and not path.startswith("/__edge/"):
+            path = f"{path}?{scope.query_string}" if scope.query_string else path
             trace = next((v for k, v in headers if k == "x-trace-id"), None)
-            self.runtime.tracer.log("info", access_line(scope.method, path, status,
+            self.runtime.tracer.log("info", access_line(method, path, status,
                                                         (perf_counter() - started) * 1000), trace_id=trace)
 
-    async def _http(self, scope, proto):
+    async def _http(self, scope, proto, method, path):
         """One HTTP request -> ``(status, headers, body)``. The hot path: kept flat."""
         req_headers = scope.headers
-        method, path = scope.method, scope.path
         trace_id = _trace_id(req_headers)
         origin = req_headers.get("origin")
         if self.runtime.stopping:
