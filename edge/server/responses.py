@@ -74,7 +74,14 @@ def _unencodable(value: Any, path: str = "$") -> str | None:
 def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """``{"status", "body", "headers"?}`` / ``ApiResponse`` / bare body -> a response triple."""
     if type(result) is dict and "status" in result:  # the common case first
-        status, body, headers = result["status"], result.get("body"), result.get("headers")
+        status, body = result["status"], result.get("body")
+        if (type(body) is dict or type(body) is list) and type(status) is int and 100 <= status <= 599 \
+                and "headers" not in result:  # the commonest: a JSON body, no headers
+            try:
+                return status, [("content-type", JSON)], _encoder.encode(body)
+            except (TypeError, ValueError, OverflowError):
+                raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
+        headers = result.get("headers")
     elif isinstance(result, ApiResponse):
         status, body, headers = result.status, result.body, result.headers
     elif isinstance(result, dict) and ("status" in result or "status_code" in result):
