@@ -40,6 +40,8 @@ TABLES = ("meta", "state", "queue", "dlq", "streams", "cron", "logs", "spans")
 INITIAL_MAP_SIZE = 64 << 20
 #: Largest single growth step, so a big store does not reserve gigabytes at once.
 MAX_GROWTH = 1 << 30
+#: Free bytes on the data directory's disk before a full disk counts as recovered (logged once).
+RECOVERED_FREE = 2 << 20
 #: Upper bound of functions per transaction: keeps one batch's latency bounded under load.
 MAX_BATCH = 2048
 
@@ -376,7 +378,9 @@ class Store:
                             child.commit()
                 self.commits += 1
                 self.ops_committed += len(batch)
-                if self.full:
+                if self.full and self._free_bytes() >= RECOVERED_FREE:
+                    # (on a nearly full disk small commits fit in freed pages while big ones do
+                    # not: without the margin the log would flap between full and not)
                     self.full = False
                     self._notice("info", f"the disk holding {self.path} has space again; writes succeed")
                 return
@@ -430,6 +434,14 @@ class Store:
                 "Free space on that disk or move --data-dir", str(self.path)
             )
         return StoreError(f"writing to the store in {self.path} failed: {text}")
+
+    def _free_bytes(self) -> int:
+        import shutil
+
+        try:
+            return shutil.disk_usage(self.path).free
+        except OSError:
+            return RECOVERED_FREE
 
     def _disk_nearly_full(self) -> bool:
         """LMDB reports a full tmpfs as an I/O error when its pages cannot be written back."""
