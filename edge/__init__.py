@@ -2,18 +2,23 @@
 
 Layer order (a module imports only modules above it):
 
-    errors, settings            plain values
-    schema, steps               user config: validation, discovery, trigger models
+    errors, settings, _format   plain values (and how numbers and lines are written)
+    _json, schema, steps        user config and input: depth-limited JSON, validation, discovery,
+                                trigger models
     _loops                      waiting from asyncio, trio or a thread (Completion, Pending)
-    store                       LMDB (the only importer of lmdb)
+    store, _lock, _limits       LMDB (the only importer of lmdb); the data-dir lock; open files
     tracing, _state, queues, streams, _cron   services over the store; take callables
                                 (invoke=, on_change=, dispatch=), never the runtime
-    context                     the ctx handed to handlers
+    context, _legacy            the ctx handed to handlers (and Motia 0.x's state answers)
     _boundary                   where handlers run (asyncio, trio, threads) and the guard around them
     runtime                     the composition root: builds every service explicitly, serves them
+    _metrics                    counters read at scrape time (GET /__edge/metrics)
     server                      Granian bridge + HTTP routing + WebSocket (with _loops and
                                 _boundary, the only importers of asyncio; the only one of granian)
-    cli, build                  entry points (only cli configures logging and calls sys.exit)
+    testing                     edge.testing: the runtime in-process, for users' tests
+    cli, build, scaffold        entry points (only cli configures logging and calls sys.exit)
+
+The ``motia`` package (next to ``edge`` in the distribution) maps Motia's API onto this one.
 
 Importing edge runs no user code.
 """
