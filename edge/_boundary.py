@@ -198,16 +198,17 @@ class Boundary:
             step.call is None or step.call.is_async or around is not None
             or getattr(trigger, "condition", None) is not None)
 
-    async def run_for(self, step, trigger, fn: Callable, *args) -> Any:
+    async def run_for(self, step, trigger, fn: Callable, *args, around=None) -> Any:
         """Run the coroutine function ``fn(*args)`` on the loop ``step``'s handlers run on, from
-        either loop: the queue service drains a subscription there, one hop per burst."""
+        either loop (the one place that decides): :meth:`invoke` runs a handler there, the queue
+        service drains a subscription there, one hop per burst."""
         here = current_library()
         host = self.host
         if host is not None:
             if step.runtime == "trio":
                 if here == "asyncio":
                     return await host.run_trio(fn, *args)
-            elif here == "trio" and self._hosted(step, trigger):
+            elif here == "trio" and self._hosted(step, trigger, around):
                 return await host.run_asyncio(fn, *args)
         return await fn(*args)
 
@@ -230,15 +231,8 @@ class Boundary:
         if limit is not None and limit != float("inf"):
             return await self._bounded(limit, self.invoke, step, trigger, input, trace_id=trace_id,
                                        parent=parent, ctx=ctx, around=around)
-        here = current_library()
-        host = self.host
-        if host is not None:
-            if step.runtime == "trio":
-                if here == "asyncio":
-                    return await host.run_trio(self.run, step, trigger, input, trace_id, parent, ctx, around)
-            elif here == "trio" and self._hosted(step, trigger, around):
-                return await host.run_asyncio(self.run, step, trigger, input, trace_id, parent, ctx, around)
-        return await self.run(step, trigger, input, trace_id, parent, ctx, around)
+        return await self.run_for(step, trigger, self.run, step, trigger, input, trace_id, parent, ctx, around,
+                                  around=around)
 
     @staticmethod
     async def _bounded(limit: float, fn: Callable, *args, **kw) -> Any:

@@ -220,10 +220,7 @@ class StateStore:
 
     # Synchronous forms, for the CLI (no writer thread) and Motia's un-awaited 0.x calls.
     def set_sync(self, group, key, value):
-        return self.store.write_sync(self._set_op(group, key, value))
-
-    def delete_sync(self, group, key):
-        return self.store.write_sync(self._delete_op(group, key))
+        return self.store.write_blocking(self._set_op(group, key, value))
 
 
 _OPS = ("set", "merge", "increment", "decrement", "remove")

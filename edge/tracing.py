@@ -79,8 +79,9 @@ class Tracer:
         self.out = out if out is not None else sys.stdout
         self.level = _LEVELS.get(level, 20)
         self.colour = mode == "dev" and getattr(self.out, "isatty", lambda: False)()
-        self._logs: deque = deque()
-        self._spans: deque = deque()
+        # Bounded: under load the oldest records go first (counted in ``dropped``).
+        self._logs: deque = deque(maxlen=MAX_PENDING)
+        self._spans: deque = deque(maxlen=MAX_PENDING)
         self.dropped = 0
         #: Hook (issue 14): invocations by (step, trigger type, status), for /__edge/metrics.
         self.counts: dict[tuple[str, str, str], int] = {}
@@ -103,10 +104,9 @@ class Tracer:
         record = LogRecord(time.time(), level, msg if type(msg) is str else str(msg), trace_id, step,
                            flows if type(flows) is tuple else tuple(flows), data)
         self._emit(record)
-        if self.store is not None:  # (as _buffer, inlined: one call less per log line)
+        if self.store is not None:
             logs = self._logs
-            if len(logs) >= MAX_PENDING:
-                logs.popleft()
+            if len(logs) == MAX_PENDING:
                 self.dropped += 1
             logs.append(record)
 
@@ -156,18 +156,9 @@ class Tracer:
         if self.store is None:
             return
         spans = self._spans
-        if len(spans) >= MAX_PENDING:
-            spans.popleft()
+        if len(spans) == MAX_PENDING:
             self.dropped += 1
         spans.append(span)
-
-    def _buffer(self, buffer: deque, item) -> None:
-        if self.store is None:
-            return
-        if len(buffer) >= MAX_PENDING:
-            buffer.popleft()
-            self.dropped += 1
-        buffer.append(item)
 
     # -- persistence ----------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
-from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec

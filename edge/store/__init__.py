@@ -250,11 +250,6 @@ class Store:
         self._thread = threading.Thread(target=self._writer_loop, name="edge-store-writer", daemon=True)
         self._thread.start()
 
-    @property
-    def writing(self) -> bool:
-        """Whether the writer thread runs (else writes commit on the calling thread)."""
-        return self._thread is not None
-
     def submit(self, fn: Callable[[Txn], Any]) -> Completion:
         """Queue ``fn`` for the next group commit now; the completion is set (on the loop
         thread) with its result, or failed with its error, once the batch is durable."""

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
 import msgspec
 
-from .records import StreamChange
 
 __all__ = ["Hub"]
 

@@ -55,7 +55,7 @@ class StreamEvent(Record):
 class StreamChange:
     """One committed change of an item, as published and as handed to ``on_change``."""
 
-    __slots__ = ("stream", "group", "id", "kind", "data", "old", "seq", "trace_id")
+    __slots__ = ("stream", "group", "id", "kind", "data", "old", "trace_id")
 
     def __init__(self, stream: str, group: str, id: str, kind: str = UPDATE, data: Any = None,
                  trace_id: str | None = None):
@@ -65,7 +65,6 @@ class StreamChange:
         self.kind = kind  # create | update | delete
         self.data = data  # the item (for delete: the item removed)
         self.old = None  # the item before (None for create)
-        self.seq: int | None = None
         #: the trace of the invocation that made the change: its stream triggers continue it
         self.trace_id = trace_id
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 import msgspec
 
-from .._loops import Pending, Ready, checkpoint, current_trace, in_async, track
+from .._loops import Pending, checkpoint, current_trace, in_async, track
 from ..errors import SchemaError
 from ..schema import compile_schema, to_builtins
 from .._state import StateError, apply_ops, check_ops, encode_value
@@ -207,16 +207,15 @@ class Streams:
         custom = {"type": event["type"], "data": to_builtins(event.get("data"))}
         return self.hub.publish(name, group, id, {"type": "event", "event": custom})
 
-    # Synchronous forms: Motia 1.0's synchronous ``Stream(...)`` calls, the CLI. Inside the
-    # running server they commit on the calling thread (one fsync each, blocking the loop).
+    # Synchronous forms (the CLI, tests): they block until the write is durable.
     def set_sync(self, name: str, group: str, id: str, data: Any) -> dict:
-        return self._execute_sync(self._plan_set(name, group, id, data))
+        return self._execute_blocking(self._plan_set(name, group, id, data))
 
     def update_sync(self, name: str, group: str, id: str, ops) -> dict:
-        return self._execute_sync(self._plan_update(name, group, id, ops))
+        return self._execute_blocking(self._plan_update(name, group, id, ops))
 
     def delete_sync(self, name: str, group: str, id: str) -> Any:
-        return self._execute_sync(self._plan_delete(name, group, id))
+        return self._execute_blocking(self._plan_delete(name, group, id))
 
     # -- write plans ------------------------------------------------------------------------
     # A plan is (stream, change, op): ``op(txn)`` for LMDB streams, or ``op(old) -> new item``
@@ -327,14 +326,6 @@ class Streams:
             return self.store.write_blocking(op)
         if self._apply_memory(stream, change, op) and self._fires(stream):
             self.store.write_blocking(lambda t: self.on_change(t, change))
-        return change.data
-
-    def _execute_sync(self, plan) -> Any:
-        stream, change, op = plan
-        if stream.memory is None:
-            return self.store.write_sync(op)
-        if self._apply_memory(stream, change, op) and self._fires(stream):
-            self.store.write_sync(lambda t: self.on_change(t, change))
         return change.data
 
     def _fires(self, stream: _Stream) -> bool:
