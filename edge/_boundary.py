@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import trio
 
-from ._loops import current_invocation, current_library
+from ._loops import current_invocation, current_library, maybe_await
 from .context import Context
 from .errors import BadResult, Retry
 from .tracing import Span, new_id
@@ -58,12 +58,6 @@ class HandlerError(Exception):
         super().__init__(f"{type(original).__name__}: {original}")
         self.original = original
         self.error_id = error_id
-
-
-async def maybe_await(value):
-    if hasattr(value, "__await__"):
-        return await value
-    return value
 
 
 def _hint(step, exc: BaseException) -> str | None:
@@ -325,6 +319,18 @@ class Boundary:
         if hasattr(result, "__await__"):  # a sync function that returned an awaitable
             result = await result
         return result
+
+    async def call_through(self, middleware, step, input, ctx) -> Any:
+        """Call the handler through HTTP middleware (``fn(req, ctx, next)``, outermost first)."""
+        if not middleware:
+            return await self.call(step, input, ctx)
+
+        async def chain(i):
+            if i == len(middleware):
+                return await self.call(step, input, ctx)
+            return await maybe_await(middleware[i](input, ctx, lambda: chain(i + 1)))
+
+        return await chain(0)
 
     async def in_thread(self, fn: Callable, *args) -> Any:
         """Run a blocking ``fn(*args)`` in the bounded pool, from asyncio or trio, keeping the

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._loops import Ready, in_async
+from ._loops import answer
 
 __all__ = ["LegacyState", "as_0x"]
 
@@ -38,11 +38,11 @@ class LegacyState:
 
     def get(self, group: str, key: str) -> Any:
         value = as_0x(self._state.get_nowait(group, key))
-        return Ready(value) if in_async() else value
+        return answer(value)
 
     def get_group(self, group: str) -> Any:
         value = as_0x(self._state.get_group_nowait(group))
-        return Ready(value) if in_async() else value
+        return answer(value)
 
     getGroup = get_group
 
@@ -61,7 +61,7 @@ class LegacyState:
 
     def exists(self, group: str, key: str) -> Any:
         found = self._state.get_nowait(group, key) is not None
-        return Ready(found) if in_async() else found
+        return answer(found)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._state, name)

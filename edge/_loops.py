@@ -20,7 +20,7 @@ from typing import Any, Callable
 import sniffio
 import trio
 
-__all__ = ["Completion", "Pending", "Ready", "current_library", "checkpoint", "in_async", "track",
+__all__ = ["Completion", "Pending", "Ready", "answer", "maybe_await", "current_library", "checkpoint", "in_async", "track",
            "current_invocation", "current_trace"]
 
 
@@ -35,6 +35,13 @@ def current_library() -> str | None:
 def in_async() -> bool:
     """True when the caller can ``await`` (it runs in an asyncio or a trio task)."""
     return current_library() is not None
+
+
+async def maybe_await(value):
+    """``await value`` when it is awaitable (user callbacks may be sync or async), else ``value``."""
+    if hasattr(value, "__await__"):
+        return await value
+    return value
 
 
 async def checkpoint() -> None:
@@ -143,6 +150,11 @@ class Ready:
 #: boundary): its ``trace_id`` is carried into the triggers its writes fire, and its
 #: ``pending`` list holds the writes it must wait for before it answers.
 current_invocation: contextvars.ContextVar[Any] = contextvars.ContextVar("edge_invocation", default=None)
+
+
+def answer(value: Any) -> Any:
+    """A read's value for the caller: awaitable in async code, plain in a thread."""
+    return Ready(value) if in_async() else value
 
 
 def track(completion: Completion) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from ._loops import Pending, Ready, current_trace, in_async, track
+from ._loops import Pending, answer, current_trace, in_async, track
 from .errors import INT_OUT_OF_RANGE, EdgeError
 from .records import Record
 
@@ -71,12 +71,6 @@ def encode_value(value: Any, what: str = "state value") -> bytes:
         raise StateError(f"{what}: {exc}") from None
 
 
-def _answer(value: Any) -> Any:
-    """A read's value: awaitable in async code, plain in a thread."""
-    return Ready(value) if in_async() else value
-
-
-_trace = current_trace
 
 
 def _to_builtins(value: Any) -> Any:
@@ -116,13 +110,13 @@ class StateStore:
     # is queued for the next group commit at call time, so it happens even if not awaited.
 
     def get(self, group: str, key: str) -> Any:
-        return _answer(self.get_nowait(group, key))
+        return answer(self.get_nowait(group, key))
 
     def get_group(self, group: str) -> list[Any]:
-        return _answer(self.get_group_nowait(group))
+        return answer(self.get_group_nowait(group))
 
     def list_groups(self) -> list[str]:
-        return _answer(self.list_groups_nowait())
+        return answer(self.list_groups_nowait())
 
     # The names Motia's dialects use for the same calls (``ctx.state`` is this store).
     getGroup = get_group
@@ -133,7 +127,7 @@ class StateStore:
 
     def _set_op(self, group, key, value):
         k = _key(group, key)
-        trace = _trace()
+        trace = current_trace()
         value = _to_builtins(value)
         packed = encode_value(value)
 
@@ -150,7 +144,7 @@ class StateStore:
 
     def _delete_op(self, group, key):
         k = _key(group, key)
-        trace = _trace()
+        trace = current_trace()
 
         def op(t):
             old = t.get("state", k)
@@ -166,7 +160,7 @@ class StateStore:
 
     def _clear_op(self, group):
         prefix = _key(group, "x")[:-1]
-        trace = _trace()
+        trace = current_trace()
 
         def op(t):
             items = list(t.scan("state", prefix))
@@ -182,7 +176,7 @@ class StateStore:
     def _update_op(self, group, key, ops):
         k = _key(group, key)
         ops = check_ops(ops)
-        trace = _trace()
+        trace = current_trace()
 
         def op(t):
             raw = t.get("state", k)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._loops import Ready, current_invocation, in_async
+from ._loops import answer, current_invocation, maybe_await
 from .records import Record
 
 __all__ = ["Context", "StepLogger", "TriggerInfo", "current_context"]
@@ -126,9 +126,7 @@ class Context:
         """The state store (``get``, ``set``, ``update``, ``get_group``/``getGroup``/``list``, ...)."""
         # hook (issue 12): steps written for Motia's 0.x runtime get 0.x's answers (edge._legacy)
         if self.step is not None and self.step.dialect != "1.0":
-            from ._legacy import LegacyState
-
-            return LegacyState(self._runtime.state)
+            return self._runtime.legacy_state
         return self._runtime.state
 
     @property
@@ -150,7 +148,7 @@ class Context:
         out = runtime.queues.prepare(self, event)
         if self.outbox is not None:
             self.outbox.append(out)
-            return Ready(None) if in_async() else None
+            return answer(None)
         return runtime.publish(out)
 
     emit = enqueue
@@ -200,6 +198,4 @@ class Context:
             raise KeyError(f"ctx.match: no handler for trigger type {kind!r} and no 'default'; "
                            f"given: {', '.join(map(repr, handlers)) or 'none'}")
         result = handler(self.input) if takes_input else handler()
-        if hasattr(result, "__await__"):
-            result = await result
-        return result
+        return await maybe_await(result)

@@ -19,6 +19,7 @@ import trio
 from ._boundary import Boundary, HandlerError, Host, Skipped, maybe_await
 from ._cron import CronJob, CronSchedule, serve_cron
 from ._loops import Pending, Ready, in_async, track
+from ._legacy import LegacyState
 from ._state import StateEvent, StateStore
 from .context import Context
 from .errors import EnqueueError
@@ -97,6 +98,8 @@ class Runtime:
             trigger_inputs={"stream": StreamEvent, "state": StateEvent}, **options,
         )
         self.state = StateStore(store, on_change=self.queues.on_state_change)
+        #: ``ctx.state`` for steps written for Motia's 0.x runtime (0.x's answers, edge._legacy).
+        self.legacy_state = LegacyState(self.state)
         self.streams = Streams(
             store, discovery.streams, on_change=self.queues.on_stream_change,
             triggered={t.stream_name for step in discovery.steps for t in step.triggers if t.type == "stream"},

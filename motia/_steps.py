@@ -6,8 +6,9 @@ A step file may export ``config`` and ``handler`` or one definition object
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Awaitable, Callable
+
+from edge._loops import maybe_await
 
 from ._types import StepConfig
 
@@ -48,12 +49,6 @@ def step(config: StepConfig | dict[str, Any], handler: StepHandler | None = None
     if handler is not None:
         return StepDefinition(config, handler)
     return StepBuilder(config)
-
-
-async def _maybe_await(value):
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 class MultiTriggerStepBuilder:
@@ -97,7 +92,7 @@ class MultiTriggerStepBuilder:
             if fn is None:
                 raise RuntimeError(f"No handler defined for trigger type: {kind}. "
                                    f"Available handlers: {', '.join(chosen)}")
-            return await _maybe_await(fn(ctx) if kind == "cron" else fn(input, ctx))
+            return await maybe_await(fn(ctx) if kind == "cron" else fn(input, ctx))
 
         return StepDefinition(self.config, handler)
 

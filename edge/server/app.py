@@ -23,7 +23,7 @@ from .._metrics import RequestMetrics
 from ..api import ApiRequest
 from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
 from .._json import JSONTooDeep, decode as decode_json  # faults hook (issue 10 item 6)
-from ..runtime import HandlerError, Runtime, Skipped, maybe_await
+from ..runtime import HandlerError, Runtime, Skipped
 from ..tracing import new_id
 from .access import AccessPolicy
 from .bodies import read_chunked, read_whole  # faults hook (issue 10 item 5)
@@ -219,18 +219,7 @@ class EdgeApp:
 
     async def _respond(self, ctx):
         """Inside the boundary: middleware (outermost first), the handler, the response."""
-        step, request = ctx.step, ctx.input
-        middleware = ctx.trigger_model.middleware
-        call = self.runtime.boundary.call
-        if middleware:
-            async def chain(i):
-                if i == len(middleware):
-                    return await call(step, request, ctx)
-                return await maybe_await(middleware[i](request, ctx, lambda: chain(i + 1)))
-
-            result = await chain(0)
-        else:
-            result = await call(step, request, ctx)
+        result = await self.runtime.boundary.call_through(ctx.trigger_model.middleware, ctx.step, ctx.input, ctx)
         return build_response(result)
 
     # -- request pieces -------------------------------------------------------------------

@@ -9,7 +9,7 @@ import msgspec
 from ..api import ApiResponse
 from ..errors import BadResult
 
-__all__ = ["build_response", "error_response", "json_body", "storage_full", "STATUS_TEXT"]
+__all__ = ["build_response", "error_response", "json_body", "json_payload", "storage_full", "STATUS_TEXT"]
 
 STATUS_TEXT = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -71,16 +71,21 @@ def _unencodable(value: Any, path: str = "$") -> str | None:
     return f"{type(value).__name__} at {path}"
 
 
+def json_payload(body: Any) -> bytes:
+    """``body`` as JSON bytes; BadResult saying what (and where) cannot be encoded."""
+    try:
+        return _encoder.encode(body)
+    except (TypeError, ValueError, OverflowError):
+        raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
+
+
 def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """``{"status", "body", "headers"?}`` / ``ApiResponse`` / bare body -> a response triple."""
     if type(result) is dict and "status" in result:  # the common case first
         status, body = result["status"], result.get("body")
         if (type(body) is dict or type(body) is list) and type(status) is int and 100 <= status <= 599 \
                 and "headers" not in result:  # the commonest: a JSON body, no headers
-            try:
-                return status, [("content-type", JSON)], _encoder.encode(body)
-            except (TypeError, ValueError, OverflowError):
-                raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
+            return status, [("content-type", JSON)], json_payload(body)
         headers = result.get("headers")
     elif isinstance(result, ApiResponse):
         status, body, headers = result.status, result.body, result.headers
@@ -115,10 +120,7 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         if not has_type:
             out.append(("content-type", "text/plain; charset=utf-8"))
     else:  # dicts, lists, numbers, Structs, models: JSON
-        try:
-            payload = _encoder.encode(body)
-        except (TypeError, ValueError, OverflowError):
-            raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
+        payload = json_payload(body)
         if not has_type:
             out.append(("content-type", JSON))
     return status, out, payload

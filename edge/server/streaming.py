@@ -30,7 +30,7 @@ import threading
 
 from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
 from ..errors import StorageFull
-from ..runtime import HandlerError, Skipped, maybe_await
+from ..runtime import HandlerError, Skipped
 from ..tracing import new_id
 from .responses import BadResult, build_response, error_response, storage_full
 
@@ -190,18 +190,8 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     sink = _Sink(proto, _extra_headers(app, trace_id, origin), asyncio.get_running_loop())
     response = ResponseStream(sink)
     args = HttpStreamArgs(request, response)
-    middleware = trigger.middleware
-    call = runtime.boundary.call
-
     async def respond(ctx):
-        if middleware:
-            async def chain(i):
-                if i == len(middleware):
-                    return await call(step, args, ctx)
-                return await maybe_await(middleware[i](args, ctx, lambda: chain(i + 1)))
-
-            return await chain(0)
-        return await call(step, args, ctx)
+        return await runtime.boundary.call_through(trigger.middleware, step, args, ctx)
 
     try:
         result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -373,7 +374,7 @@ class Store:
                             child.commit()
                 self.commits += 1
                 self.ops_committed += len(batch)
-                if self.full and self._free_bytes() >= RECOVERED_FREE:
+                if self.full and (self._free_bytes() or RECOVERED_FREE) >= RECOVERED_FREE:
                     # (on a nearly full disk small commits fit in freed pages while big ones do
                     # not: without the margin the log would flap between full and not)
                     self.full = False
@@ -430,22 +431,18 @@ class Store:
             )
         return StoreError(f"writing to the store in {self.path} failed: {text}")
 
-    def _free_bytes(self) -> int:
-        import shutil
-
+    def _free_bytes(self) -> int | None:
+        """Free bytes on the disk holding the data directory (None: cannot tell)."""
         try:
             return shutil.disk_usage(self.path).free
         except OSError:
-            return RECOVERED_FREE
+            return None
 
     def _disk_nearly_full(self) -> bool:
         """LMDB reports a full tmpfs as an I/O error when its pages cannot be written back."""
-        import shutil
+        free = self._free_bytes()
+        return free is not None and free < 4 * self._env.stat()["psize"] * 64
 
-        try:
-            return shutil.disk_usage(self.path).free < 4 * self._env.stat()["psize"] * 64
-        except OSError:
-            return False
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._loops import Ready, in_async
+from .._loops import answer
 from .records import StreamError
-
-
-def _answer(value: Any) -> Any:
-    """A read's value: awaitable in async code, plain in a thread."""
-    return Ready(value) if in_async() else value
 
 if TYPE_CHECKING:
     from .store import Streams
@@ -30,7 +25,7 @@ class StreamHandle:
     # From async code ``await`` these; from a sync handler's thread they return the result.
 
     def get(self, group_id: str, id: str) -> Any:
-        return _answer(self._streams.get_nowait(self.name, group_id, id))
+        return answer(self._streams.get_nowait(self.name, group_id, id))
 
     def set(self, group_id: str, id: str, data: Any) -> dict:
         return self._streams.set(self.name, group_id, id, data)
@@ -39,7 +34,7 @@ class StreamHandle:
         return self._streams.delete(self.name, group_id, id)
 
     def get_group(self, group_id: str) -> list[Any]:
-        return _answer(self._streams.get_group_nowait(self.name, group_id))
+        return answer(self._streams.get_group_nowait(self.name, group_id))
 
     getGroup = get_group
     list = get_group
@@ -49,10 +44,10 @@ class StreamHandle:
 
     def send(self, channel: dict, event: dict) -> None:
         self._streams.send_nowait(self.name, channel, event)
-        return _answer(None)
+        return answer(None)
 
     def list_groups(self) -> list[str]:
-        return _answer(self._streams.list_groups_nowait(self.name))
+        return answer(self._streams.list_groups_nowait(self.name))
 
     listGroups = list_groups
 
