@@ -137,3 +137,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("anyio") is not None:
             item.own_markers[:] = [m for m in item.own_markers if m.name != "trio"]
+
+
+def state_value(client, group: str, key: str):
+    """The value stored at ``group``/``key`` through the runtime's endpoint, or None."""
+    r = client.get("/__edge/state", params={"group": group, "key": key})
+    return r.json()["value"] if r.status_code == 200 else None

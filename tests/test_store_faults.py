@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from .conftest import EdgeServer, wait_for, write_project
+from .conftest import EdgeServer, state_value, wait_for, write_project
 
 FULL_DISK_PROJECT = {
     "steps/put_step.py": """
@@ -128,13 +128,19 @@ def test_a_full_disk_is_507_reads_go_on_and_writes_come_back(tmp_path, small_dis
             # Messages that met the full disk waited: none was dead-lettered for lack of space.
             wait_for(lambda: client.get("/__edge/health").json()["queues"]["depth"] == 0, timeout=30)
             assert client.get("/__edge/dlq").json()["dead_letters"] == []
+            # ... and ran once there was space: every acknowledged item was processed
+            for key in acked:
+                if key.startswith("k"):
+                    assert state_value(client, "saved", key) == {"blob": "y" * 100_000}, key
     finally:
         server.kill()  # SIGKILL
+    blob = {"blob": "z" * 100_000}
     restarted = EdgeServer(project, data_dir).start()
     try:
         with restarted.client() as client:
+            expected = {"first": {"v": 1}, "after": {"v": 2}}
             for key in acked:
-                assert client.get(f"/items/{key}").status_code == 200, key
+                assert client.get(f"/items/{key}").json() == expected.get(key, blob), key
     finally:
         restarted.kill()
 
