@@ -152,6 +152,7 @@ PROJECT = {
         config = {"name": "Blocking", "triggers": [{"type": "http", "method": "GET", "path": "/block"}]}
 
         def handler(req, ctx):
+            ctx.state.set("sync", "started", True)
             time.sleep(float(req.query_params["s"]))
             ctx.state.set("sync", "slept", {"s": req.query_params["s"]})   # returns the value here
             return {"status": 200, "body": {"slept": ctx.state.get("sync", "slept")}}
@@ -303,8 +304,8 @@ def test_a_blocking_sync_handler_stalls_nobody(server):
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.2)
     with server.client() as c:
+        wait_for(lambda: state_value(c, "sync", "started"))  # the sync handler is now sleeping
         started = time.monotonic()
         for _ in range(5):
             assert c.get("/ok").status_code == 200
