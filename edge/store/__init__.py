@@ -374,7 +374,7 @@ class Store:
                             child.commit()
                 self.commits += 1
                 self.ops_committed += len(batch)
-                if self.full and (self._free_bytes() or RECOVERED_FREE) >= RECOVERED_FREE:
+                if self.full and self._has_room_again():
                     # (on a nearly full disk small commits fit in freed pages while big ones do
                     # not: without the margin the log would flap between full and not)
                     self.full = False
@@ -389,7 +389,7 @@ class Store:
                     op.after = []
                 if isinstance(error, StorageFull) and not self.full:
                     self.full = True
-                    self._notice("error", f"{error} Until then writes answer 507 and queue messages wait; "
+                    self._notice("error", f"{error}. Until then writes answer 507 and queue messages wait; "
                                           "reads go on")
                 return
 
@@ -437,6 +437,11 @@ class Store:
             return shutil.disk_usage(self.path).free
         except OSError:
             return None
+
+    def _has_room_again(self) -> bool:
+        """Enough free space to call the disk recovered (0 free is full, not "cannot tell")."""
+        free = self._free_bytes()
+        return free is None or free >= RECOVERED_FREE
 
     def _disk_nearly_full(self) -> bool:
         """LMDB reports a full tmpfs as an I/O error when its pages cannot be written back."""
