@@ -185,14 +185,15 @@ class Boundary:
 
     # -- where it runs ----------------------------------------------------------------------
 
-    def _hosted(self, step, trigger=None, around=None) -> bool:
+    def _hosted(self, step, trigger=None, finish=None) -> bool:
         """Whether ``step`` runs on the asyncio host (else in trio: a trio step, no host, or a
-        sync handler without condition, whose thread can be started from either loop)."""
+        sync handler without condition or middleware, whose thread can be started from either
+        loop)."""
         return self.host is not None and step.runtime != "trio" and (
-            step.call is None or step.call.is_async or around is not None
-            or getattr(trigger, "condition", None) is not None)
+            step.call is None or step.call.is_async or finish is not None
+            or getattr(trigger, "condition", None) is not None or bool(getattr(trigger, "middleware", None)))
 
-    async def run_for(self, step, trigger, fn: Callable, *args, around=None) -> Any:
+    async def run_for(self, step, trigger, fn: Callable, *args, finish=None) -> Any:
         """Run the coroutine function ``fn(*args)`` on the loop ``step``'s handlers run on, from
         either loop (the one place that decides): :meth:`invoke` runs a handler there, the queue
         service drains a subscription there, one hop per burst."""
@@ -202,17 +203,18 @@ class Boundary:
             if step.runtime == "trio":
                 if here == "asyncio":
                     return await host.run_trio(fn, *args)
-            elif here == "trio" and self._hosted(step, trigger, around):
+            elif here == "trio" and self._hosted(step, trigger, finish):
                 return await host.run_asyncio(fn, *args)
         return await fn(*args)
 
     async def invoke(self, step, trigger, input: Any, *, trace_id: str, parent: str | None = None,
-                     ctx: Context | None = None, around: Callable | None = None,
+                     ctx: Context | None = None, finish: Callable | None = None,
                      limit: float | None = None) -> tuple[Any, Context]:
         """Run ``step``'s handler for ``trigger`` once, on the loop it belongs to, from either loop.
 
-        ``around(ctx)``, when given, replaces the plain handler call (HTTP: middleware, then the
-        response built inside the boundary, so a bad result is this invocation's error).
+        An HTTP trigger's middleware run around the handler (outermost first). ``finish(result)``,
+        when given, turns the result into what the caller needs inside the boundary (HTTP: the
+        response, so a result that cannot be sent is this invocation's error).
 
         Returns:
             ``(result, ctx)``; ``ctx.outbox`` holds what a queued invocation enqueued.
@@ -224,9 +226,9 @@ class Boundary:
         """
         if limit is not None and limit != float("inf"):
             return await self._bounded(limit, self.invoke, step, trigger, input, trace_id=trace_id,
-                                       parent=parent, ctx=ctx, around=around)
-        return await self.run_for(step, trigger, self.run, step, trigger, input, trace_id, parent, ctx, around,
-                                  around=around)
+                                       parent=parent, ctx=ctx, finish=finish)
+        return await self.run_for(step, trigger, self.run, step, trigger, input, trace_id, parent, ctx, finish,
+                                  finish=finish)
 
     @staticmethod
     async def _bounded(limit: float, fn: Callable, *args, **kw) -> Any:
@@ -240,8 +242,9 @@ class Boundary:
 
     # -- the guarded run -------------------------------------------------------------------
 
-    async def run(self, step, trigger, input, trace_id, parent=None, ctx=None, around=None):
-        """The boundary itself, on the loop the caller is on (see :meth:`invoke`)."""
+    async def run(self, step, trigger, input, trace_id, parent=None, ctx=None, finish=None):
+        """The boundary itself, on the loop the caller is on (see :meth:`invoke`). Kept flat: it
+        is on every request's path."""
         span_id = new_id()
         if ctx is None:
             queued = trigger is not None and trigger.type in QUEUED_TYPES
@@ -257,10 +260,18 @@ class Boundary:
             if condition is not None and not await maybe_await(condition(input, ctx)):
                 status = "skipped"
                 raise Skipped()
-            if around is not None:
-                result = await around(ctx)
+            call = step.call
+            middleware = getattr(trigger, "middleware", None)
+            if middleware:
+                result = await self.call_through(middleware, step, input, ctx)
+            elif call is not None and call.is_async:  # the common case, inline
+                arity = call.arity
+                result = await call.fn(*((input, ctx) if arity == 2 else ((ctx if call.ctx_only else input),)
+                                         if arity == 1 else ()))
             else:
                 result = await self.call(step, input, ctx)
+            if finish is not None:
+                result = finish(result)
             for done in ctx.pending:  # writes the handler started are durable; one it never
                 if not done.observed:  # awaited that failed fails the invocation
                     await done.wait()

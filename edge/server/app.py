@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from asyncio.tasks import _current_tasks
 from time import perf_counter
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -70,6 +71,7 @@ class EdgeApp:
         self.inflight = 0
         self._idle: asyncio.Future | None = None  # created by wait_idle (shutdown) only
         self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop requests arrive on (cached)
         self.cors = tuple(settings.cors_origins)
         #: Hook (issue 14): requests by route and status for GET /__edge/metrics.
         self.metrics = RequestMetrics(self)
@@ -93,10 +95,28 @@ class EdgeApp:
         started = perf_counter()
         method, path = scope.method, scope.path  # read once: each read builds a new str in Granian
         self.inflight += 1
-        task = asyncio.current_task()
+        # asyncio.current_task() asks for the running loop, which costs a getpid(2) each time
+        task = _current_tasks.get(self._loop)
+        if task is None:
+            task = asyncio.current_task()
+            self._loop = task.get_loop() if task is not None else None
         self._tasks.add(task)
         try:
-            status, headers, body = await self._http(scope, proto, method, path)
+            req_headers = scope.headers
+            trace_id = _trace_id(req_headers)
+            origin = req_headers.get("origin")
+            if self.runtime.stopping:
+                status, headers, body = error_response(503, detail="edge is shutting down; retry shortly")
+            elif origin is not None and method == "OPTIONS" and req_headers.get("access-control-request-method"):
+                status, headers, body = self._preflight(path, req_headers, origin)
+            else:
+                status, headers, body = await self._dispatch(scope, proto, req_headers, method, path, trace_id)
+            headers.append(("x-trace-id", trace_id))
+            if origin is not None and self._cors_allows(origin):
+                headers.append(("access-control-allow-origin", "*" if "*" in self.cors else origin))
+                headers.append(("access-control-expose-headers", "x-trace-id"))
+                if "*" not in self.cors:
+                    headers.append(("vary", "origin"))
         except asyncio.CancelledError:  # shutdown ran out of grace
             status, headers, body = error_response(503, detail="edge stopped before the handler finished; retry")
             if task is not None:
@@ -106,6 +126,7 @@ class EdgeApp:
             self.runtime.tracer.exception(f"edge failed on {method} {path} (error_id {error_id})", exc)
             status, headers, body = error_response(500, error_id=error_id)
             headers.append(("x-trace-id", error_id))
+            trace_id = error_id
         finally:
             self._tasks.discard(task)
             self.inflight -= 1
@@ -127,28 +148,8 @@ class EdgeApp:
         # runtime's own endpoints (`edge logs --follow` polling would log itself forever)
         if self.access_log and not path.startswith("/__edge/"):
             path = f"{path}?{scope.query_string}" if scope.query_string else path
-            trace = next((v for k, v in headers if k == "x-trace-id"), None)
             self.runtime.tracer.log("info", access_line(method, path, status,
-                                                        (perf_counter() - started) * 1000), trace_id=trace)
-
-    async def _http(self, scope, proto, method, path):
-        """One HTTP request -> ``(status, headers, body)``. The hot path: kept flat."""
-        req_headers = scope.headers
-        trace_id = _trace_id(req_headers)
-        origin = req_headers.get("origin")
-        if self.runtime.stopping:
-            status, headers, body = error_response(503, detail="edge is shutting down; retry shortly")
-        elif origin is not None and method == "OPTIONS" and req_headers.get("access-control-request-method"):
-            status, headers, body = self._preflight(path, req_headers, origin)
-        else:
-            status, headers, body = await self._dispatch(scope, proto, req_headers, method, path, trace_id)
-        headers.append(("x-trace-id", trace_id))
-        if origin is not None and self._cors_allows(origin):
-            headers.append(("access-control-allow-origin", "*" if "*" in self.cors else origin))
-            headers.append(("access-control-expose-headers", "x-trace-id"))
-            if "*" not in self.cors:
-                headers.append(("vary", "origin"))
-        return status, headers, body
+                                                        (perf_counter() - started) * 1000), trace_id=trace_id)
 
     async def _dispatch(self, scope, proto, req_headers, method, path, trace_id):
         endpoint = match = None
@@ -206,9 +207,9 @@ class EdgeApp:
         runtime = self.runtime
         try:
             if step.runtime == "asyncio":  # already on the loop it runs on: the boundary itself
-                response, _ = await runtime.boundary.run(step, trigger, request, trace_id, None, None, self._respond)
+                response, _ = await runtime.boundary.run(step, trigger, request, trace_id, None, None, build_response)
             else:
-                response, _ = await runtime.invoke(step, trigger, request, trace_id=trace_id, around=self._respond)
+                response, _ = await runtime.invoke(step, trigger, request, trace_id=trace_id, finish=build_response)
             return response
         except Skipped:
             return error_response(422, error="Request condition not met", skipped=True)
@@ -216,15 +217,6 @@ class EdgeApp:
             if isinstance(exc.original, StorageFull):
                 return storage_full(exc.original, error_id=exc.error_id)
             return error_response(500, error_id=exc.error_id)
-
-    async def _respond(self, ctx):
-        """Inside the boundary: middleware (outermost first), the handler, the response."""
-        middleware, boundary = ctx.trigger_model.middleware, self.runtime.boundary
-        if middleware:
-            result = await boundary.call_through(middleware, ctx.step, ctx.input, ctx)
-        else:  # the common case: one coroutine layer less per request
-            result = await boundary.call(ctx.step, ctx.input, ctx)
-        return build_response(result)
 
     # -- request pieces -------------------------------------------------------------------
 

@@ -190,12 +190,8 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     sink = _Sink(proto, _extra_headers(app, trace_id, origin), asyncio.get_running_loop())
     response = ResponseStream(sink)
     args = HttpStreamArgs(request, response)
-    async def respond(ctx):
-        return await runtime.boundary.call_through(trigger.middleware, step, args, ctx)
-
     try:
-        result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,
-                                                                    around=respond))
+        result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id))
     except Skipped:
         if not sink.started:
             return error_response(422, error="Request condition not met", skipped=True)
