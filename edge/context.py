@@ -96,7 +96,7 @@ class Context:
     then wait in state for its worker's answer).
     """
 
-    __slots__ = ("_runtime", "step", "trigger_model", "trace_id", "logger", "outbox", "_trigger",
+    __slots__ = ("_runtime", "step", "trigger_model", "trace_id", "_logger", "outbox", "_trigger",
                  "span_id", "input", "pending")
 
     def __init__(self, runtime, step, trigger, trace_id: str, span_id: str | None = None,
@@ -107,11 +107,18 @@ class Context:
         self.trace_id = trace_id
         self.span_id = span_id
         self.input = input
-        self.logger = StepLogger(self)
+        self._logger = None  # built on first use: most invocations never log
         self.outbox = outbox
         self._trigger = None
         #: Writes this invocation started (awaited or not): the boundary waits for them.
         self.pending: list = []
+
+    @property
+    def logger(self) -> StepLogger:
+        logger = self._logger
+        if logger is None:
+            logger = self._logger = StepLogger(self)
+        return logger
 
     @property
     def traceId(self) -> str:

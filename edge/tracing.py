@@ -64,8 +64,21 @@ def new_id(nbytes: int = 8) -> str:
 _ID_FORMATS = {n: f"%0{n * 2}x" for n in range(1, 33)}
 
 
-_json = msgspec.json.Encoder()
-_pack = msgspec.msgpack.Encoder()
+def _as_text(value: Any) -> str:
+    """What a log record shows for data JSON has no form for (a log call never fails on it)."""
+    return repr(value)
+
+
+_json = msgspec.json.Encoder(enc_hook=_as_text)
+_pack = msgspec.msgpack.Encoder(enc_hook=_as_text)
+
+
+def _encode_record(encode, record) -> bytes:
+    """``encode(record)``; data it cannot encode even so (an int past 64 bits) shown as text."""
+    try:
+        return encode(record)
+    except (TypeError, ValueError, OverflowError):
+        return encode(msgspec.structs.replace(record, data=repr(record.data)))
 _unpack_log = msgspec.msgpack.Decoder(LogRecord)
 _unpack_span = msgspec.msgpack.Decoder(Span)
 
@@ -85,7 +98,7 @@ class Tracer:
         self.dropped = 0
         #: Hook (issue 14): invocations by (step, trigger type, status), for /__edge/metrics.
         self.counts: dict[tuple[str, str, str], int] = {}
-        self._outbuf: list[str] = []
+        self._outbuf: list = []  # readable lines (edge dev) or LogRecords (edge start)
         #: True while serve_flush runs: step lines then wait for its next stdout write;
         #: without the flush task every line is written at once.
         self._batching = False
@@ -118,11 +131,11 @@ class Tracer:
         self.log("error", msg, data=data, **fields)
 
     def _emit(self, record: LogRecord) -> None:
-        line = self._readable(record) if self.mode == "dev" else _json.encode(record).decode() + "\n"
         # Step lines are collected and written once per STDOUT_FLUSH_INTERVAL: one write(2),
-        # and one GIL hand-off, per batch instead of per buffer-full. Errors and the runtime's
-        # own lines go out at once (and take what is waiting with them, in order).
-        self._outbuf.append(line)
+        # and one GIL hand-off, per batch instead of per buffer-full; in `edge start` they are
+        # encoded as JSON lines then too, in one call. Errors and the runtime's own lines go
+        # out at once (and take what is waiting with them, in order).
+        self._outbuf.append(self._readable(record) if self.mode == "dev" else record)
         if (record.level == "error" or record.step is None or not self._batching
                 or len(self._outbuf) >= MAX_BUFFERED_LINES):
             self.flush_stdout()
@@ -173,7 +186,7 @@ class Tracer:
             items = []
             while buffer:
                 self._seq[table] += 1
-                items.append((self._seq[table].to_bytes(8, "big"), _pack.encode(buffer.popleft())))
+                items.append((self._seq[table].to_bytes(8, "big"), _encode_record(_pack.encode, buffer.popleft())))
             batches.append((table, items, self._seq[table] - MAX_KEPT))
         self.store.write_nowait(lambda t: _append(t, batches))
 
@@ -195,10 +208,17 @@ class Tracer:
             self.flush()
 
     def flush_stdout(self) -> None:
-        if not self._outbuf:
+        lines = self._outbuf
+        if not lines:
             return
-        text = "".join(self._outbuf)
-        self._outbuf.clear()
+        self._outbuf = []
+        if self.mode == "dev":
+            text = "".join(lines)
+        else:
+            try:
+                text = _json.encode_lines(lines).decode()
+            except (TypeError, ValueError, OverflowError):
+                text = "".join(_encode_record(_json.encode, r).decode() + "\n" for r in lines)
         try:
             self.out.write(text)
             self.out.flush()

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import EdgeServer, write_project
+from tests.conftest import EdgeServer, wait_for, write_project
 from tests.test_ws import NodeClient, masked_text, node_client_dir, raw_ws, ws_connect  # noqa: F401 (fixture)
 
 DEEP = 50_000
@@ -51,6 +51,18 @@ DEEP_APP = {
                 value = {"a": value}
             await ctx.state.set("things", "built", value)
             return {"status": 201, "body": {"ok": True}}
+    """,
+    "steps/odd_log_step.py": """
+        config = {"name": "OddLog", "triggers": [{"type": "http", "method": "POST", "path": "/odd-log"}]}
+
+        class Sensor:
+            def __repr__(self):
+                return "<Sensor 7>"
+
+        async def handler(req, ctx):
+            ctx.logger.info("odd data", {"sensor": Sensor()})
+            ctx.logger.info("huge number", {"n": 2 ** 70})
+            return {"status": 200, "body": {"ok": True}}
     """,
     "steps/worker_step.py": """
         config = {"name": "Worker", "triggers": [{"type": "queue", "topic": "deep"}]}
@@ -93,6 +105,20 @@ def test_a_handler_storing_deep_data_fails_alone(deep_server):
         assert r.json()["error"] == "Internal Server Error"
         assert http.get("/__edge/health").json()["status"] == "ok"
         assert http.post("/things", json={"after": True}).status_code == 201
+
+
+def test_log_data_json_has_no_form_for_is_shown_as_text_and_fails_nothing(deep_server):
+    with deep_server.client() as http:
+        assert http.post("/odd-log").json() == {"ok": True}
+        odd = wait_for(lambda: [r for r in deep_server.logs() if r.get("step") == "OddLog"][-2:] or None)
+        assert [(r["msg"], r["data"]) for r in odd] == [
+            ("odd data", {"sensor": "<Sensor 7>"}), ("huge number", {"n": 2 ** 70})]
+        # ... kept in the store too (edge logs), where integers have 64 bits: past that, as text
+        kept = wait_for(lambda: [(r["msg"], r["data"]) for r in
+                                 http.get("/__edge/logs", params={"step": "OddLog"}).json()["logs"]][-2:] or None,
+                        timeout=5)
+        assert kept == [("odd data", {"sensor": "<Sensor 7>"}), ("huge number", repr({"n": 2 ** 70}))]
+        assert http.get("/__edge/health").json()["status"] == "ok"
 
 
 # -- a second instance on one data directory (item 7) ----------------------------------------
