@@ -52,6 +52,20 @@ PROJECT = {
                 await ctx.state.set("g", "k" * 600, 1)
             raise RuntimeError("handler exploded")
     """,
+    "steps/enqueue_then_raise_step.py": """
+        config = {"name": "EnqueueThenRaise", "triggers": [{"type": "http", "method": "POST", "path": "/order"}],
+                  "enqueues": ["order.placed"]}
+
+        async def handler(req, ctx):
+            await ctx.enqueue({"topic": "order.placed", "data": {"id": req.body["id"]}})
+            raise RuntimeError("the answer failed after the enqueue")
+    """,
+    "steps/order_worker_step.py": """
+        config = {"name": "OrderWorker", "triggers": [{"type": "queue", "topic": "order.placed"}]}
+
+        async def handler(data, ctx):
+            await ctx.state.set("orders", data["id"], {"placed": True})
+    """,
     "steps/ok_step.py": """
         config = {"name": "Ok", "triggers": [{"type": "http", "method": "GET", "path": "/ok"}]}
 
@@ -279,6 +293,14 @@ def test_asyncio_code_works_on_every_trigger_type(client):
     # cron, every second, with run_in_executor: it stored the loop's time
     ran = wait_for(lambda: state_value(client, "cron", "ran"))
     assert isinstance(ran["at"], float) and ran["at"] > 0
+
+
+def test_an_http_handler_that_enqueues_then_raises_still_delivers(client):
+    # Motia's semantics (docs/architecture.md): an HTTP step's enqueue is durable once awaited,
+    # so the worker runs even though the request itself failed afterwards.
+    r = client.post("/order", json={"id": "o-17"})
+    assert r.status_code == 500 and r.json()["error"] == "Internal Server Error"
+    assert wait_for(lambda: state_value(client, "orders", "o-17")) == {"placed": True}
 
 
 def test_a_trio_handler_runs_by_the_documented_route_on_http_and_queue(client):
