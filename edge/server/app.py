@@ -27,7 +27,7 @@ from .._json import JSONTooDeep, decode as decode_json  # faults hook (issue 10 
 from ..runtime import HandlerError, Runtime, Skipped
 from ..tracing import new_id
 from .access import AccessPolicy
-from .bodies import read_chunked, read_whole  # faults hook (issue 10 item 5)
+from .bodies import ended_early, read_chunked  # faults hook (issue 10 item 5)
 from .responses import JSON, build_response, error_response, json_body, storage_full
 from .routing import Router
 
@@ -233,7 +233,10 @@ class EdgeApp:
             if length == 0:
                 return b"", None
             # Declared and within the limit: one read (Granian enforces the declared length).
-            return await read_whole(proto)  # faults hook (issue 10 item 5): short body -> 400
+            try:
+                return await proto(), None
+            except Exception:  # the body broke off: RSGIProtocolClosed (RSGI), BodyEndedEarly (ASGI)
+                return b"", ended_early()  # faults hook (issue 10 item 5): short body -> 400
         if headers.get("transfer-encoding") is None:
             return b"", None  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
         # faults hook (issue 10 item 5): a chunked body cut off -> 400 (edge/server/bodies.py)

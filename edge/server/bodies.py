@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .responses import error_response
 
-__all__ = ["BodyEndedEarly", "ENDED_EARLY", "read_whole", "read_chunked"]
+__all__ = ["BodyEndedEarly", "ENDED_EARLY", "ended_early", "read_chunked"]
 
 ENDED_EARLY = "request body ended early"
 
@@ -31,14 +31,6 @@ class BodyEndedEarly(ConnectionError):
 
 def ended_early():
     return error_response(400, error=ENDED_EARLY)
-
-
-async def read_whole(proto):
-    """The body of a request with a ``Content-Length``: ``(body, None)`` or ``(b"", 400)``."""
-    try:
-        return await proto(), None
-    except Exception:  # RSGIProtocolClosed (RSGI), BodyEndedEarly (ASGI): the body broke off
-        return b"", ended_early()
 
 
 async def read_chunked(proto, max_body: int, too_large):
