@@ -66,6 +66,9 @@ _EXCLUDES = (
     # installed next to edge for its tests, never imported by the runtime
     "pytest", "_pytest", "pytest_trio", "pluggy", "httpx", "httpcore", "websockets", "huey",
     "anyio", "pygments",
+    # the optional OTLP exporter (edge[otlp], edge/_otlp.py imports it only when configured):
+    # protobuf and requests with it would add megabytes; bundled when the project imports it
+    "opentelemetry",
     # fallbacks never taken: the C decimal module is always there; xmlrpc only for multiprocessing's
     # unused xmlrpc serializer
     "_pydecimal", "xmlrpc",

@@ -8,9 +8,11 @@ trio nursery. Services never import this module and nothing is patched onto anyt
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 import msgspec
@@ -110,8 +112,15 @@ class Runtime:
 
     @classmethod
     def open(cls, settings, discovery, *, out=None, **options) -> "Runtime":
+        exporter = None
+        if settings.otlp_endpoint:  # before the store: a missing exporter package is a ConfigError
+            from ._otlp import OTLPExport
+
+            service = os.environ.get("OTEL_SERVICE_NAME") or Path(settings.dir).resolve().name or "edge"
+            exporter = OTLPExport(settings.otlp_endpoint, service, log=lambda level, msg: tracer.log(level, msg))
         store = Store.open(settings.data_dir, settings.durability)
         tracer = Tracer(store, mode=settings.mode, out=out, level=settings.log_level)
+        tracer.exporter = exporter
         return cls(settings, discovery, store, tracer, **options)
 
     def schema_for(self, step, trigger):
@@ -218,6 +227,8 @@ class Runtime:
                     host.nursery = nursery
                     self.boundary.host = host
                 await nursery.start(self.tracer.serve_flush)
+                if self.tracer.exporter is not None:
+                    await nursery.start(self.tracer.exporter.serve)
                 await nursery.start(self.queues.serve)
                 if self.cron_jobs and cron:
                     await nursery.start(self.serve_cron)
@@ -241,4 +252,6 @@ class Runtime:
         }
         if self.streams.streams:
             out["streams"] = self.streams.health()
+        if self.tracer.exporter is not None:
+            out["otlp"] = self.tracer.exporter.stats()
         return out

@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Seconds an HTTP connection may wait for (the head of) its next request: connections
     #: that never send one, and idle keep-alive connections, are closed after it.
     idle_timeout: float = 30.0
+    #: An OpenTelemetry collector's OTLP/HTTP address: spans are exported there (edge._otlp).
+    otlp_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **flags) -> "Settings":
@@ -51,7 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("dir", Path), ("host", str), ("port", int), ("data_dir", Path),
             ("durability", str), ("max_body", "size"), ("token", str), ("grace", float),
             ("cors_origins", "list"), ("log_level", str), ("threads", int), ("allowed_hosts", "list"),
-            ("streams_require_token", "bool"), ("idle_timeout", float),
+            ("streams_require_token", "bool"), ("idle_timeout", float), ("otlp_endpoint", str),
         ):
             raw = flags.get(name)
             source = f"--{name.replace('_', '-')}"
@@ -80,6 +82,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if values.get("streams_require_token") and not values.get("token"):
             raise ConfigError("EDGE_STREAMS_REQUIRE_TOKEN=1 needs EDGE_TOKEN: set EDGE_TOKEN to the token stream "
                               "clients must send (subprotocols [\"Authorization\", token] or ?authToken=)")
+        otlp = values.get("otlp_endpoint")
+        if otlp is not None and not otlp.startswith(("http://", "https://")):
+            raise ConfigError("EDGE_OTLP_ENDPOINT: expected the http:// or https:// address of an OTLP/HTTP "
+                              f'collector (e.g. http://127.0.0.1:4318), got "{otlp}"')
         settings = cls(**values)
         if "data_dir" not in values:
             settings = msgspec.structs.replace(settings, data_dir=settings.dir / ".edge")

@@ -103,6 +103,8 @@ class Tracer:
         #: without the flush task every line is written at once.
         self._batching = False
         self._seq = {"logs": 0, "spans": 0}
+        #: Where kept spans also go (edge._otlp.OTLPExport, EDGE_OTLP_ENDPOINT), or None.
+        self.exporter = None
         if store is not None:
             for table in ("logs", "spans"):
                 last = store.read(lambda t, table=table: next(t.scan(table, reverse=True), None))
@@ -183,11 +185,15 @@ class Tracer:
         for table, buffer in (("logs", self._logs), ("spans", self._spans)):
             if not buffer:
                 continue
-            items = []
-            while buffer:
-                self._seq[table] += 1
-                items.append((self._seq[table].to_bytes(8, "big"), _encode_record(_pack.encode, buffer.popleft())))
-            batches.append((table, items, self._seq[table] - MAX_KEPT))
+            records = list(buffer)
+            buffer.clear()
+            if table == "spans" and self.exporter is not None:
+                self.exporter.add(records)
+            seq = self._seq[table]
+            items = [((seq + i).to_bytes(8, "big"), _encode_record(_pack.encode, record))
+                     for i, record in enumerate(records, 1)]
+            self._seq[table] = seq = seq + len(records)
+            batches.append((table, items, seq - MAX_KEPT))
         self.store.write_nowait(lambda t: _append(t, batches))
 
     async def serve_flush(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
