@@ -9,7 +9,6 @@ timeout is a failed attempt).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from importlib import metadata
 
 import httpx

@@ -17,12 +17,9 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import httpx
 import pytest
 
-from .conftest import ROOT
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
