@@ -191,7 +191,7 @@ class Boundary:
         loop)."""
         return self.host is not None and step.runtime != "trio" and (
             step.call is None or step.call.is_async or finish is not None
-            or getattr(trigger, "condition", None) is not None or bool(getattr(trigger, "middleware", None)))
+            or getattr(trigger, "condition", None) is not None)
 
     async def run_for(self, step, trigger, fn: Callable, *args, finish=None) -> Any:
         """Run the coroutine function ``fn(*args)`` on the loop ``step``'s handlers run on, from
@@ -212,9 +212,11 @@ class Boundary:
                      limit: float | None = None) -> tuple[Any, Context]:
         """Run ``step``'s handler for ``trigger`` once, on the loop it belongs to, from either loop.
 
-        An HTTP trigger's middleware run around the handler (outermost first). ``finish(result)``,
-        when given, turns the result into what the caller needs inside the boundary (HTTP: the
-        response, so a result that cannot be sent is this invocation's error).
+        ``finish(result)`` is given when the invocation serves an HTTP request: the trigger's
+        middleware then run around the handler (outermost first), and ``finish`` turns the
+        result into what the caller needs inside the boundary (the response, so a result that
+        cannot be sent is this invocation's error). Without it (queue, cron, ``ctx.invoke``,
+        ``edge.testing``'s ``app.run``) the handler alone runs.
 
         Returns:
             ``(result, ctx)``; ``ctx.outbox`` holds what a queued invocation enqueued.
@@ -261,7 +263,7 @@ class Boundary:
                 status = "skipped"
                 raise Skipped()
             call = step.call
-            middleware = getattr(trigger, "middleware", None)
+            middleware = getattr(trigger, "middleware", None) if finish is not None else None
             if middleware:
                 result = await self.call_through(middleware, step, input, ctx)
             elif call is not None and call.is_async:  # the common case, inline

@@ -17,7 +17,8 @@ How an edge span maps onto an OpenTelemetry span: the name is the step's name; t
 edge's (a 32-hex-digit id as is, any other ``x-trace-id`` a client chose hashed to 128 bits,
 with the original kept in ``edge.trace_id``); kind SERVER for HTTP, CONSUMER for queue, state and
 stream triggers, INTERNAL for cron and ``ctx.invoke``; status ERROR with the error for a failed
-run; attributes ``edge.step``, ``edge.trigger``, ``edge.status`` and ``edge.error_id``.
+run; attributes ``edge.step``, ``edge.trigger``, ``edge.status``, ``edge.trace_id`` and
+``edge.error_id``.
 """
 
 from __future__ import annotations

@@ -240,6 +240,8 @@ class Runtime:
 
     def close(self) -> None:
         self.boundary.close()
+        if self.tracer.exporter is not None:
+            self.tracer.exporter.close()
         self.store.close()
 
     def health(self) -> dict:

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import msgspec
 import trio
 
-__all__ = ["Tracer", "Span", "LogRecord", "new_id", "read_logs", "read_spans"]
+__all__ = ["Tracer", "Span", "LogRecord", "new_id", "decode_log", "read_logs", "read_spans"]
 
 #: How many log records and spans the store keeps; older ones are trimmed on flush.
 MAX_KEPT = 10_000
@@ -74,12 +74,16 @@ _pack = msgspec.msgpack.Encoder(enc_hook=_as_text)
 
 
 def _encode_record(encode, record) -> bytes:
-    """``encode(record)``; data it cannot encode even so (an int past 64 bits) shown as text."""
+    """``encode(record)``; a log record's data it cannot encode even so (an int past 64 bits
+    in msgpack) shown as text."""
     try:
         return encode(record)
     except (TypeError, ValueError, OverflowError):
+        if type(record) is not LogRecord:
+            raise
         return encode(msgspec.structs.replace(record, data=repr(record.data)))
 _unpack_log = msgspec.msgpack.Decoder(LogRecord)
+_unpack_log_json = msgspec.json.Decoder(LogRecord)
 _unpack_span = msgspec.msgpack.Decoder(Span)
 
 
@@ -98,7 +102,7 @@ class Tracer:
         self.dropped = 0
         #: Hook (issue 14): invocations by (step, trigger type, status), for /__edge/metrics.
         self.counts: dict[tuple[str, str, str], int] = {}
-        self._outbuf: list = []  # readable lines (edge dev) or LogRecords (edge start)
+        self._outbuf: list = []  # readable lines (edge dev); LogRecords or encoded lines (edge start)
         #: True while serve_flush runs: step lines then wait for its next stdout write;
         #: without the flush task every line is written at once.
         self._batching = False
@@ -118,12 +122,15 @@ class Tracer:
         level = "warn" if level == "warning" else level
         record = LogRecord(time.time(), level, msg if type(msg) is str else str(msg), trace_id, step,
                            flows if type(flows) is tuple else tuple(flows), data)
-        self._emit(record)
+        line = self._emit(record)
         if self.store is not None:
             logs = self._logs
             if len(logs) == MAX_PENDING:
                 self.dropped += 1
-            logs.append(record)
+            if data is not None and line is None:  # edge dev
+                line = _encode_record(_json.encode, record)
+            # with data: kept as the JSON it was at the call (see decode_log), not the live object
+            logs.append(record if data is None else line)
 
     def exception(self, msg: str, exc: BaseException, **fields) -> None:
         """Log an error with its traceback (the traceback goes to stdout and the store)."""
@@ -132,15 +139,24 @@ class Tracer:
         data["traceback"] = tb
         self.log("error", msg, data=data, **fields)
 
-    def _emit(self, record: LogRecord) -> None:
+    def _emit(self, record: LogRecord) -> bytes | None:
         # Step lines are collected and written once per STDOUT_FLUSH_INTERVAL: one write(2),
-        # and one GIL hand-off, per batch instead of per buffer-full; in `edge start` they are
-        # encoded as JSON lines then too, in one call. Errors and the runtime's own lines go
-        # out at once (and take what is waiting with them, in order).
-        self._outbuf.append(self._readable(record) if self.mode == "dev" else record)
+        # and one GIL hand-off, per batch instead of per buffer-full. In `edge start` a record
+        # without data is encoded then, with the whole batch in one call; one with data now,
+        # as the data is at the log call (the handler may change it afterwards). Errors and
+        # the runtime's own lines go out at once (and take what is waiting with them, in order).
+        line = None
+        if self.mode == "dev":
+            self._outbuf.append(self._readable(record))
+        elif record.data is None:
+            self._outbuf.append(record)
+        else:
+            line = _encode_record(_json.encode, record)
+            self._outbuf.append(line + b"\n")
         if (record.level == "error" or record.step is None or not self._batching
                 or len(self._outbuf) >= MAX_BUFFERED_LINES):
             self.flush_stdout()
+        return line
 
     def _readable(self, r: LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(r.time)) + f".{int(r.time * 1000) % 1000:03d}"
@@ -190,7 +206,8 @@ class Tracer:
             if table == "spans" and self.exporter is not None:
                 self.exporter.add(records)
             seq = self._seq[table]
-            items = [((seq + i).to_bytes(8, "big"), _encode_record(_pack.encode, record))
+            items = [((seq + i).to_bytes(8, "big"),
+                      record if type(record) is bytes else _encode_record(_pack.encode, record))
                      for i, record in enumerate(records, 1)]
             self._seq[table] = seq = seq + len(records)
             batches.append((table, items, seq - MAX_KEPT))
@@ -218,18 +235,35 @@ class Tracer:
         if not lines:
             return
         self._outbuf = []
-        if self.mode == "dev":
-            text = "".join(lines)
-        else:
-            try:
-                text = _json.encode_lines(lines).decode()
-            except (TypeError, ValueError, OverflowError):
-                text = "".join(_encode_record(_json.encode, r).decode() + "\n" for r in lines)
+        text = "".join(lines) if self.mode == "dev" else _json_lines(lines).decode()
         try:
             self.out.write(text)
             self.out.flush()
         except (ValueError, OSError, TypeError):
             pass  # a closed or broken stdout must not take a handler down
+
+
+def _json_lines(items: list) -> bytes:
+    """JSON lines for ``items``: encoded lines (bytes) as they are, runs of records in one call."""
+    out, run = [], []
+    for item in items:
+        if type(item) is bytes:
+            if run:
+                out.append(_record_lines(run))
+                run = []
+            out.append(item)
+        else:
+            run.append(item)
+    if run:
+        out.append(_record_lines(run))
+    return b"".join(out)
+
+
+def _record_lines(records: list) -> bytes:
+    try:
+        return _json.encode_lines(records)
+    except (TypeError, ValueError, OverflowError):
+        return b"".join(_encode_record(_json.encode, r) + b"\n" for r in records)
 
 
 def _append(txn, batches) -> None:
@@ -247,20 +281,26 @@ def _append(txn, batches) -> None:
                 txn.delete(table, key)
 
 
+def decode_log(value: bytes) -> LogRecord:
+    """A stored log record: JSON for records with data (kept as the data was at the log call,
+    in the form stdout showed), msgpack for the others (a msgpack map never starts with "{")."""
+    return _unpack_log_json.decode(value) if value[:1] == b"{" else _unpack_log.decode(value)
+
+
 def read_logs(store, *, limit: int = 100, trace_id: str | None = None, step: str | None = None) -> list[LogRecord]:
     """The most recent log records, oldest first."""
-    return _read(store, "logs", _unpack_log, limit, trace_id, step)
+    return _read(store, "logs", decode_log, limit, trace_id, step)
 
 
 def read_spans(store, *, limit: int = 100, trace_id: str | None = None, step: str | None = None) -> list[Span]:
-    return _read(store, "spans", _unpack_span, limit, trace_id, step)
+    return _read(store, "spans", _unpack_span.decode, limit, trace_id, step)
 
 
-def _read(store, table, decoder, limit, trace_id, step):
+def _read(store, table, decode, limit, trace_id, step):
     def scan(t):
         out = []
         for _, value in t.scan(table, reverse=True):
-            record = decoder.decode(value)
+            record = decode(value)
             if trace_id and record.trace_id != trace_id:
                 continue
             if step and record.step != step:

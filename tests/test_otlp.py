@@ -124,9 +124,10 @@ def test_spans_go_to_the_collector_with_edges_trace_ids(tmp_path, collector):
             chosen = wait_for(lambda: next((span for _, span in collector.spans
                                             if attributes(span).get("edge.trace_id") == "order-17"), None), timeout=15)
             assert len(chosen.trace_id) == 16 and chosen.trace_id != b"\0" * 16
-            health = http.get("/__edge/health").json()["otlp"]
-            assert health["endpoint"] == collector.url + "/v1/traces" and health["exported"] >= 4
-            assert health["failed"] == 0
+            # (the collector has the spans before edge hears its answer: wait for the count)
+            health = wait_for(lambda: (lambda h: h if h["exported"] >= 4 else None)(
+                http.get("/__edge/health").json()["otlp"]), timeout=15)
+            assert health["endpoint"] == collector.url + "/v1/traces" and health["failed"] == 0
     finally:
         server.kill()
 
@@ -137,17 +138,22 @@ def test_a_collector_that_refuses_costs_spans_not_requests_and_is_said_once(tmp_
     server = EdgeServer(project, tmp_path / "data", env={"EDGE_OTLP_ENDPOINT": collector.url}).start()
     try:
         with server.client() as http:
-            for _ in range(3):
+            failed = 0
+            for _ in range(3):  # three failed exports in a row
+                refused = collector.requests
                 assert http.post("/orders", json={"id": "o2"}).status_code == 202
-                wait_for(lambda: http.get("/__edge/health").json()["otlp"]["failed"] > 0, timeout=30)
-            failing = [r["msg"] for r in server.logs() if "OTLP export" in r.get("msg", "")]
-            assert failing == [f"OTLP export to {collector.url}/v1/traces failed (the collector refused or did "
-                               "not answer); spans are dropped until the collector answers (counted in "
-                               "/__edge/health)"]
+                wait_for(lambda: collector.requests > refused, timeout=30)
+                failed = wait_for(lambda: (lambda n: n if n > failed else None)(
+                    http.get("/__edge/health").json()["otlp"]["failed"]), timeout=30)
             collector.answer = 200
             assert http.post("/orders", json={"id": "o3"}).status_code == 202
-            wait_for(lambda: any(r.get("msg") == f"OTLP export to {collector.url}/v1/traces works again"
-                                 for r in server.logs()), timeout=30)
+            back = f"OTLP export to {collector.url}/v1/traces works again"
+            wait_for(lambda: any(r.get("msg") == back for r in server.logs()), timeout=30)
+            # stdout keeps order: every line before "works again" has been read by now
+            said = [r["msg"] for r in server.logs() if "OTLP export" in r.get("msg", "")]
+            assert said == [f"OTLP export to {collector.url}/v1/traces failed (the collector refused or did "
+                            "not answer); spans are dropped until the collector answers (counted in "
+                            "/__edge/health)", back]
             assert http.get("/__edge/health").json()["otlp"]["exported"] >= 1
     finally:
         server.kill()

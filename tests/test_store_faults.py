@@ -222,3 +222,40 @@ def test_map_growth_while_reads_run_fails_no_read(tmp_path):
         assert server.proc.poll() is None
     finally:
         server.kill()
+
+
+def test_a_small_write_that_fits_on_a_disk_with_nothing_free_is_no_recovery(small_disk):
+    # LMDB reuses the pages of deleted values: on a disk with 0 bytes free a small write can
+    # still succeed while any write that needs a new page fails. That is still a full disk.
+    from edge.errors import StorageFull
+    from edge.store import Store
+
+    data_dir = small_disk / "data"
+    store = Store.open(data_dir)
+    notices = []
+    store.on_notice = lambda level, message: notices.append((level, message))
+    try:
+        store.write_sync(lambda t: [t.put("state", b"k%d" % i, b"x" * 100_000) for i in range(10)])
+        store.write_sync(lambda t: [t.delete("state", b"k%d" % i) for i in range(10)])
+        for n in range(2):  # LMDB reuses a transaction's freed pages two commits later
+            store.write_sync(lambda t: t.put("state", b"tick", b"%d" % n))
+        filler = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(filler, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        assert shutil.disk_usage(small_disk).free == 0
+        with pytest.raises(StorageFull):
+            store.write_sync(lambda t: t.put("state", b"big", b"y" * 2_000_000))
+        store.write_sync(lambda t: t.put("state", b"small", b"z" * 100))  # fits in reused pages
+        assert notices == [("error", f"the disk holding {data_dir} is full; nothing was written. Free space on "
+                                     "that disk or move --data-dir. Until then writes answer 507 and queue "
+                                     "messages wait; reads go on")]
+        os.unlink(small_disk / "filler")
+        store.write_sync(lambda t: t.put("state", b"after", b"a" * 100))
+        assert notices[1:] == [("info", f"the disk holding {data_dir} has space again; writes succeed")]
+    finally:
+        store.close()

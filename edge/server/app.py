@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from asyncio.tasks import _current_tasks
 from time import perf_counter
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -33,6 +32,9 @@ from .routing import Router
 
 __all__ = ["EdgeApp", "Endpoint"]
 
+#: asyncio's table of running tasks by loop (3.11; None where it is gone): read directly, since
+#: asyncio.current_task() asks for the running loop, which costs a getpid(2) on 3.11.
+_current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -95,8 +97,8 @@ class EdgeApp:
         started = perf_counter()
         method, path = scope.method, scope.path  # read once: each read builds a new str in Granian
         self.inflight += 1
-        # asyncio.current_task() asks for the running loop, which costs a getpid(2) each time
-        task = _current_tasks.get(self._loop)
+        # (one EdgeApp is served by one loop at a time: edge.testing builds one per App)
+        task = _current_tasks.get(self._loop) if _current_tasks is not None else None
         if task is None:
             task = asyncio.current_task()
             self._loop = task.get_loop() if task is not None else None

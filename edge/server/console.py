@@ -32,7 +32,7 @@ from pathlib import Path
 import msgspec
 
 from ..errors import EdgeError
-from ..tracing import LogRecord, Span
+from ..tracing import LogRecord, Span, decode_log
 from .console_model import describe_app
 
 __all__ = ["console_endpoints", "ASSETS", "ASSET_DIR"]
@@ -73,7 +73,6 @@ MAX_ITEMS = 500
 MAX_GROUPS = 500
 
 _LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
-_unpack_log = msgspec.msgpack.Decoder(LogRecord)
 _unpack_span = msgspec.msgpack.Decoder(Span)
 
 
@@ -255,7 +254,7 @@ def _last_logs(txn, match, limit) -> dict:
     for key, value in txn.scan("logs", reverse=True):
         seq = int.from_bytes(key, "big")
         last = last or seq
-        record = _unpack_log.decode(value)
+        record = decode_log(value)
         if match(record):
             out.append(_log_dict(seq, record))
             if len(out) >= limit:
@@ -268,7 +267,7 @@ def _logs_after(txn, after, match, limit) -> dict:
     for key, value in txn.scan("logs", start=(after + 1).to_bytes(8, "big")):
         seq = int.from_bytes(key, "big")
         last = seq
-        record = _unpack_log.decode(value)
+        record = decode_log(value)
         if match(record):
             out.append(_log_dict(seq, record))
             if len(out) >= limit:

@@ -191,7 +191,8 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     response = ResponseStream(sink)
     args = HttpStreamArgs(request, response)
     try:
-        result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id))
+        result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,
+                                                                    finish=_as_it_is))
     except Skipped:
         if not sink.started:
             return error_response(422, error="Request condition not met", skipped=True)
@@ -214,3 +215,8 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
         sink.status, sink.headers = response._status, response._headers
     await sink.finish()
     return None, [], sink.status
+
+
+def _as_it_is(result):
+    """``finish`` for a streaming handler: it answered through its own stream; the result stays."""
+    return result
