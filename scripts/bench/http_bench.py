@@ -47,7 +47,7 @@ wrk.headers["Content-Type"] = "application/json"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians are printed)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (medians are printed)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
                         help="host loop of both servers (auto: uvloop when installed, as edge picks)")
