@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import trio
 
-from ._loops import current_invocation, current_library, maybe_await
+from ._loops import current_invocation, current_library, maybe_await, register_host
 from .context import Context
 from .errors import BadResult, Retry
 from .tracing import Span, new_id
@@ -79,6 +79,12 @@ class Host:
     def __init__(self, loop: asyncio.AbstractEventLoop, nursery: trio.Nursery | None = None):
         self.loop = loop
         self.nursery = nursery
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # built on the loop's own thread (as the server and edge.testing do)
+            register_host(loop)
 
     async def run_asyncio(self, fn: Callable, *args) -> Any:
         """From a trio task: run ``fn(*args)`` (a coroutine function) as an asyncio task."""

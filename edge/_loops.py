@@ -21,11 +21,40 @@ import sniffio
 import trio
 
 __all__ = ["Completion", "Pending", "Ready", "answer", "maybe_await", "current_library", "checkpoint", "in_async", "track",
-           "current_invocation", "current_trace"]
+           "current_invocation", "current_trace", "register_host", "host_loop"]
+
+#: The host loop of each thread that runs one (``edge._boundary.Host`` registers it).
+_host_loops: dict[int, asyncio.AbstractEventLoop] = {}
+_sniffio_thread = sniffio.thread_local  # trio sets ``.name = "trio"`` while it runs its tasks
+_sniffio_cvar = sniffio.current_async_library_cvar
+
+
+def register_host(loop: asyncio.AbstractEventLoop) -> None:
+    """Make ``loop`` this thread's host loop (called on the thread that runs it)."""
+    _host_loops[threading.get_ident()] = loop
+
+
+def host_loop() -> asyncio.AbstractEventLoop | None:
+    """This thread's host loop while it runs, else None."""
+    loop = _host_loops.get(threading.get_ident())
+    return loop if loop is not None and loop.is_running() else None
 
 
 def current_library() -> str | None:
-    """"asyncio", "trio", or None (a plain thread, or no loop at all)."""
+    """"asyncio", "trio", or None (a plain thread, or no loop at all).
+
+    sniffio's answer, asked cheaply first: on the host loop's thread, outside trio's steps,
+    it is asyncio. (sniffio itself asks ``asyncio.current_task()``, whose check of the
+    running loop costs a ``getpid(2)`` on Python 3.11: a tenth of a queue message's time.)
+    """
+    name = _sniffio_thread.name
+    if name is not None:
+        return name
+    name = _sniffio_cvar.get()
+    if name is not None:
+        return name
+    if host_loop() is not None:
+        return "asyncio"
     try:
         return sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
@@ -46,7 +75,7 @@ async def maybe_await(value):
 
 async def checkpoint() -> None:
     """Let other tasks of the caller's loop run (``asyncio.sleep(0)`` / trio's checkpoint)."""
-    if sniffio.current_async_library() == "trio":
+    if current_library() == "trio":
         await trio.lowlevel.checkpoint()
     else:
         await asyncio.sleep(0)
@@ -94,12 +123,12 @@ class Completion:
         """The value (or raise the error) once set; from an asyncio or a trio task."""
         if self.done:
             return self._result()
-        if sniffio.current_async_library() == "trio":
+        if current_library() == "trio":
             event = trio.Event()
             self._waiters.append(event.set)
             await event.wait()
         else:
-            future = asyncio.get_running_loop().create_future()
+            future = (host_loop() or asyncio.get_running_loop()).create_future()
 
             def wake() -> None:
                 if not future.done():
