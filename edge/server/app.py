@@ -57,7 +57,8 @@ class EdgeApp:
         for step in runtime.steps.values():
             for trigger in step.triggers:
                 if trigger.type == "http":
-                    self.router.add(trigger.method, trigger.path, step, trigger)
+                    self.router.add(trigger.method, trigger.path, step, trigger,
+                                    runtime.schemas.get((step.name, trigger.index)))
         #: (method, path) -> Endpoint.
         self.endpoints: dict[tuple[str, str], Endpoint] = dict(endpoints or {})
         #: The stream WebSockets (``edge.server.ws.StreamSockets``), or None.
@@ -189,7 +190,7 @@ class EdgeApp:
             raw, problem = await self._read_body(proto, req_headers)
             if problem is not None:
                 return problem
-        schema = self.runtime.schemas.get((match.step.name, match.trigger.index)) if match else None
+        schema = match.schema if match else None
         if raw or schema is not None:
             content_type = (req_headers.get("content-type") or "").split(";")[0].strip().lower()
             try:
@@ -201,7 +202,7 @@ class EdgeApp:
         query_string = scope.query_string
         query = _query(query_string) if query_string else {}
         # Headers stay Granian's until a handler reads them (a copy costs more than the rest).
-        request = ApiRequest(method, path, match.params if match else {}, query, req_headers, body, raw)
+        request = ApiRequest(method, path, match.params if match else None, query, req_headers, body, raw)
         if endpoint is not None:
             return await self._run_endpoint(endpoint, request)
 

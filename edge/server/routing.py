@@ -9,36 +9,41 @@ __all__ = ["Router", "Match"]
 
 
 class Match:
-    __slots__ = ("step", "trigger", "params")
+    """A route that matched: the step, its trigger, the path parameters (None: the route has
+    none; a static route answers the same Match every time) and the body schema (or None)."""
 
-    def __init__(self, step, trigger, params: dict[str, str]):
+    __slots__ = ("step", "trigger", "params", "schema")
+
+    def __init__(self, step, trigger, params: dict[str, str] | None, schema=None):
         self.step = step
         self.trigger = trigger
         self.params = params
+        self.schema = schema
 
 
 class Router:
     """Static paths in a dict, patterned ones in a list; both keyed by method."""
 
     def __init__(self):
-        self._static: dict[str, dict[str, tuple]] = {}
-        self._patterns: list[tuple[tuple[str, ...], dict[str, tuple]]] = []
+        self._static: dict[str, dict[str, Match]] = {}
+        self._patterns: list[tuple[tuple[str, ...], dict[str, Match]]] = []
 
-    def add(self, method: str, path: str, step, trigger) -> None:
+    def add(self, method: str, path: str, step, trigger, schema=None) -> None:
         parts = _split(path)
+        route = Match(step, trigger, None, schema)
         if not any(p.startswith(":") for p in parts):
-            self._static.setdefault("/" + "/".join(parts), {})[method] = (step, trigger)
+            self._static.setdefault("/" + "/".join(parts), {})[method] = route
             return
         for pattern, methods in self._patterns:
             if pattern == parts:
-                methods[method] = (step, trigger)
+                methods[method] = route
                 return
-        self._patterns.append((parts, {method: (step, trigger)}))
+        self._patterns.append((parts, {method: route}))
 
     def match(self, method: str, path: str) -> tuple[Match | None, list[str] | None]:
         """Return ``(match, None)``, or ``(None, allowed_methods)``: no methods means 404."""
         methods = self._static.get(path)  # the common case: a static path as declared
-        params: dict[str, str] = {}
+        params: dict[str, str] | None = None
         if methods is None:
             parts = _split(path)
             methods = self._static.get("/" + "/".join(parts))
@@ -57,10 +62,12 @@ class Router:
                     break
         if methods is None:
             return None, []
-        entry = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
-        if entry is None:
+        route = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
+        if route is None:
             return None, sorted(methods)
-        return Match(entry[0], entry[1], params), None
+        if params is None:  # a static route: the same Match every time
+            return route, None
+        return Match(route.step, route.trigger, params, route.schema), None
 
     def allowed(self, path: str) -> list[str]:
         """The methods some step serves on ``path`` (empty: none)."""
@@ -70,11 +77,11 @@ class Router:
     def routes(self) -> list[tuple[str, str, Any, Any]]:
         out = []
         for path, methods in self._static.items():
-            for method, (step, trigger) in methods.items():
-                out.append((method, path, step, trigger))
+            for method, route in methods.items():
+                out.append((method, path, route.step, route.trigger))
         for parts, methods in self._patterns:
-            for method, (step, trigger) in methods.items():
-                out.append((method, "/" + "/".join(parts), step, trigger))
+            for method, route in methods.items():
+                out.append((method, "/" + "/".join(parts), route.step, route.trigger))
         return out
 
 
