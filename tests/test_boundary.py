@@ -302,6 +302,30 @@ def test_an_http_handler_that_enqueues_then_raises_still_delivers(client):
     assert wait_for(lambda: state_value(client, "orders", "o-17")) == {"placed": True}
 
 
+def test_a_queued_run_names_the_run_that_enqueued_it_as_its_parent(client):
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    client.post("/order", json={"id": "o-18"}, headers={"x-trace-id": trace})
+    assert wait_for(lambda: state_value(client, "orders", "o-18")) == {"placed": True}
+    spans = {s["step"]: s for s in wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
+        client.get("/__edge/traces", params={"trace_id": trace}).json()["spans"]))}
+    assert spans["OrderWorker"]["parent"] == spans["EnqueueThenRaise"]["span_id"]
+    assert spans["OrderWorker"]["trigger"] == "queue"
+
+
+def test_a_message_stored_before_parents_were_recorded_still_decodes():
+    import msgspec
+
+    from edge.queues.records import Message, decode_message, encode_message
+
+    old = msgspec.msgpack.encode(["t" * 32, msgspec.Raw(msgspec.msgpack.encode({"a": 1})), 5, "g", 2, 9, "boom"])
+    assert decode_message(old) == Message("t" * 32, msgspec.Raw(msgspec.msgpack.encode({"a": 1})), 5, "g", 2, 9, "boom")
+    assert decode_message(old).parent is None
+    fresh = Message("t" * 32, msgspec.Raw(msgspec.msgpack.encode(1)), 5)
+    assert encode_message(fresh) == msgspec.msgpack.encode(["t" * 32, msgspec.Raw(msgspec.msgpack.encode(1)), 5])
+    child = msgspec.structs.replace(fresh, parent="ab" * 8)
+    assert decode_message(encode_message(child)) == child
+
+
 def test_a_trio_handler_runs_by_the_documented_route_on_http_and_queue(client):
     r = client.post("/trio", json={"id": "t1"})
     assert r.status_code == 202 and r.json() == {"accepted": True}

@@ -74,7 +74,7 @@ def check_declared(step, topic: str) -> None:
 
 
 def encode_for(subs, topic: str, data: Any, group: str | None, trace_id: str, at_ms: int,
-               where: str = "ctx.enqueue") -> Outgoing:
+               where: str = "ctx.enqueue", parent: str | None = None) -> Outgoing:
     """Validate ``data`` against every subscriber's schema and encode one record each.
 
     Raises:
@@ -105,7 +105,7 @@ def encode_for(subs, topic: str, data: Any, group: str | None, trace_id: str, at
         due = at_ms + sub.delay_ms if sub.delay_ms else 0
         record = encoded.get(due)
         if record is None:
-            record = encoded[due] = encode_message(Message(trace_id, raw, at_ms, group, 0, due))
+            record = encoded[due] = encode_message(Message(trace_id, raw, at_ms, group, 0, due, None, parent))
         records.append((sub, record))
     return Outgoing(topic, tuple(records))
 

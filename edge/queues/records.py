@@ -71,6 +71,7 @@ class Message(msgspec.Struct, array_like=True):
     attempts: int = 0  # failed attempts so far
     due: int = 0  # wall-clock ms before which it is not delivered; 0: now
     error: str | None = None  # the last failure, while it waits for a retry
+    parent: str | None = None  # span id of the run that enqueued it: the consumer's span names it
 
 
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -97,14 +98,14 @@ def encode_message(message: Message) -> bytes:
     # msgspec writes every field of an array_like struct; drop the trailing defaults
     # (decoding fills them back in).
     fields = [message.trace, message.data, message.at, message.group, message.attempts,
-              message.due, message.error]
+              message.due, message.error, message.parent]
     while len(fields) > 3 and fields[-1] in _TRAILING_DEFAULTS[len(fields) - 4]:
         fields.pop()
     return _encode(fields)
 
 
-#: Default value of fields 4..7 (group, attempts, due, error), by position after ``at``.
-_TRAILING_DEFAULTS = ((None,), (0,), (0,), (None,))
+#: Default value of fields 4..8 (group, attempts, due, error, parent), by position after ``at``.
+_TRAILING_DEFAULTS = ((None,), (0,), (0,), (None,), (None,))
 
 
 def decode_message(raw: bytes) -> Message:

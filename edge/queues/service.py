@@ -176,10 +176,10 @@ class QueueService:
         step = getattr(ctx, "step", None)
         topic, data, group = parse_event(event)
         check_declared(step, topic)
-        return self.outgoing(topic, data, group, ctx.trace_id, step=step)
+        return self.outgoing(topic, data, group, ctx.trace_id, step=step, parent=getattr(ctx, "span_id", None))
 
     def outgoing(self, topic: str, data: Any, group: str | None, trace_id: str, *, step=None,
-                 where: str = "ctx.enqueue") -> Outgoing:
+                 where: str = "ctx.enqueue", parent: str | None = None) -> Outgoing:
         """Validate and encode a message for every subscriber of ``topic``.
 
         A topic nobody subscribes to gives an Outgoing with no records (and a warning, once
@@ -187,7 +187,7 @@ class QueueService:
         """
         subs = self.by_topic.get(topic)
         if subs:
-            out = encode_for(subs, topic, data, group, trace_id, self._now_ms(), where)
+            out = encode_for(subs, topic, data, group, trace_id, self._now_ms(), where, parent)
             if self.on_outgoing is not None:  # hook (edge.testing)
                 self.on_outgoing(out, data, group, trace_id)
             return out
@@ -332,7 +332,8 @@ class QueueService:
         error = error_id = delay = None
         timed_out = False
         try:
-            _, ctx = await self._invoke(sub.step, sub.trigger, data, trace_id=rec.trace, limit=sub.limit)
+            _, ctx = await self._invoke(sub.step, sub.trigger, data, trace_id=rec.trace, parent=rec.parent,
+                                        limit=sub.limit)
             outbox = ctx.outbox
         except self._skipped:
             outbox = ()  # condition false: acked, handler not run
