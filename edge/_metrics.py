@@ -79,7 +79,7 @@ class RequestMetrics:
         or ``unmatched``."""
         app = self._app
         if path.startswith("/__edge/"):
-            return path if any(p == path for _, p in app.endpoints) else UNMATCHED
+            return path if app._endpoint_methods(path) else UNMATCHED
         match, allowed = app.router.match(method, path)
         if match is None and allowed:  # 405 or OPTIONS: still that route
             match, _ = app.router.match(allowed[0], path)
@@ -269,12 +269,18 @@ def _process(out: _Out, app) -> None:
     out.sample("edge_websockets_total", app.websockets_served)
 
 
-def _rss() -> int:
+def statm_rss() -> int | None:
+    """Resident bytes of this process now (``/proc/self/statm``), or None where there is none."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return None
+
+
+def _rss() -> int:
+    rss = statm_rss()
+    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _proc_io() -> dict[str, int]:

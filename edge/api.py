@@ -303,29 +303,9 @@ class HttpStreamArgs:
         self.request = request
         self.response = response
 
-    @property
-    def path_params(self) -> dict:
-        return self.request.path_params
-
-    @property
-    def query_params(self) -> dict:
-        return self.request.query_params
-
-    @property
-    def body(self) -> Any:
-        return self.request.body
-
-    @property
-    def headers(self) -> dict:
-        return self.request.headers
-
-    @property
-    def method(self) -> str:
-        return self.request.method
-
-    @property
-    def request_body(self) -> RequestBody | None:
-        return self.request.request_body
+    def __getattr__(self, name: str) -> Any:
+        # ``args.body``, ``args.path_params``, ``args.headers``, ``args.request_body``, ...
+        return getattr(self.request, name)
 
     def get(self, key: str, default: Any = None) -> Any:
         if key in ("request", "response"):

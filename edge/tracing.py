@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import msgspec
 import trio
 
-__all__ = ["Tracer", "Span", "LogRecord", "new_id", "decode_log", "read_logs", "read_spans"]
+__all__ = ["Tracer", "Span", "LogRecord", "LEVELS", "new_id", "decode_log", "read_logs", "read_spans"]
 
 #: How many log records and spans the store keeps; older ones are trimmed on flush.
 MAX_KEPT = 10_000
@@ -29,7 +29,8 @@ STDOUT_FLUSH_INTERVAL = 0.1
 #: Lines held for the next stdout write at most (bounds memory if the flush task is late).
 MAX_BUFFERED_LINES = 2_000
 
-_LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
+#: Log levels by name, lowest first (records below the tracer's level are dropped).
+LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
 _COLOURS = {"debug": "\x1b[90m", "info": "\x1b[36m", "warn": "\x1b[33m", "error": "\x1b[31m"}
 
 
@@ -94,7 +95,7 @@ class Tracer:
         self.store = store
         self.mode = mode
         self.out = out if out is not None else sys.stdout
-        self.level = _LEVELS.get(level, 20)
+        self.level = LEVELS.get(level, 20)
         self.colour = mode == "dev" and getattr(self.out, "isatty", lambda: False)()
         # Bounded: under load the oldest records go first (counted in ``dropped``).
         self._logs: deque = deque(maxlen=MAX_PENDING)
@@ -117,7 +118,7 @@ class Tracer:
     # -- logs -----------------------------------------------------------------------------
 
     def log(self, level: str, msg: str, *, trace_id=None, step=None, flows=(), data=None) -> None:
-        if _LEVELS.get(level, 20) < self.level:
+        if LEVELS.get(level, 20) < self.level:
             return
         level = "warn" if level == "warning" else level
         record = LogRecord(time.time(), level, msg if type(msg) is str else str(msg), trace_id, step,

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -117,6 +118,18 @@ def edge_server(tmp_path):
 
     yield start
     for server in servers:
+        server.kill()
+
+
+@contextmanager
+def served(tmp_path_factory, name: str, files: dict[str, str], **options):
+    """A test module's server: ``files`` written as a project under a fresh ``name`` folder,
+    ``edge start`` on it (``options`` as for :class:`EdgeServer`), killed at the end."""
+    root = tmp_path_factory.mktemp(name)
+    server = EdgeServer(write_project(root / "app", files), root / "data", **options).start()
+    try:
+        yield server
+    finally:
         server.kill()
 
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from .conftest import EdgeServer, state_value, wait_for, write_project
+from .conftest import served, state_value, wait_for, write_project
 
 PROJECT = {
     "steps/faults_step.py": """
@@ -198,10 +198,8 @@ PROJECT = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("boundary")
-    srv = EdgeServer(write_project(root / "app", PROJECT), root / "data", args=["--threads", "4"]).start()
-    yield srv
-    srv.kill()
+    with served(tmp_path_factory, "boundary", PROJECT, args=["--threads", "4"]) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from edge.server.console import ASSET_DIR, ASSETS
 from edge.server.console_model import cron_in_words
 
-from .conftest import EdgeServer, wait_for, write_project
+from .conftest import EdgeServer, served, wait_for, write_project
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -105,11 +105,8 @@ def test_cron_in_words():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("console")
-    project = write_project(root / "app", APP)
-    srv = EdgeServer(project, root / "data").start()
-    yield srv
-    srv.kill()
+    with served(tmp_path_factory, "console", APP) as srv:
+        yield srv
 
 
 def test_page_files_and_endpoints_over_http(server):

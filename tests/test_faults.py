@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import EdgeServer, wait_for, write_project
+from tests.conftest import EdgeServer, served, wait_for, write_project
 from tests.test_ws import NodeClient, masked_text, node_client_dir, raw_ws, ws_connect  # noqa: F401 (fixture)
 
 DEEP = 50_000
@@ -79,10 +79,8 @@ DEEP_APP = {
 
 @pytest.fixture(scope="module")
 def deep_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("deep")
-    server = EdgeServer(write_project(root / "app", DEEP_APP), root / "data").start()
-    yield server
-    server.kill()
+    with served(tmp_path_factory, "deep", DEEP_APP) as server:
+        yield server
 
 
 def test_deep_json_is_a_400_naming_the_limit(deep_server):
@@ -234,10 +232,8 @@ STREAMS_APP = {
 
 @pytest.fixture(scope="module")
 def streams_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("streams")
-    server = EdgeServer(write_project(root / "app", STREAMS_APP), root / "data").start()
-    yield server
-    server.kill()
+    with served(tmp_path_factory, "streams", STREAMS_APP) as server:
+        yield server
 
 
 def ws_join(ws, stream, group, id=None, sub="s1"):
@@ -474,11 +470,8 @@ BODY_APP = {
 
 @pytest.fixture(scope="module", params=["rsgi", "asgi"])
 def body_server(tmp_path_factory, request):
-    root = tmp_path_factory.mktemp("bodies")
-    server = EdgeServer(write_project(root / "app", BODY_APP), root / "data",
-                        env={"EDGE_SERVER_INTERFACE": request.param}).start()
-    yield server
-    server.kill()
+    with served(tmp_path_factory, "bodies", BODY_APP, env={"EDGE_SERVER_INTERFACE": request.param}) as server:
+        yield server
 
 
 def raw_request(port: int, head: str, body: bytes, *, half_close: bool = True) -> tuple[int, dict | None]:

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import EdgeServer, write_project
+from .conftest import served
 
 PROJECT = {
     "steps/echo_step.py": """
@@ -118,12 +118,9 @@ PROJECT = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("http")
-    project = write_project(root / "app", PROJECT)
-    srv = EdgeServer(project, root / "data", args=["--max-body", "1k"],
-                     env={"EDGE_CORS_ORIGINS": "http://dash.local"}).start()
-    yield srv
-    srv.kill()
+    with served(tmp_path_factory, "http", PROJECT, args=["--max-body", "1k"],
+                env={"EDGE_CORS_ORIGINS": "http://dash.local"}) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import textwrap
 
 import pytest
 
+from .conftest import served
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -199,12 +200,8 @@ def startup_line(server) -> str:
 
 @pytest.fixture(scope="module")
 def open_server(netns, tmp_path_factory):
-    from .conftest import EdgeServer, write_project
-
-    root = tmp_path_factory.mktemp("open")
-    server = EdgeServer(write_project(root / "app", PROJECT), root / "data", host="0.0.0.0").start()
-    yield server
-    server.kill()
+    with served(tmp_path_factory, "open", PROJECT, host="0.0.0.0") as server:
+        yield server
 
 
 def test_every_runtime_endpoint_refuses_another_machine_without_a_token(netns, open_server):
@@ -261,13 +258,9 @@ def test_start_up_says_who_can_reach_what(open_server):
 
 @pytest.fixture(scope="module")
 def token_server(netns, tmp_path_factory):
-    from .conftest import EdgeServer, write_project
-
-    root = tmp_path_factory.mktemp("token")
-    server = EdgeServer(write_project(root / "app", PROJECT), root / "data", host="0.0.0.0",
-                        env={"EDGE_TOKEN": TOKEN, "EDGE_STREAMS_REQUIRE_TOKEN": "1"}).start()
-    yield server
-    server.kill()
+    with served(tmp_path_factory, "token", PROJECT, host="0.0.0.0",
+                env={"EDGE_TOKEN": TOKEN, "EDGE_STREAMS_REQUIRE_TOKEN": "1"}) as server:
+        yield server
 
 
 def test_with_the_token_another_machine_is_served(netns, token_server):

@@ -24,7 +24,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from .conftest import EdgeServer, wait_for, write_project
+from .conftest import EdgeServer, served, wait_for, write_project
 
 NODE_CLIENT = Path(__file__).parent / "node_client"
 
@@ -103,12 +103,9 @@ PROJECT = {
 @pytest.fixture(scope="module", params=["rsgi", "asgi"])
 def server(request, tmp_path_factory):
     """The test app under each Granian interface edge can use (RSGI is the default)."""
-    tmp = tmp_path_factory.mktemp("ws")
-    project = write_project(tmp / "app", PROJECT)
-    srv = EdgeServer(project, tmp / "data", env={"EDGE_SERVER_INTERFACE": request.param}).start()
-    srv.interface = request.param
-    yield srv
-    srv.kill()
+    with served(tmp_path_factory, "ws", PROJECT, env={"EDGE_SERVER_INTERFACE": request.param}) as srv:
+        srv.interface = request.param
+        yield srv
 
 
 def rsgi_cannot_echo(request, server):

@@ -114,12 +114,7 @@ class EdgeApp:
                 status, headers, body = self._preflight(path, req_headers, origin)
             else:
                 status, headers, body = await self._dispatch(scope, proto, req_headers, method, path, trace_id)
-            headers.append(("x-trace-id", trace_id))
-            if origin is not None and self._cors_allows(origin):
-                headers.append(("access-control-allow-origin", "*" if "*" in self.cors else origin))
-                headers.append(("access-control-expose-headers", "x-trace-id"))
-                if "*" not in self.cors:
-                    headers.append(("vary", "origin"))
+            self.add_answer_headers(headers, trace_id, origin)
         except asyncio.CancelledError:  # shutdown ran out of grace
             status, headers, body = error_response(503, detail="edge stopped before the handler finished; retry")
             if task is not None:
@@ -260,6 +255,15 @@ class EdgeApp:
                 ("access-control-max-age", "600"),
             ]
         return 204, out, b""
+
+    def add_answer_headers(self, headers: list, trace_id: str, origin: str | None) -> None:
+        """What every answer carries: its trace id, and the CORS headers an allowed origin gets."""
+        headers.append(("x-trace-id", trace_id))
+        if origin is not None and self._cors_allows(origin):
+            headers.append(("access-control-allow-origin", "*" if "*" in self.cors else origin))
+            headers.append(("access-control-expose-headers", "x-trace-id"))
+            if "*" not in self.cors:
+                headers.append(("vary", "origin"))
 
     def _endpoint_methods(self, path: str) -> list[str]:
         return sorted(m for (m, p) in self.endpoints if p == path)

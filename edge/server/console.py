@@ -32,7 +32,9 @@ from pathlib import Path
 import msgspec
 
 from ..errors import EdgeError
-from ..tracing import LogRecord, Span, decode_log
+from .._loops import current_library
+from .._metrics import statm_rss
+from ..tracing import LEVELS, LogRecord, Span, decode_log, read_spans
 from .console_model import describe_app
 
 __all__ = ["console_endpoints", "ASSETS", "ASSET_DIR"]
@@ -72,8 +74,6 @@ MAX_ITEMS = 500
 #: Groups listed per stream.
 MAX_GROUPS = 500
 
-_LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
-_unpack_span = msgspec.msgpack.Decoder(Span)
 
 
 def console_endpoints() -> dict:
@@ -168,7 +168,7 @@ async def system(app, request):
     return 200, {
         "pid": os.getpid(),
         "python": sys.version.split()[0],
-        "rss_bytes": _rss_bytes(),
+        "rss_bytes": statm_rss(),
         "uptime_s": round(time.time() - runtime.started, 1),
         "started_at": runtime.started,
         "data_dir": str(path),
@@ -183,14 +183,6 @@ async def system(app, request):
         "ops_committed": store.ops_committed,
         "logs_dropped": runtime.tracer.dropped,
     }
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 # -- logs: recent lines, then a long-poll tail ------------------------------------------------
@@ -216,9 +208,9 @@ async def logs_tail(app, request):
     limit = _number(request, "limit", 200, 1, 1000)
     timeout = _number(request, "timeout", 20.0, 0.0, MAX_TAIL_WAIT, float)
     level = q.get("level") or None
-    if level is not None and level not in _LEVELS:
+    if level is not None and level not in LEVELS:
         raise EdgeError(f'level: expected one of debug, info, warn, error, got "{level}"')
-    match = _log_filter(q.get("step") or None, _LEVELS.get(level, 0), q.get("trace_id") or None)
+    match = _log_filter(q.get("step") or None, LEVELS.get(level, 0), q.get("trace_id") or None)
     store, tracer, runtime = app.runtime.store, app.runtime.tracer, app.runtime
     raw_after = q.get("after")
     if raw_after in (None, ""):
@@ -238,7 +230,7 @@ async def logs_tail(app, request):
 def _log_filter(step, level, trace_id):
     def match(record: LogRecord) -> bool:
         return ((step is None or record.step == step)
-                and _LEVELS.get(record.level, 20) >= level
+                and LEVELS.get(record.level, 20) >= level
                 and (trace_id is None or record.trace_id == trace_id))
     return match
 
@@ -276,10 +268,7 @@ def _logs_after(txn, after, match, limit) -> dict:
 
 
 async def _sleep(seconds: float) -> None:
-    # Endpoints run on trio today; the execution model (issue 9) may move them to asyncio.
-    import sniffio
-
-    if sniffio.current_async_library() == "trio":
+    if current_library() == "trio":
         import trio
 
         await trio.sleep(seconds)
@@ -296,9 +285,7 @@ async def traces_recent(app, request):
     limit = _number(request, "limit", 50, 1, 500)
     step = request.query_params.get("step") or None
     app.runtime.tracer.flush()
-    spans = app.runtime.store.read(lambda t: [
-        _unpack_span.decode(v) for _, v in _take(t.scan("spans", reverse=True), RECENT_SPANS)
-    ])
+    spans = read_spans(app.runtime.store, limit=RECENT_SPANS)[::-1]
     traces: dict[str, list[Span]] = {}
     for span in spans:  # newest first: dict order is most recent trace first
         traces.setdefault(span.trace_id, []).append(span)
@@ -311,12 +298,6 @@ async def traces_recent(app, request):
             break
     return 200, {"traces": out, "scanned": len(spans)}
 
-
-def _take(iterator, n):
-    for i, item in enumerate(iterator):
-        if i >= n:
-            return
-        yield item
 
 
 def _summary(trace_id: str, spans: list[Span]) -> dict:

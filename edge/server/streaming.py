@@ -150,12 +150,8 @@ async def _live(proto, limit: int):
 
 
 def _extra_headers(app, trace_id: str, origin: str | None) -> list:
-    out = [("x-trace-id", trace_id)]
-    if origin is not None and app._cors_allows(origin):
-        out.append(("access-control-allow-origin", "*" if "*" in app.cors else origin))
-        out.append(("access-control-expose-headers", "x-trace-id"))
-        if "*" not in app.cors:
-            out.append(("vary", "origin"))
+    out: list = []
+    app.add_answer_headers(out, trace_id, origin)
     return out
 
 
@@ -177,7 +173,7 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
             return problem
         content_type = (req_headers.get("content-type") or "").split(";")[0].strip().lower()
         try:
-            body = _parse_body(raw, content_type, runtime.schema_for(step, trigger))
+            body = _parse_body(raw, content_type, match.schema)
         except _BadBody as bad:
             return bad.response
         chunks = _replay(raw)
