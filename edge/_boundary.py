@@ -191,14 +191,6 @@ class Boundary:
 
     # -- where it runs ----------------------------------------------------------------------
 
-    def _hosted(self, step, trigger=None, finish=None) -> bool:
-        """Whether ``step`` runs on the asyncio host (else in trio: a trio step, no host, or a
-        sync handler without condition or middleware, whose thread can be started from either
-        loop)."""
-        return self.host is not None and step.runtime != "trio" and (
-            step.call is None or step.call.is_async or finish is not None
-            or getattr(trigger, "condition", None) is not None)
-
     async def run_for(self, step, trigger, fn: Callable, *args, finish=None) -> Any:
         """Run the coroutine function ``fn(*args)`` on the loop ``step``'s handlers run on, from
         either loop (the one place that decides): :meth:`invoke` runs a handler there, the queue
@@ -209,7 +201,10 @@ class Boundary:
             if step.runtime == "trio":
                 if here == "asyncio":
                     return await host.run_trio(fn, *args)
-            elif here == "trio" and self._hosted(step, trigger, finish):
+            elif here == "trio" and (  # async handlers, and what must run around a sync one
+                    step.call is None or step.call.is_async or finish is not None
+                    or getattr(trigger, "condition", None) is not None):
+                # (a bare sync handler stays: its thread can be started from either loop)
                 return await host.run_asyncio(fn, *args)
         return await fn(*args)
 
@@ -272,10 +267,8 @@ class Boundary:
             middleware = getattr(trigger, "middleware", None) if finish is not None else None
             if middleware:
                 result = await self.call_through(middleware, step, input, ctx)
-            elif call is not None and call.is_async:  # the common case, inline
-                arity = call.arity
-                result = await call.fn(*((input, ctx) if arity == 2 else ((ctx if call.ctx_only else input),)
-                                         if arity == 1 else ()))
+            elif call is not None and call.is_async:  # the common case: no coroutine layer more
+                result = await call.fn(*call.args(input, ctx))
             else:
                 result = await self.call(step, input, ctx)
             if finish is not None:
@@ -327,8 +320,7 @@ class Boundary:
             from .errors import ConfigError
 
             raise ConfigError(f"{step.file}: step {step.name!r} has no handler")
-        fn, arity = call.fn, call.arity
-        args = (input, ctx) if arity == 2 else ((ctx if call.ctx_only else input),) if arity == 1 else ()
+        fn, args = call.fn, call.args(input, ctx)
         if call.is_async:
             return await fn(*args)
         if self.host is None:  # in-process on a mock clock: deterministic, inline
@@ -341,9 +333,6 @@ class Boundary:
 
     async def call_through(self, middleware, step, input, ctx) -> Any:
         """Call the handler through HTTP middleware (``fn(req, ctx, next)``, outermost first)."""
-        if not middleware:
-            return await self.call(step, input, ctx)
-
         async def chain(i):
             if i == len(middleware):
                 return await self.call(step, input, ctx)

@@ -22,7 +22,7 @@ import msgspec
 
 from .errors import MalformedJSON
 
-__all__ = ["MAX_DEPTH", "JSONTooDeep", "decode", "too_deep", "depth_error"]
+__all__ = ["MAX_DEPTH", "JSONTooDeep", "decode", "may_be_deep", "too_deep", "depth_error"]
 
 #: Deepest nesting of arrays and objects accepted (serde_json's default too). Real documents
 #: rarely pass 20; at 128 the validator's worst case stays well inside Python's 1000 frames.
@@ -51,16 +51,19 @@ def decode(raw: bytes | str, limit: int = MAX_DEPTH) -> Any:
         value = _decode(raw)
     except RecursionError:  # far deeper than the limit: msgspec ran out of stack
         raise depth_error(limit) from None
-    # nested deeper than ``limit`` takes over ``limit`` opening and closing brackets each
-    if len(raw) > 2 * limit and _opening_brackets(raw) > limit and too_deep(value, limit):
+    if may_be_deep(raw, limit) and too_deep(value, limit):
         raise depth_error(limit)
     return value
 
 
-def _opening_brackets(raw: bytes | str) -> int:
+def may_be_deep(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON text ``raw`` could nest deeper than ``limit`` (False: it cannot). Nesting
+    deeper takes over ``limit`` opening and closing brackets each."""
+    if len(raw) <= 2 * limit:
+        return False
     if isinstance(raw, str):
-        return raw.count("[") + raw.count("{")
-    return raw.count(b"[") + raw.count(b"{")
+        return raw.count("[") + raw.count("{") > limit
+    return raw.count(b"[") + raw.count(b"{") > limit
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:

@@ -22,15 +22,15 @@ def raise_open_files_limit() -> str | None:
     except ImportError:  # not a Unix
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20  # Linux refuses "unlimited" for RLIMIT_NOFILE; nr_open is 1,048,576
-    if soft != resource.RLIM_INFINITY and soft >= hard:
+    # Linux refuses "unlimited" for RLIMIT_NOFILE; nr_open is 1,048,576
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= target:  # never lower it
         return None
     try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ValueError, OSError) as exc:
-        return f"could not raise the open-files limit from {soft} to {hard}: {exc}"
-    return f"raised the open-files limit from {soft} to {hard} (the hard limit)"
+        return f"could not raise the open-files limit from {soft} to {target}: {exc}"
+    return f"raised the open-files limit from {soft} to {target} (the hard limit)"
 
 
 #: Descriptors kept for everything that is not a client connection (LMDB, logs, the

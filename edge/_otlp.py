@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from typing import Any
 
 import trio
 
@@ -64,7 +63,7 @@ class OTLPExport:
         self._exporter = OTLPSpanExporter(endpoint=self.endpoint, timeout=5)
         self._resource = Resource.create({"service.name": service_name})
         self._log = log
-        self._queue: deque = deque()
+        self._queue: deque = deque(maxlen=MAX_QUEUED)  # past it the oldest go (counted)
         self.exported = 0
         self.failed = 0
         self.dropped = 0
@@ -72,13 +71,8 @@ class OTLPExport:
 
     def add(self, spans: list) -> None:
         """Queue ``spans`` (edge's :class:`~edge.tracing.Span`) for the next export."""
-        queue = self._queue
-        queue.extend(spans)
-        over = len(queue) - MAX_QUEUED
-        if over > 0:
-            self.dropped += over
-            for _ in range(over):
-                queue.popleft()
+        self.dropped += max(0, len(self._queue) + len(spans) - MAX_QUEUED)
+        self._queue.extend(spans)
 
     def stats(self) -> dict:
         return {"endpoint": self.endpoint, "exported": self.exported, "failed": self.failed,
@@ -121,7 +115,7 @@ class OTLPExport:
         """On a worker thread: convert and send one batch."""
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        spans = [_otel_span(span, self._resource) for span in batch]
+        spans = _otel_spans(batch, self._resource)
         result = self._exporter.export(spans)
         return result is SpanExportResult.SUCCESS, "the collector refused or did not answer"
 
@@ -142,24 +136,27 @@ def trace_number(trace_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(trace_id.encode(), digest_size=16).digest(), "big") or 1
 
 
-def _otel_span(span, resource) -> Any:
+def _otel_spans(batch: list, resource) -> list:
+    """edge's spans as OpenTelemetry's (the mapping in the module doc)."""
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-    trace = trace_number(span.trace_id)
-    flags = TraceFlags(TraceFlags.SAMPLED)
-    context = SpanContext(trace, int(span.span_id, 16), is_remote=False, trace_flags=flags)
-    parent = SpanContext(trace, int(span.parent, 16), is_remote=False, trace_flags=flags) if span.parent else None
-    start = int(span.start * 1e9)
-    attributes = {"edge.step": span.step, "edge.trigger": span.trigger, "edge.status": span.status,
-                  "edge.trace_id": span.trace_id}
-    if span.error_id:
-        attributes["edge.error_id"] = span.error_id
-    status = Status(StatusCode.ERROR, span.error or "error") if span.status == "error" else Status(StatusCode.UNSET)
-    return ReadableSpan(
-        name=span.step, context=context, parent=parent, resource=resource, attributes=attributes,
-        kind=getattr(SpanKind, _KINDS.get(span.trigger, "INTERNAL")), status=status,
-        start_time=start, end_time=start + int(span.duration_ms * 1e6),
-        instrumentation_scope=InstrumentationScope("edge"),
-    )
+    flags, scope, ok = TraceFlags(TraceFlags.SAMPLED), InstrumentationScope("edge"), Status(StatusCode.UNSET)
+    out = []
+    for span in batch:
+        trace = trace_number(span.trace_id)
+        context = SpanContext(trace, int(span.span_id, 16), is_remote=False, trace_flags=flags)
+        parent = SpanContext(trace, int(span.parent, 16), is_remote=False, trace_flags=flags) if span.parent else None
+        start = int(span.start * 1e9)
+        attributes = {"edge.step": span.step, "edge.trigger": span.trigger, "edge.status": span.status,
+                      "edge.trace_id": span.trace_id}
+        if span.error_id:
+            attributes["edge.error_id"] = span.error_id
+        out.append(ReadableSpan(
+            name=span.step, context=context, parent=parent, resource=resource, attributes=attributes,
+            kind=getattr(SpanKind, _KINDS.get(span.trigger, "INTERNAL")),
+            status=Status(StatusCode.ERROR, span.error or "error") if span.status == "error" else ok,
+            start_time=start, end_time=start + int(span.duration_ms * 1e6), instrumentation_scope=scope,
+        ))
+    return out

@@ -73,13 +73,13 @@ class TriggerInfo(Record):
 
 
 def _takes_argument(fn) -> bool:
-    import inspect
+    from .errors import ConfigError
+    from .steps.call import prepare_handler  # how every handler's arguments are worked out
 
     try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
+        return prepare_handler(fn).arity > 0
+    except ConfigError:  # not a handler edge could call: let the call itself say why
         return True
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
 
 
 #: What ``ctx.trigger`` is inside ``ctx.invoke`` when the callee has no trigger at all.

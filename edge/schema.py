@@ -27,7 +27,7 @@ import msgspec
 from ._jsonschema import (
     _MSGSPEC_AT, _TYPE_OF, MAX_ERRORS, _Compiler, _count, _or, _path, _render, _show, _type_name,
 )
-from ._json import MAX_DEPTH
+from ._json import may_be_deep
 from ._json import decode as _decode_json
 from .errors import ConfigError, MalformedJSON, SchemaError
 
@@ -230,7 +230,7 @@ class _StructSchema(Schema):
             raise self._explain(data, exc) from None
 
     def decode_json(self, raw):
-        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        if may_be_deep(raw):
             return self.validate(_decode(raw))  # may be too deep: decode with the depth limit first
         try:
             return msgspec.json.decode(raw, type=self.spec)

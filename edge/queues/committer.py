@@ -33,10 +33,10 @@ class Batch:
         self.writes: dict[bytes, bytes | None] = {}  # queue key -> new record, None: delete
         self.inserts: list[tuple[bytes, bytes]] = []  # (subscription prefix, record)
         self.dead: list[bytes] = []  # dead letters to add
-        self.redrives: list[tuple[bytes, bytes, bytes]] = []  # (dlq key, prefix, record)
+        self.redrives: list[tuple] = []  # (dlq key, subscription, record)
         self.removed: list = []  # (subscription, key): acked or dead-lettered
-        self.counts: dict = {}  # subscription -> messages inserted for it
-        self.done: Completion | None = None  # set once committed (producers wait on it)
+        self.counts: dict = {}  # subscription -> messages inserted for it (redrives: once moved)
+        self.done: Completion | None = None  # set once committed, with the dlq keys moved
         self.error: BaseException | None = None
         self.size = 0
 
@@ -68,8 +68,7 @@ class Batch:
         self.size += 1
 
     def redrive(self, dlq_key: bytes, sub, record: bytes) -> None:
-        self.redrives.append((dlq_key, sub.prefix, record))
-        self.counts[sub] = self.counts.get(sub, 0) + 1
+        self.redrives.append((dlq_key, sub, record))
         self.size += 1
 
     def apply(self, txn) -> list[bytes]:
@@ -81,8 +80,8 @@ class Batch:
                 delete("queue", key)
             else:
                 put("queue", key, value)
-        moved = [(k, p, r) for k, p, r in self.redrives if delete("dlq", k)]
-        inserts = self.inserts + [(p, r) for _, p, r in moved] if moved else self.inserts
+        moved = [(k, sub, r) for k, sub, r in self.redrives if delete("dlq", k)]
+        inserts = self.inserts + [(sub.prefix, r) for _, sub, r in moved] if moved else self.inserts
         if inserts:
             seq = R.next_seq(txn, R.SEQ_KEY, len(inserts))
             for prefix, record in inserts:
@@ -142,21 +141,20 @@ class Committer:
         self._work.unpark()
         return batch.done
 
-    async def durable(self) -> None:
+    async def durable(self) -> list[bytes]:
         """Wait until the open batch is committed (raise its error if it failed); from an
-        asyncio or a trio task."""
+        asyncio or a trio task. Returns the dlq keys it redrove."""
         done = self.pending()
-        if done is not None:
-            await done.wait()
+        return [] if done is None else await done.wait()
 
     def write_now(self, batch: Batch) -> None:
         """Commit ``batch`` on the calling thread (no committer task: CLI, before start)."""
         try:
-            self.store.write_sync(batch.apply)
+            moved = self.store.write_sync(batch.apply)
         except Exception as exc:
             self._failed(batch, exc)
             raise batch.error from None
-        self._committed(batch)
+        self._committed(batch, moved)
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -168,18 +166,24 @@ class Committer:
                 batch, self.batch = self.batch, Batch()
                 self._space.unpark_all()
                 try:
-                    await self.store.write(batch.apply)
+                    moved = await self.store.write(batch.apply)
                 except Exception as exc:  # a full disk, a store error: say so, deliver again later
                     self._failed(batch, exc)
                 else:
-                    self._committed(batch)
+                    self._committed(batch, moved)
         finally:
             self.running = False
             if self.batch:  # stopping: the store's writer commits this before it exits
                 self.store.write_nowait(self.batch.apply)
 
-    def _committed(self, batch: Batch) -> None:
+    def _committed(self, batch: Batch, moved: list[bytes] = ()) -> None:
+        """``moved``: the dlq keys this batch redrove (``Batch.apply``'s answer)."""
         self.commits += 1
+        if moved:
+            moved_keys = set(moved)
+            for key, sub, _ in batch.redrives:
+                if key in moved_keys:
+                    batch.counts[sub] = batch.counts.get(sub, 0) + 1
         for sub, key in batch.removed:
             sub.done_keys.discard(key)
             sub.stored -= 1
@@ -190,7 +194,7 @@ class Committer:
             else:
                 sub.caught_up = False
         if batch.done is not None:
-            batch.done.set()
+            batch.done.set(list(moved))
 
     def _failed(self, batch: Batch, exc: BaseException) -> None:
         if not isinstance(exc, StoreError):

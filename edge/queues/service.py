@@ -92,7 +92,6 @@ class QueueService:
                  trigger_inputs: dict[str, Callable] | None = None):
         self.store = store
         self.tracer = tracer
-        self._redriving: set[bytes] = set()  # faults hook (issue 10 item 9): dlq keys being moved
         self._invoke = invoke
         self._run_for = run_for or _here
         self._skipped = skipped
@@ -412,10 +411,9 @@ class QueueService:
         from .dlq import select
 
         entries = self.store.read(lambda t: select(t, step=step, dlq_id=dlq_id))
-        # faults hook (issue 10 item 9): a dead letter another redrive is moving is not there.
-        entries = [(key, dead) for key, dead in entries if key not in self._redriving]
+        missing = NotFound(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
         if dlq_id is not None and not entries:
-            raise NotFound(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
+            raise missing
         batch = self.committer.batch
         redriven, skipped = [], []
         now = self._now_ms()
@@ -428,12 +426,12 @@ class QueueService:
             batch.redrive(key, sub, encode_redriven(dead, due))
             redriven.append(R.dlq_id(key))
         if redriven:
-            moving = {R.dlq_key(i) for i in redriven}
-            self._redriving |= moving  # faults hook (issue 10 item 9)
-            try:
-                await self.committer.durable()
-            finally:
-                self._redriving -= moving
+            # A dead letter moves once, however many redrives ask for it at the same time
+            # (Batch.apply): report the ones this call moved (issue 10 item 9).
+            moved = set(await self.committer.durable())
+            redriven = [i for i in redriven if R.dlq_key(i) in moved]
+            if dlq_id is not None and not redriven:
+                raise missing
         return {"redriven": redriven, "skipped": skipped}
 
     # -- serving --------------------------------------------------------------------------

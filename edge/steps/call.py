@@ -78,13 +78,7 @@ async def call_handler(target: Step | HandlerCall | Any, input: Any, ctx: Any, *
         call = target
     else:
         call = prepare_handler(target, cron_ctx_only=cron_ctx_only)
-    arity = call.arity
-    if arity == 2:
-        result = call.fn(input, ctx)
-    elif arity == 1:
-        result = call.fn(ctx if call.ctx_only else input)
-    else:
-        result = call.fn()
+    result = call.fn(*call.args(input, ctx))
     if call.is_async or inspect.isawaitable(result):
         return await result
     return result

@@ -183,6 +183,11 @@ class HandlerCall(msgspec.Struct, frozen=True):
     arity: int
     ctx_only: bool = False
 
+    def args(self, input: Any, ctx: Any) -> tuple:
+        """The positional arguments of one call."""
+        arity = self.arity
+        return (input, ctx) if arity == 2 else ((ctx if self.ctx_only else input),) if arity == 1 else ()
+
 
 class Step(msgspec.Struct, frozen=True, kw_only=True):
     """A discovered step: its normalised config, its handler and where it came from."""

@@ -23,8 +23,6 @@ insertion order over the ids they had at the join (a list of references: 8 bytes
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import msgspec
 
 __all__ = ["GroupSync", "PIECE"]
@@ -108,7 +106,3 @@ class GroupSync:
             self._ids = []
         return out
 
-    def pages(self) -> Iterator[list[tuple[str, bytes]]]:
-        """Every remaining piece (for tests and tools; sockets take one at a time)."""
-        while not self.done:
-            yield self.next_items()
