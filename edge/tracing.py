@@ -58,11 +58,9 @@ class Span(msgspec.Struct, omit_defaults=True):
 
 
 def new_id(nbytes: int = 8) -> str:
-    """A random hex id (trace, span, error ids): unique enough, not secret, and cheap."""
-    return _ID_FORMATS[nbytes] % getrandbits(nbytes * 8)
-
-
-_ID_FORMATS = {n: f"%0{n * 2}x" for n in range(1, 33)}
+    """A random hex id (trace, span, error ids): unique enough, not secret, and cheap
+    (``to_bytes().hex()`` costs 60% of ``"%032x" %``; two a request)."""
+    return getrandbits(nbytes * 8).to_bytes(nbytes, "big").hex()
 
 
 def _as_text(value: Any) -> str:
