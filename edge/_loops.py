@@ -21,7 +21,7 @@ import sniffio
 import trio
 
 __all__ = ["Completion", "Pending", "Ready", "answer", "maybe_await", "current_library", "checkpoint", "in_async", "track",
-           "current_invocation", "current_trace", "register_host", "host_loop"]
+           "current_invocation", "current_caller", "register_host", "host_loop"]
 
 #: The host loop of each thread that runs one (``edge._boundary.Host`` registers it).
 _host_loops: dict[int, asyncio.AbstractEventLoop] = {}
@@ -193,7 +193,8 @@ def track(completion: Completion) -> None:
         invocation.pending.append(completion)
 
 
-def current_trace() -> str | None:
-    """The trace id of the running invocation (None outside one)."""
+def current_caller() -> tuple[str | None, str | None]:
+    """``(trace id, span id)`` of the running invocation (``(None, None)`` outside one): a
+    change it makes continues its trace, and the runs that change fires name its span."""
     invocation = current_invocation.get()
-    return None if invocation is None else invocation.trace_id
+    return (None, None) if invocation is None else (invocation.trace_id, invocation.span_id)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import msgspec
 
-from ._loops import Pending, answer, current_trace, in_async, track
+from ._loops import Pending, answer, current_caller, in_async, track
 from .errors import INT_OUT_OF_RANGE, EdgeError
 from .records import Record
 
@@ -23,8 +23,9 @@ _unpack = msgspec.msgpack.Decoder()
 #: LMDB's largest key in bytes; ``group NUL key`` must fit.
 MAX_KEY = 511
 
-#: ``on_change(txn, event_type, group, key, old, new, trace_id=...)`` runs in the writer's
-#: transaction; ``trace_id`` is the trace of the invocation that made the change (or None).
+#: ``on_change(txn, event_type, group, key, old, new, trace_id=..., parent=...)`` runs in the
+#: writer's transaction; ``trace_id`` and ``parent`` are the trace and the span of the
+#: invocation that made the change (None for changes from outside a handler).
 ChangeHook = Callable[..., None]
 
 
@@ -127,7 +128,7 @@ class StateStore:
 
     def _set_op(self, group, key, value):
         k = _key(group, key)
-        trace = current_trace()
+        trace, parent = current_caller()
         value = _to_builtins(value)
         packed = encode_value(value)
 
@@ -137,14 +138,14 @@ class StateStore:
             if self.on_change is not None:
                 old_value = None if old is None else _unpack.decode(old)
                 self.on_change(t, "created" if old is None else "updated", group, key, old_value, value,
-                               trace_id=trace)
+                               trace_id=trace, parent=parent)
             return value
 
         return op
 
     def _delete_op(self, group, key):
         k = _key(group, key)
-        trace = current_trace()
+        trace, parent = current_caller()
 
         def op(t):
             old = t.get("state", k)
@@ -153,14 +154,14 @@ class StateStore:
             t.delete("state", k)
             old_value = _unpack.decode(old)
             if self.on_change is not None:
-                self.on_change(t, "deleted", group, key, old_value, None, trace_id=trace)
+                self.on_change(t, "deleted", group, key, old_value, None, trace_id=trace, parent=parent)
             return old_value
 
         return op
 
     def _clear_op(self, group):
         prefix = _key(group, "x")[:-1]
-        trace = current_trace()
+        trace, parent = current_caller()
 
         def op(t):
             items = list(t.scan("state", prefix))
@@ -168,7 +169,7 @@ class StateStore:
                 t.delete("state", k)
                 if self.on_change is not None:
                     self.on_change(t, "deleted", group, k[len(prefix):].decode(), _unpack.decode(v), None,
-                                   trace_id=trace)
+                                   trace_id=trace, parent=parent)
             return len(items)
 
         return op
@@ -176,7 +177,7 @@ class StateStore:
     def _update_op(self, group, key, ops):
         k = _key(group, key)
         ops = check_ops(ops)
-        trace = current_trace()
+        trace, parent = current_caller()
 
         def op(t):
             raw = t.get("state", k)
@@ -184,7 +185,8 @@ class StateStore:
             new = apply_ops(old, ops)
             t.put("state", k, encode_value(new))
             if self.on_change is not None:
-                self.on_change(t, "created" if raw is None else "updated", group, key, old, new, trace_id=trace)
+                self.on_change(t, "created" if raw is None else "updated", group, key, old, new,
+                               trace_id=trace, parent=parent)
             return new
 
         return op

@@ -310,6 +310,18 @@ def test_a_queued_run_names_the_run_that_enqueued_it_as_its_parent(client):
     assert spans["OrderWorker"]["trigger"] == "queue"
 
 
+def test_runs_fired_by_state_and_stream_changes_name_the_run_that_made_the_change(client):
+    # HTTP -> queue -> state trigger -> stream trigger: each run's parent is the span before it
+    trace = "5b8efff798038103d269b633813fc60c"
+    client.post("/aio", json={"id": "p1"}, headers={"x-trace-id": trace})
+    assert wait_for(lambda: state_value(client, "aio-done", "p1")) == {"stream": "create"}
+    spans = {s["step"]: s for s in wait_for(lambda: (lambda found: found if len(found) == 4 else None)(
+        client.get("/__edge/traces", params={"trace_id": trace}).json()["spans"]))}
+    chain = [(spans[name]["trigger"], spans[name].get("parent")) for name in ("AioHttp", "AioQueue", "AioState", "AioStream")]
+    assert chain == [("http", None), ("queue", spans["AioHttp"]["span_id"]),
+                     ("state", spans["AioQueue"]["span_id"]), ("stream", spans["AioState"]["span_id"])]
+
+
 def test_a_message_stored_before_parents_were_recorded_still_decodes():
     import msgspec
 

@@ -237,7 +237,8 @@ class QueueService:
 
     # -- state and stream triggers (stored inside the change's own transaction) -----------
 
-    def stage(self, txn, sub: Subscription, raw: msgspec.Raw, trace_id: str, group: str | None) -> None:
+    def stage(self, txn, sub: Subscription, raw: msgspec.Raw, trace_id: str, group: str | None,
+              parent: str | None = None) -> None:
         """Store one invocation of a state or stream trigger inside ``txn`` (the write function
         of the change that fires it), so the change is never committed without it.
 
@@ -245,12 +246,12 @@ class QueueService:
         transaction has committed (``txn.after_commit``).
         """
         seq = R.next_seq(txn, R.SEQ_KEY, 1)
-        record = encode_message(Message(trace_id, raw, self._now_ms(), group))
+        record = encode_message(Message(trace_id, raw, self._now_ms(), group, parent=parent))
         txn.put("queue", sub.prefix + seq.to_bytes(8, "big"), record)
         txn.after_commit(lambda: self._after_stage(sub))
 
     def on_state_change(self, txn, event_type: str, group: str, key: str, old: Any, new: Any, *,
-                        trace_id: str | None = None) -> None:
+                        trace_id: str | None = None, parent: str | None = None) -> None:
         """The runtime's hook for state changes: stage every state trigger whose filters match.
 
         Runs inside the change's write transaction: the change and the invocations it fires
@@ -265,7 +266,7 @@ class QueueService:
                          "event_type": event_type})  # encoded once, shared by every trigger
         trace_id = trace_id or new_id(16)  # one change, one trace, however many triggers fire
         for sub in subs:
-            self.stage(txn, sub, raw, trace_id, f"{group}/{key}")
+            self.stage(txn, sub, raw, trace_id, f"{group}/{key}", parent)
 
     def on_stream_change(self, txn, change) -> None:
         """The runtime's hook for stream changes: stage every stream trigger that listens."""
@@ -277,7 +278,7 @@ class QueueService:
         trace_id = getattr(change, "trace_id", None) or new_id(16)
         raw = _pack_raw(change.event())  # encoded once, shared by every trigger
         for sub in subs:
-            self.stage(txn, sub, raw, trace_id, f"{change.stream}/{change.group}/{change.id}")
+            self.stage(txn, sub, raw, trace_id, f"{change.stream}/{change.group}/{change.id}", change.parent)
 
     def _after_stage(self, sub: Subscription) -> None:
         sub.stored += 1

@@ -55,18 +55,20 @@ class StreamEvent(Record):
 class StreamChange:
     """One committed change of an item, as published and as handed to ``on_change``."""
 
-    __slots__ = ("stream", "group", "id", "kind", "data", "old", "trace_id")
+    __slots__ = ("stream", "group", "id", "kind", "data", "old", "trace_id", "parent")
 
     def __init__(self, stream: str, group: str, id: str, kind: str = UPDATE, data: Any = None,
-                 trace_id: str | None = None):
+                 trace_id: str | None = None, parent: str | None = None):
         self.stream = stream
         self.group = group
         self.id = id
         self.kind = kind  # create | update | delete
         self.data = data  # the item (for delete: the item removed)
         self.old = None  # the item before (None for create)
-        #: the trace of the invocation that made the change: its stream triggers continue it
+        #: the trace and span of the invocation that made the change: its stream triggers
+        #: continue the trace and name the span as their parent
         self.trace_id = trace_id
+        self.parent = parent
 
     def event(self) -> StreamEvent:
         """The stream trigger input for this change (plain data: it is stored in a queue)."""

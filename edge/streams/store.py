@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 import msgspec
 
-from .._loops import Pending, checkpoint, current_trace, in_async, track
+from .._loops import Pending, checkpoint, current_caller, in_async, track
 from ..errors import SchemaError
 from ..schema import compile_schema, to_builtins
 from .._state import StateError, apply_ops, check_ops, encode_value
@@ -291,7 +291,7 @@ class Streams:
         _check_name(group, "group id", call)
         _check_name(id, "id", call)
         stream.key(group, id, call)  # the same limits whatever the storage type
-        return stream, StreamChange(name, group, id, trace_id=current_trace())
+        return stream, StreamChange(name, group, id, UPDATE, None, *current_caller())
 
     def _committing(self, txn, stream: _Stream, change: StreamChange) -> None:
         """Last step of every LMDB stream write op, inside its transaction."""
