@@ -252,13 +252,14 @@ def _process(out: _Out, app) -> None:
         out.family("edge_process_disk_written_bytes_total", "counter",
                    "Bytes the process caused to be written to storage (/proc/self/io write_bytes; 0 on tmpfs).")
         out.sample("edge_process_disk_written_bytes_total", written)
+    fds, sockets = _open_fds()
     out.family("edge_process_open_fds", "gauge", "Open file descriptors.")
-    out.sample("edge_process_open_fds", _count_fds())
+    out.sample("edge_process_open_fds", fds)
     out.family("edge_uptime_seconds", "gauge", "Seconds since the runtime started.")
     import time
 
     out.sample("edge_uptime_seconds", round(time.time() - app.runtime.started, 3))
-    connections = _server_connections()
+    connections = _server_connections(sockets)
     if connections is not None:
         out.family("edge_http_connections", "gauge",
                    "TCP connections clients hold open to edge's listening port(s), WebSockets included.")
@@ -291,32 +292,27 @@ def _proc_io() -> dict[str, int]:
         return {}
 
 
-def _count_fds() -> int:
+def _open_fds() -> tuple[int, set[str]]:
+    """How many file descriptors are open, and the inodes of those that are sockets (one
+    listing of /proc/self/fd; 0 and none where /proc is not there)."""
     try:
-        return len(os.listdir("/proc/self/fd"))
+        fds = os.listdir("/proc/self/fd")
     except OSError:
-        return 0
-
-
-def _socket_inodes() -> set[str]:
+        return 0, set()
     inodes = set()
-    try:
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        pass
-    return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return len(fds), inodes
 
 
-def _server_connections() -> int | None:
-    """Established TCP connections of this process whose local port is one it listens on
-    (None where /proc is not there)."""
-    mine = _socket_inodes()
+def _server_connections(mine: set[str]) -> int | None:
+    """Established TCP connections of this process (``mine``: its socket inodes) whose local
+    port is one it listens on (None where /proc is not there)."""
     listening: set[str] = set()
     established: list[str] = []
     seen_any = False
