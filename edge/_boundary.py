@@ -39,7 +39,7 @@ from .context import Context
 from .errors import BadResult, Retry
 from .tracing import Span, new_id
 
-__all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES"]
+__all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES", "cancelled_from_outside"]
 
 #: Trigger types whose invocation acknowledges a stored message: their enqueues commit with it.
 QUEUED_TYPES = frozenset(("queue", "state", "stream"))
@@ -156,6 +156,17 @@ class Host:
     def call_blocking(self, fn: Callable, *args) -> Any:
         """From a thread that is not the loop thread: run ``fn(*args)`` on the loop, wait."""
         return asyncio.run_coroutine_threadsafe(_call(fn, *args), self.loop).result()
+
+
+def cancelled_from_outside(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation of the invocation's own task (edge's timeout, the
+    runtime stopping), not one a handler raised or caught from a task it cancelled itself."""
+    if isinstance(exc, trio.Cancelled):
+        return True  # only trio raises it, for a cancel scope around the handler
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+    return False
 
 
 async def _call(fn, *args):
@@ -279,9 +290,6 @@ class Boundary:
             return result, ctx
         except Skipped:
             raise
-        except (trio.Cancelled, asyncio.CancelledError):
-            status, error = "error", "cancelled"
-            raise
         except HandlerError as exc:  # a ctx.invoke callee failed: already logged
             status, error, error_id = "error", str(exc), exc.error_id
             raise
@@ -289,8 +297,12 @@ class Boundary:
             status, error = "retry", "Retry"
             raise
         except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise  # KeyboardInterrupt, SystemExit, GeneratorExit: not the handler's outcome
+            if cancelled_from_outside(exc):  # a timeout, the runtime stopping: not the handler's doing
+                status, error = "error", "cancelled"
+                raise
+            # Anything else the handler raised is its outcome, SystemExit, KeyboardInterrupt
+            # (edge handles SIGINT itself: Python never raises it into a handler),
+            # GeneratorExit and a CancelledError of its own making included.
             status, error_id = "error", new_id(6)
             error = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, BadResult):  # what was wrong with the result says it all

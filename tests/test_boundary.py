@@ -179,6 +179,53 @@ PROJECT = {
         def handler(data, ctx):
             time.sleep(1.0)
     """,
+    # BaseExceptions a handler raises are its outcome too (the server must not stop)
+    "steps/base_raises_step.py": """
+        import asyncio
+
+        def raise_kind(kind):
+            if kind == "cancel":
+                raise asyncio.CancelledError()
+            raise {"exit": SystemExit(3), "interrupt": KeyboardInterrupt(), "genexit": GeneratorExit(),
+                   "base": BaseException("bare")}[kind]
+
+        config = {"name": "BaseRaises", "triggers": [{"type": "http", "method": "GET", "path": "/base/:kind"}]}
+
+        async def handler(req, ctx):
+            raise_kind(req.path_params["kind"])
+    """,
+    "steps/base_queue_step.py": """
+        from steps.base_raises_step import raise_kind
+
+        config = {"name": "BaseQueue", "triggers": [{"type": "queue", "topic": "base.work",
+                  "config": {"maxRetries": 1, "backoffDelayMs": 10}}]}
+
+        async def handler(data, ctx):
+            raise_kind(data["kind"])
+    """,
+    "steps/base_sync_queue_step.py": """
+        from steps.base_raises_step import raise_kind
+
+        config = {"name": "BaseSyncQueue", "triggers": [{"type": "queue", "topic": "base.sync",
+                  "config": {"maxRetries": 0}}]}
+
+        def handler(data, ctx):
+            raise_kind(data["kind"])
+    """,
+    "steps/cron_cancel_step.py": """
+        import asyncio
+
+        config = {"name": "CronCancel", "triggers": [{"type": "cron", "expression": "* * * * * *"}]}
+        runs = {"n": 0}
+
+        async def handler(input, ctx):
+            runs["n"] += 1
+            if runs["n"] == 1:  # awaiting a task it cancelled itself: CancelledError, its own
+                task = asyncio.ensure_future(asyncio.sleep(10))
+                task.cancel()
+                await task
+            await ctx.state.set("cron-cancel", "runs", runs["n"])
+    """,
     "steps/invoker_step.py": """
         config = {"name": "Invoker", "triggers": [{"type": "http", "method": "GET", "path": "/invoke"}]}
 
@@ -377,6 +424,48 @@ def test_a_sync_handler_past_its_timeout_is_retried_then_dead_lettered(client, s
     dead = wait_for(lambda: client.get("/__edge/dlq").json()["dead_letters"], timeout=15)
     assert dead[0]["step"] == "SlowSync" and dead[0]["attempts"] == 2
     assert dead[0]["error"] == "TimeoutError: the handler did not finish within 0.2 s"
+    still_serving(client)
+
+
+@pytest.mark.parametrize("kind, exc", [
+    ("exit", "SystemExit"), ("interrupt", "KeyboardInterrupt"), ("genexit", "GeneratorExit"),
+    ("base", "BaseException"), ("cancel", "CancelledError"),
+])
+def test_a_base_exception_from_an_http_handler_is_a_500_with_error_id(client, server, kind, exc):
+    r = client.get(f"/base/{kind}")
+    assert r.status_code == 500
+    error_id = r.json()["error_id"]
+    record = logged(server, error_id)
+    assert record["msg"] == f"BaseRaises failed: {exc} (error_id {error_id})"
+    spans = client.get("/__edge/traces", params={"trace_id": r.headers["x-trace-id"]}).json()["spans"]
+    assert [(s["status"], s["error_id"]) for s in spans] == [("error", error_id)]
+    still_serving(client)
+
+
+def test_a_base_exception_from_a_queue_handler_is_retried_then_dead_lettered(client, server):
+    # Before: the exception reached the runtime's nursery, the server exited 1, and the message,
+    # still stored, stopped every restart the same way.
+    kinds = {"exit": "SystemExit: 3", "interrupt": "KeyboardInterrupt: ", "genexit": "GeneratorExit: ",
+             "base": "BaseException: bare", "cancel": "CancelledError: "}
+    for kind in kinds:
+        assert client.post("/__edge/emit", json={"topic": "base.work", "data": {"kind": kind}}).status_code == 202
+        assert client.post("/__edge/emit", json={"topic": "base.sync", "data": {"kind": kind}}).status_code == 202
+
+    def dead():
+        found = [d for d in client.get("/__edge/dlq").json()["dead_letters"] if d["step"].startswith("Base")]
+        return found if len(found) == 2 * len(kinds) else None
+
+    letters = wait_for(dead, timeout=15)
+    assert sorted((d["step"], d["data"]["kind"], d["attempts"], d["error"]) for d in letters) == sorted(
+        [("BaseQueue", kind, 2, error) for kind, error in kinds.items()]
+        + [("BaseSyncQueue", kind, 1, error) for kind, error in kinds.items()])
+    still_serving(client)
+
+
+def test_a_cron_handler_that_awaits_a_task_it_cancelled_fails_that_run_alone(client, server):
+    assert wait_for(lambda: (state_value(client, "cron-cancel", "runs") or 0) >= 2, timeout=10)
+    record = wait_for(lambda: next((r for r in server.logs() if r.get("msg", "").startswith("CronCancel failed")), None))
+    assert record["msg"].startswith("CronCancel failed: CancelledError (error_id ")
     still_serving(client)
 
 

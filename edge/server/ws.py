@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from .._boundary import cancelled_from_outside
 from .._json import JSONTooDeep
 from .._json import decode as _decode
 from ..streams import AuthContext, Streams, Subscription
@@ -217,7 +218,7 @@ class Client:
         subscription = Subscription(streamName=stream_name, groupId=group, id=id, subscriptionId=sub_id)
         try:
             allowed = can_access(subscription, self.auth)
-        except Exception as exc:
+        except BaseException as exc:  # user code: whatever it raises denies the join
             self._access_failed(stream, exc)
             allowed = False
         if inspect.isawaitable(allowed):
@@ -228,7 +229,9 @@ class Client:
     async def _join_later(self, sub_id, room, stream, pending) -> None:
         try:
             allowed = await pending
-        except Exception as exc:
+        except BaseException as exc:
+            if cancelled_from_outside(exc):  # the socket closed
+                raise
             self._access_failed(stream, exc)
             allowed = False
         if not self.closed:
