@@ -17,7 +17,9 @@ import types
 from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["ApiRequest", "ApiResponse", "HttpStreamArgs", "RequestBody", "ResponseStream"]
+from .errors import BadResult
+
+__all__ = ["ApiRequest", "ApiResponse", "HttpStreamArgs", "RequestBody", "ResponseStream", "check_headers"]
 
 #: dict key -> attribute. Keys are Motia 0.x's (camelCase) and 1.0's (snake_case) spellings.
 _DICT_KEYS = {
@@ -186,6 +188,40 @@ class ApiResponse:
 # objects a sink with ``start(status, headers)``, ``write(bytes)`` and ``closed``.
 
 
+#: Headers that frame the message on the wire: Granian writes them from the body edge hands
+#: it. A handler's own (a proxy step copying an upstream response's ``content-length`` after
+#: the body was decompressed) would make the client wait for bytes that never come, or read
+#: the rest of the body as the next response: they are dropped.
+#: ``x-trace-id`` is edge's: it names the trace the logs and the console use.
+DROPPED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+                     "trailer", "proxy-connection", "x-trace-id"})
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def check_headers(headers: Any) -> list[tuple[str, str]]:
+    """A handler's ``{name: value}`` headers as the response's ``[(name, value)]``: names in
+    lower case, a list value as one header per item (``set-cookie``), :data:`DROPPED` dropped.
+
+    Raises:
+        BadResult: not a dict, a name that is no header name, a value with a line break.
+    """
+    if not isinstance(headers, dict):
+        raise BadResult(f"handler returned headers of type {type(headers).__name__}; expected a dict of name -> value")
+    out = []
+    for name, value in headers.items():
+        name = str(name).lower()
+        if not name or not _TOKEN.issuperset(name):
+            raise BadResult(f"handler returned a header name that is no header name: {name!r}")
+        if name in DROPPED:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            item = str(item)
+            if "\n" in item or "\r" in item:
+                raise BadResult(f"handler returned a header value with a line break: {item!r}")
+            out.append((name, item))
+    return out
+
+
 class _Writer:
     """``response.writer`` (and ``response.writer.stream``): ``write(data)`` queues bytes for
     the client in order; it does not block (the server sends them in the background)."""
@@ -230,15 +266,16 @@ class ResponseStream:
 
     async def status(self, status_code: int) -> None:
         self._check_open("status")
-        if isinstance(status_code, bool) or not isinstance(status_code, int) or not 100 <= status_code <= 599:
-            raise ValueError(f"response.status(): expected an HTTP status code (100-599), got {status_code!r}")
+        if isinstance(status_code, bool) or not isinstance(status_code, int) or not 200 <= status_code <= 599:
+            raise ValueError(f"response.status(): expected an HTTP status code (200-599), got {status_code!r}")
         self._status = status_code
 
     async def headers(self, headers: dict) -> None:
         self._check_open("headers")
         if not isinstance(headers, dict):
             raise TypeError(f"response.headers(): expected a dict of name -> value, got {type(headers).__name__}")
-        self._headers.update({str(k).lower(): str(v) for k, v in headers.items()})
+        check_headers(headers)  # a bad name or value fails the handler here, not at the first write
+        self._headers.update({str(k).lower(): v for k, v in headers.items()})
 
     def _write(self, data: bytes | str) -> None:
         if self._closed:

@@ -30,6 +30,8 @@ PROJECT = {
             {"type": "http", "method": "GET", "path": "/garbage/body"},
             {"type": "http", "method": "GET", "path": "/garbage/status"},
             {"type": "http", "method": "GET", "path": "/garbage/headers"},
+            {"type": "http", "method": "GET", "path": "/garbage/informational"},
+            {"type": "http", "method": "GET", "path": "/garbage/header-name"},
             {"type": "http", "method": "GET", "path": "/raises"},
             {"type": "http", "method": "GET", "path": "/cond", "condition": cond_raises},
             {"type": "http", "method": "GET", "path": "/mw", "middleware": [mw_raises]},
@@ -45,6 +47,10 @@ PROJECT = {
                 return {"status": "OK", "body": {}}
             if kind == "/garbage/headers":
                 return {"status": 200, "body": {}, "headers": {"x-evil": "a\\r\\nSet-Cookie: b"}}
+            if kind == "/garbage/informational":
+                return {"status": 103, "body": {}}
+            if kind == "/garbage/header-name":
+                return {"status": 200, "body": {}, "headers": {"x y": "1"}}
             if kind == "/state/bigint":
                 await ctx.state.set("g", "k", {"n": 2 ** 70})
             if kind == "/state/longkey":
@@ -64,6 +70,14 @@ PROJECT = {
 
         async def handler(data, ctx):
             await ctx.state.set("orders", data["id"], {"placed": True})
+    """,
+    "steps/proxy_step.py": """
+        config = {"name": "Proxy", "triggers": [{"type": "http", "method": "GET", "path": "/proxy"}]}
+
+        async def handler(req, ctx):  # headers copied from an upstream answer, body decompressed
+            return {"status": 200, "body": "abc", "headers": {
+                "Content-Length": req.query_params["length"], "Transfer-Encoding": "chunked",
+                "Connection": "close", "X-Trace-Id": "upstream", "Set-Cookie": ["a=1", "b=2"]}}
     """,
     "steps/ok_step.py": """
         config = {"name": "Ok", "triggers": [{"type": "http", "method": "GET", "path": "/ok"}]}
@@ -266,7 +280,9 @@ def logged(server, error_id: str) -> dict:
 
 @pytest.mark.parametrize("path, message", [
     ("/garbage/body", "Faults: body is not JSON-encodable: object at $.when"),
-    ("/garbage/status", "Faults: handler returned status 'OK'; expected an int between 100 and 599"),
+    ("/garbage/status", "Faults: handler returned status 'OK'; expected an int between 200 and 599"),
+    ("/garbage/informational", "Faults: handler returned status 103; expected an int between 200 and 599"),
+    ("/garbage/header-name", "Faults: handler returned a header name that is no header name: 'x y'"),
     ("/garbage/headers", "Faults: handler returned a header value with a line break: 'a\\r\\nSet-Cookie: b'"),
 ])
 def test_a_garbage_result_is_a_500_that_says_what_was_wrong(client, server, path, message):
@@ -278,6 +294,34 @@ def test_a_garbage_result_is_a_500_that_says_what_was_wrong(client, server, path
     assert record["msg"] == f"{message} (error_id {body['error_id']})"
     assert "set-cookie" not in {k.lower() for k in r.headers}
     still_serving(client)
+
+
+def test_headers_that_frame_the_response_are_edges_not_the_handlers(server):
+    # Before: content-length 1 with a 3-byte body left "bc" on the keep-alive connection, read
+    # as the start of the next response; content-length 100 made the client wait for ever.
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        for length in ("1", "100", "abc"):
+            sock.sendall(f"GET /proxy?length={length} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        sock.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 4 or not data.endswith(b'{"ok":true}'):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == 4
+    for answer in answers[:3]:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode().lower().split("\r\n")
+        assert body == b"abc" and lines[0] == "200 ok"
+        assert "content-length: 3" in lines and "transfer-encoding: chunked" not in lines
+        assert "connection: close" not in lines
+        assert [line for line in lines if line.startswith("set-cookie")] == ["set-cookie: a=1", "set-cookie: b=2"]
+        trace_ids = [line for line in lines if line.startswith("x-trace-id")]
+        assert len(trace_ids) == 1 and trace_ids != ["x-trace-id: upstream"]
+    assert answers[3].endswith(b'{"ok":true}')
 
 
 @pytest.mark.parametrize("path, exc", [

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from ..api import ApiResponse
+from ..api import ApiResponse, check_headers
 from ..errors import BadResult
 
 __all__ = ["build_response", "error_response", "json_body", "json_payload", "storage_full", "STATUS_TEXT"]
@@ -83,7 +83,7 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """``{"status", "body", "headers"?}`` / ``ApiResponse`` / bare body -> a response triple."""
     if type(result) is dict and "status" in result:  # the common case first
         status, body = result["status"], result.get("body")
-        if (type(body) is dict or type(body) is list) and type(status) is int and 100 <= status <= 599 \
+        if (type(body) is dict or type(body) is list) and type(status) is int and 200 <= status <= 599 \
                 and "headers" not in result:  # the commonest: a JSON body, no headers
             return status, [("content-type", JSON)], json_payload(body)
         headers = result.get("headers")
@@ -97,18 +97,13 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         return 204, [], b""
     else:
         status, body, headers = 200, result, None
-    if type(status) is not int or not 100 <= status <= 599:
-        raise BadResult(f"handler returned status {status!r}; expected an int between 100 and 599")
+    if type(status) is not int or not 200 <= status <= 599:  # a 1xx is never a final answer
+        raise BadResult(f"handler returned status {status!r}; expected an int between 200 and 599")
     if not headers:  # the common case
         out, has_type = [], False
-    elif not isinstance(headers, dict):
-        raise BadResult(f"handler returned headers of type {type(headers).__name__}; expected a dict of name -> value")
     else:
-        out = [(str(k).lower(), str(v)) for k, v in headers.items()]
+        out = check_headers(headers)
         has_type = any(k == "content-type" for k, _ in out)
-    for _, value in out:
-        if "\n" in value or "\r" in value:
-            raise BadResult(f"handler returned a header value with a line break: {value!r}")
     if body is None:
         payload = b""
     elif isinstance(body, bytes):

@@ -32,6 +32,7 @@ from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
 from ..errors import StorageFull
 from ..runtime import HandlerError, Skipped
 from ..tracing import new_id
+from ..api import check_headers
 from .responses import BadResult, build_response, error_response, storage_full
 
 __all__ = ["serve_stream"]
@@ -69,7 +70,7 @@ class _Sink:
         self._on_loop(self._start)
 
     def _start(self) -> None:
-        headers = [(k, v) for k, v in self.headers.items()] + self._extra
+        headers = check_headers(self.headers) + self._extra
         try:
             self._transport = self._proto.response_stream(self.status, headers)
         except Exception:  # the client left before the status line
