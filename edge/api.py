@@ -292,8 +292,10 @@ class ResponseStream:
             self._sink.write(data)
 
     async def send(self, data: bytes | str) -> None:
-        """Write ``data`` (edge's own spelling of ``writer.stream.write``)."""
+        """Write ``data`` and wait until it is handed to the server (edge's own spelling of
+        ``writer.stream.write``, which does not wait)."""
         self._write(data)
+        await self._sink.sent()
 
     def close(self) -> None:
         self._closed = True

@@ -297,6 +297,22 @@ DETAILS = {
             finally:
                 stateManager.set("ticker", "ended", {"after": i})
     """,
+    "steps/flood_step.py": """
+        from typing import Any
+
+        from motia import MotiaHttpArgs, http, stateManager
+
+        config = {"name": "Flood", "triggers": [http("GET", "/flood")], "enqueues": []}
+
+        async def handler(args: MotiaHttpArgs[Any], ctx) -> None:  # sends as fast as it can
+            sent = 0
+            try:
+                while True:
+                    await args.response.send(b"x" * 10_000)
+                    sent += 1
+            finally:
+                stateManager.set("flood", "ended", {"sent": sent})
+    """,
     "steps/stream_fail_step.py": """
         from typing import Any
 
@@ -360,6 +376,23 @@ def test_motia_streaming_handler_stops_when_the_client_leaves(edge_server, inter
         assert seen.startswith(b"data: 0\n\ndata: 1\n\ndata: 2\n\n")
         ended = wait_for(lambda: state_item(client, "ticker", "ended"))
     assert ended["after"] >= 3
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+def test_a_handler_that_sends_in_a_loop_starves_nobody_and_stops_when_the_client_leaves(edge_server, interface):
+    # Before: `await send()` never suspended, so the loop ran nothing else (other requests timed
+    # out, the disconnect was never seen) and memory grew by gigabytes after the client left.
+    server = edge_server(DETAILS, env={"EDGE_SERVER_INTERFACE": interface})
+    with server.client() as client, server.client() as other:
+        with client.stream("GET", "/flood") as answer:
+            seen = 0
+            for chunk in answer.iter_bytes():
+                seen += len(chunk)
+                if seen >= 200_000:
+                    break
+            assert other.get("/__edge/health", timeout=5).json()["status"] == "ok"
+        ended = wait_for(lambda: state_item(other, "flood", "ended"))
+    assert ended["sent"] >= 20
 
 
 def test_motia_streaming_response_through_the_asgi_interface(tmp_path):

@@ -28,10 +28,13 @@ import asyncio
 import collections
 import threading
 
+import trio
+
 from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
 from ..errors import StorageFull
 from ..runtime import HandlerError, Skipped
 from ..tracing import new_id
+from .._loops import current_library
 from ..api import check_headers
 from .responses import BadResult, build_response, error_response, storage_full
 
@@ -97,6 +100,18 @@ class _Sink:
             except Exception:  # the client is gone: drop what is left, the handler may check
                 self.disconnected = True
                 self._queue.clear()
+
+    async def sent(self) -> None:
+        """Until what was written has been handed to the server (``await response.send()``);
+        at least one turn of the loop, so a handler that sends in a loop never starves the
+        other requests, nor the watch on its own client."""
+        pump = self._pump
+        if current_library() != "asyncio":  # a trio handler: no waiting on asyncio's tasks
+            await trio.lowlevel.checkpoint()
+        elif pump is not None and not pump.done():
+            await asyncio.shield(pump)  # cancelling the handler must not cancel the pump
+        else:
+            await asyncio.sleep(0)
 
     async def finish(self) -> None:
         """Once the handler returned: start the response if nothing was written, send the rest."""
