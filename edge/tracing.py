@@ -29,6 +29,13 @@ STDOUT_FLUSH_INTERVAL = 0.1
 #: Lines held for the next stdout write at most (bounds memory if the flush task is late).
 MAX_BUFFERED_LINES = 2_000
 
+#: A log message longer than this (characters) is cut there, and a record whose data makes its
+#: line longer than MAX_LINE (bytes) keeps the start of the data as text: 10,000 records of at
+#: most ~64 KiB bound the store (and the RAM of a flush) whatever handlers log.
+MAX_MSG = 8_192
+MAX_LINE = 65_536
+_DATA_KEPT = 4_096
+
 #: Log levels by name, lowest first (records below the tracer's level are dropped).
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
 _COLOURS = {"debug": "\x1b[90m", "info": "\x1b[36m", "warn": "\x1b[33m", "error": "\x1b[31m"}
@@ -74,13 +81,20 @@ _pack = msgspec.msgpack.Encoder(enc_hook=_as_text)
 
 def _encode_record(encode, record) -> bytes:
     """``encode(record)``; a log record's data it cannot encode even so (an int past 64 bits
-    in msgpack) shown as text."""
+    in msgpack) shown as text, and data past :data:`MAX_LINE` cut to its start."""
     try:
-        return encode(record)
+        line = encode(record)
     except (TypeError, ValueError, OverflowError):
         if type(record) is not LogRecord:
             raise
-        return encode(msgspec.structs.replace(record, data=repr(record.data)))
+        line = encode(msgspec.structs.replace(record, data=repr(record.data)))
+    if len(line) > MAX_LINE and type(record) is LogRecord and record.data is not None:
+        text = _json.encode(record.data).decode("utf-8", "replace")
+        half = _DATA_KEPT // 2  # the start and the end (a traceback's last lines name the error)
+        line = encode(msgspec.structs.replace(record, data={
+            "truncated": f"{len(text)} characters of data, cut to {_DATA_KEPT}",
+            "data": f"{text[:half]} ... {text[-half:]}"}))
+    return line
 _unpack_log = msgspec.msgpack.Decoder(LogRecord)
 _unpack_log_json = msgspec.json.Decoder(LogRecord)
 _unpack_span = msgspec.msgpack.Decoder(Span)
@@ -119,7 +133,11 @@ class Tracer:
         if LEVELS.get(level, 20) < self.level:
             return
         level = "warn" if level == "warning" else level
-        record = LogRecord(time.time(), level, msg if type(msg) is str else str(msg), trace_id, step,
+        if type(msg) is not str:
+            msg = str(msg)
+        if len(msg) > MAX_MSG:
+            msg = f"{msg[:MAX_MSG]}... ({len(msg) - MAX_MSG} more characters)"
+        record = LogRecord(time.time(), level, msg, trace_id, step,
                            flows if type(flows) is tuple else tuple(flows), data)
         line = self._emit(record)
         if self.store is not None:

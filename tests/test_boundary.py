@@ -79,6 +79,14 @@ PROJECT = {
                 "Content-Length": req.query_params["length"], "Transfer-Encoding": "chunked",
                 "Connection": "close", "X-Trace-Id": "upstream", "Set-Cookie": ["a=1", "b=2"]}}
     """,
+    "steps/big_log_step.py": """
+        config = {"name": "BigLog", "triggers": [{"type": "http", "method": "GET", "path": "/biglog"}]}
+
+        async def handler(req, ctx):
+            ctx.logger.info("m" * 5_000_000)
+            ctx.logger.info("with data", {"blob": "d" * 1_000_000 + "END"})
+            return {"status": 200, "body": {"logged": True}}
+    """,
     "steps/ok_step.py": """
         config = {"name": "Ok", "triggers": [{"type": "http", "method": "GET", "path": "/ok"}]}
 
@@ -334,6 +342,23 @@ def test_a_raising_handler_condition_or_middleware_is_a_500_with_error_id(client
     record = logged(server, error_id)
     assert record["msg"] == f"Faults failed: {exc} (error_id {error_id})"
     assert f"{exc}: " in record["data"]["traceback"]
+    still_serving(client)
+
+
+def test_a_huge_log_record_is_cut_on_stdout_and_in_the_store(client, server):
+    # Before: 41 calls of a 5 MB message grew data.mdb by 205 MB and RSS to 337 MB.
+    r = client.get("/biglog")
+    assert r.status_code == 200
+    trace = r.headers["x-trace-id"]
+    stored = client.get("/__edge/logs", params={"trace_id": trace}).json()["logs"]
+    printed = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
+        [rec for rec in server.logs() if rec.get("trace_id") == trace]))
+    for records in (stored, printed):
+        message, with_data = records
+        assert message["msg"] == "m" * 8192 + f"... ({5_000_000 - 8192} more characters)"
+        assert with_data["msg"] == "with data"
+        assert with_data["data"]["truncated"] == "1000014 characters of data, cut to 4096"
+        assert with_data["data"]["data"] == '{"blob":"' + "d" * 2039 + " ... " + "d" * 2043 + 'END"}'
     still_serving(client)
 
 
