@@ -30,10 +30,10 @@ STDOUT_FLUSH_INTERVAL = 0.1
 MAX_BUFFERED_LINES = 2_000
 
 #: A log message longer than this (characters) is cut there, and a record whose data makes its
-#: line longer than MAX_LINE (bytes) keeps the start of the data as text: 10,000 records of at
-#: most ~64 KiB bound the store (and the RAM of a flush) whatever handlers log.
-MAX_MSG = 8_192
-MAX_LINE = 65_536
+#: line longer than MAX_LINE (bytes) keeps the start and end of the data as text: 10,000 records of
+#: at most ~16 KiB bound the store (and the RAM of a flush) whatever handlers log.
+MAX_MSG = 4_096
+MAX_LINE = 16_384
 _DATA_KEPT = 4_096
 
 #: Log levels by name, lowest first (records below the tracer's level are dropped).

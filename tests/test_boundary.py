@@ -355,7 +355,7 @@ def test_a_huge_log_record_is_cut_on_stdout_and_in_the_store(client, server):
         [rec for rec in server.logs() if rec.get("trace_id") == trace]))
     for records in (stored, printed):
         message, with_data = records
-        assert message["msg"] == "m" * 8192 + f"... ({5_000_000 - 8192} more characters)"
+        assert message["msg"] == "m" * 4096 + f"... ({5_000_000 - 4096} more characters)"
         assert with_data["msg"] == "with data"
         assert with_data["data"]["truncated"] == "1000014 characters of data, cut to 4096"
         assert with_data["data"]["data"] == '{"blob":"' + "d" * 2039 + " ... " + "d" * 2043 + 'END"}'
