@@ -157,6 +157,10 @@ class Host:
         """From a thread that is not the loop thread: run ``fn(*args)`` on the loop, wait."""
         return asyncio.run_coroutine_threadsafe(_call(fn, *args), self.loop).result()
 
+    def await_blocking(self, fn: Callable, *args) -> Any:
+        """From a thread that is not the loop thread: ``await fn(*args)`` on the loop, wait."""
+        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result()
+
 
 def cancelled_from_outside(exc: BaseException) -> bool:
     """Whether ``exc`` is a cancellation of the invocation's own task (edge's timeout, the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._loops import answer, current_invocation, maybe_await
+from ._loops import answer, current_invocation, in_async, maybe_await
 from .records import Record
 
 __all__ = ["Context", "StepLogger", "TriggerInfo", "current_context"]
@@ -161,8 +161,14 @@ class Context:
     emit = enqueue
 
     def invoke(self, step_name: str, input: Any = None) -> Any:
-        """Run another step's handler directly, in this trace; return its result."""
-        return self._runtime.invoke_step(self, step_name, input)
+        """Run another step's handler directly, in this trace; return its result (awaitable
+        in async code; in a sync handler's thread, the result itself)."""
+        if in_async():
+            return self._runtime.invoke_step(self, step_name, input)
+        host = self._runtime.boundary.host
+        if host is None:
+            raise RuntimeError("ctx.invoke from a thread needs the server running")
+        return host.await_blocking(self._runtime.invoke_step, self, step_name, input)
 
     # Motia 1.0's FlowContext helpers, native too.
     def get_data(self) -> Any:

@@ -248,6 +248,12 @@ PROJECT = {
                 await task
             await ctx.state.set("cron-cancel", "runs", runs["n"])
     """,
+    "steps/sync_invoker_step.py": """
+        config = {"name": "SyncInvoker", "triggers": [{"type": "http", "method": "GET", "path": "/invoke-sync"}]}
+
+        def handler(req, ctx):  # a sync handler, in the pool's thread: ctx calls answer directly
+            return {"status": 200, "body": ctx.invoke("Callee", {"x": 2})}
+    """,
     "steps/invoker_step.py": """
         config = {"name": "Invoker", "triggers": [{"type": "http", "method": "GET", "path": "/invoke"}]}
 
@@ -542,6 +548,16 @@ def test_ctx_invoke_callee_sees_its_first_trigger_with_attributes(client):
     r = client.get("/invoke")
     assert r.status_code == 200
     assert r.json() == {"trigger_type": "queue", "topic": "callee.in", "key": "callee.in", "data": {"x": 1}}
+
+
+def test_ctx_invoke_from_a_sync_handler_answers_the_result(client):
+    # Before: it returned a coroutine, and the answer failed with "body is not JSON-encodable"
+    r = client.get("/invoke-sync")
+    assert r.status_code == 200
+    assert r.json() == {"trigger_type": "queue", "topic": "callee.in", "key": "callee.in", "data": {"x": 2}}
+    spans = client.get("/__edge/traces", params={"trace_id": r.headers["x-trace-id"]}).json()["spans"]
+    by_step = {s["step"]: s for s in spans}
+    assert by_step["Callee"]["parent"] == by_step["SyncInvoker"]["span_id"]
 
 
 # -- smaller defects found on the way ---------------------------------------------------------
