@@ -250,13 +250,23 @@ class Boundary:
 
     @staticmethod
     async def _bounded(limit: float, fn: Callable, *args, **kw) -> Any:
-        """``await fn(*args, **kw)``, cancelled after ``limit`` seconds: TimeoutError."""
+        """``await fn(*args, **kw)``, cancelled after ``limit`` seconds: TimeoutError. Also when
+        it returned, but late: a handler that blocked the loop (``time.sleep`` in async code)
+        or swallowed the cancellation had its attempt fail all the same."""
         if current_library() == "trio":
+            deadline = trio.current_time() + limit
             with trio.move_on_after(limit):
-                return await fn(*args, **kw)
+                result = await fn(*args, **kw)
+                if trio.current_time() <= deadline:
+                    return result
             raise TimeoutError(f"did not finish within {limit:g} s")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
         async with asyncio.timeout(limit):
-            return await fn(*args, **kw)
+            result = await fn(*args, **kw)
+        if loop.time() > deadline:
+            raise TimeoutError(f"did not finish within {limit:g} s")
+        return result
 
     # -- the guarded run -------------------------------------------------------------------
 

@@ -254,6 +254,22 @@ PROJECT = {
         def handler(req, ctx):  # a sync handler, in the pool's thread: ctx calls answer directly
             return {"status": 200, "body": ctx.invoke("Callee", {"x": 2})}
     """,
+    "steps/late_step.py": """
+        import asyncio
+        import time
+
+        config = {"name": "Late", "triggers": [{"type": "queue", "topic": "late",
+                  "config": {"timeout": 0.2, "maxRetries": 1, "backoffDelayMs": 10}}]}
+
+        async def handler(data, ctx):
+            if data["how"] == "blocks":
+                time.sleep(0.5)  # blocks the loop: the timeout cannot cancel it
+            else:
+                try:
+                    await asyncio.sleep(1)
+                except asyncio.CancelledError:
+                    pass  # swallows the cancellation and returns
+    """,
     "steps/invoker_step.py": """
         config = {"name": "Invoker", "triggers": [{"type": "http", "method": "GET", "path": "/invoke"}]}
 
@@ -541,6 +557,22 @@ def test_a_cron_handler_that_awaits_a_task_it_cancelled_fails_that_run_alone(cli
     assert wait_for(lambda: (state_value(client, "cron-cancel", "runs") or 0) >= 2, timeout=10)
     record = wait_for(lambda: next((r for r in server.logs() if r.get("msg", "").startswith("CronCancel failed")), None))
     assert record["msg"].startswith("CronCancel failed: CancelledError (error_id ")
+    still_serving(client)
+
+
+def test_an_async_handler_that_returns_past_its_timeout_failed_the_attempt(client, server):
+    # Before: both were acked as handled (2001 ms "ok"), so the timeout meant nothing to them.
+    for how in ("blocks", "swallows"):
+        assert client.post("/__edge/emit", json={"topic": "late", "data": {"how": how}}).status_code == 202
+
+    def dead():
+        found = [d for d in client.get("/__edge/dlq").json()["dead_letters"] if d["step"] == "Late"]
+        return found if len(found) == 2 else None
+
+    letters = wait_for(dead, timeout=15)
+    assert sorted((d["data"]["how"], d["attempts"], d["error"]) for d in letters) == [
+        ("blocks", 2, "TimeoutError: the handler did not finish within 0.2 s"),
+        ("swallows", 2, "TimeoutError: the handler did not finish within 0.2 s")]
     still_serving(client)
 
 
