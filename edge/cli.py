@@ -239,8 +239,21 @@ def _print_discovery_problems(discovery, *, file=sys.stderr) -> None:
 
 # -- serving -------------------------------------------------------------------------------
 
+def _no_project(settings, mode: str) -> bool:
+    """Say so when the project folder is not there (a typo in a unit file would otherwise
+    serve an empty app that looks healthy)."""
+    if Path(settings.dir).is_dir():
+        return False
+    what = "is not a folder" if Path(settings.dir).exists() else "does not exist"
+    print(f"edge {mode}: the project folder {settings.dir} {what} (--dir / EDGE_DIR); point it at "
+          "the folder that holds steps/", file=sys.stderr)
+    return True
+
+
 def cmd_start(args, *, mode: str = "start") -> int:
     settings = settings_from(args, mode=mode)
+    if _no_project(settings, mode):
+        return 1
     from ._lock import DataDirLock
 
     lock = DataDirLock.acquire(settings.data_dir)  # one process per data dir; held until os._exit
@@ -269,7 +282,10 @@ def cmd_dev(args) -> int:
         return cmd_start(args, mode="dev")
     from .devserver import supervise
 
-    return supervise(sys.argv[1:] if sys.argv[1:2] == ["dev"] else ["dev"], settings_from(args))
+    settings = settings_from(args)
+    if _no_project(settings, "dev"):
+        return 1
+    return supervise(sys.argv[1:] if sys.argv[1:2] == ["dev"] else ["dev"], settings)
 
 
 # -- inspection ----------------------------------------------------------------------------

@@ -111,6 +111,17 @@ def test_start_refuses_broken_steps(tmp_path):
     )
 
 
+@pytest.mark.parametrize("command", ["start", "dev"])
+def test_a_project_folder_that_is_not_there_is_refused(tmp_path, command):
+    # Before: "no steps found", then a healthy-looking empty server on the port.
+    missing = tmp_path / "typo"
+    result = edge(command, "--dir", missing, "--port", "0", "--data-dir", tmp_path / "data")
+    assert result.returncode == 1
+    assert result.stderr == (f"edge {command}: the project folder {missing} does not exist (--dir / EDGE_DIR); "
+                             "point it at the folder that holds steps/\n")
+    assert not (tmp_path / "data").exists()
+
+
 def test_unwritable_data_dir_is_a_clear_error(tmp_path):
     project = write_project(tmp_path / "app", GOOD)
     blocker = tmp_path / "file"
