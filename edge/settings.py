@@ -48,7 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ConfigError: a value cannot be parsed; the message names the flag and the variable.
         """
         env = os.environ if env is None else env
-        values = {}
+        values, sources = {}, {}
         for name, field_type in (
             ("dir", Path), ("host", str), ("port", int), ("data_dir", Path),
             ("durability", str), ("max_body", "size"), ("token", str), ("grace", float),
@@ -63,22 +63,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     continue
                 raw, source = env[var], var
             values[name] = _parse(raw, field_type, source)
+            sources[name] = source
         if "mode" in flags and flags["mode"] is not None:
             values["mode"] = flags["mode"]
         durability = values.get("durability", "durable")
         if durability not in ("durable", "relaxed"):
-            raise ConfigError(f'--durability: expected "durable" or "relaxed", got "{durability}"')
+            raise ConfigError(f'{sources["durability"]}: expected "durable" or "relaxed", got "{durability}"')
         level = values.get("log_level", "info")
         if level not in _LOG_LEVELS:
             raise ConfigError(f'EDGE_LOG_LEVEL: expected one of {", ".join(_LOG_LEVELS[:4])}, got "{level}"')
         if values.get("threads", 1) < 1:
-            raise ConfigError(f"--threads: expected at least 1, got {values['threads']}")
+            raise ConfigError(f"{sources['threads']}: expected at least 1, got {values['threads']}")
         idle = values.get("idle_timeout", 30.0)
         if not 0.1 <= idle <= 86400:
-            raise ConfigError(f"--idle-timeout: expected seconds from 0.1 to 86400, got {idle}")
+            raise ConfigError(f"{sources['idle_timeout']}: expected seconds from 0.1 to 86400, got {idle}")
+        if values.get("grace", 0) < 0:
+            raise ConfigError(f"{sources['grace']}: expected seconds (0 or more), got {values['grace']}")
         port = values.get("port", 3000)
         if not 0 <= port <= 65535:
-            raise ConfigError(f"--port: expected 0..65535, got {port}")
+            raise ConfigError(f"{sources['port']}: expected 0..65535, got {port}")
+        loop = env.get("EDGE_LOOP", "").strip().lower()  # read by edge.server.bridge.loop_factory
+        if loop not in ("", "uvloop", "asyncio"):
+            raise ConfigError(f'EDGE_LOOP: expected "uvloop" or "asyncio", got "{env["EDGE_LOOP"]}"')
         if values.get("streams_require_token") and not values.get("token"):
             raise ConfigError("EDGE_STREAMS_REQUIRE_TOKEN=1 needs EDGE_TOKEN: set EDGE_TOKEN to the token stream "
                               "clients must send (subprotocols [\"Authorization\", token] or ?authToken=)")

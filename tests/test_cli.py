@@ -148,6 +148,18 @@ def test_usage_errors_exit_2(tmp_path):
         2, 'edge start: EDGE_LOG_LEVEL: expected one of debug, info, warn, error, got "verbose"')
 
 
+@pytest.mark.parametrize("env, message", [
+    # the message names the variable that was set, not the flag (it named --port before)
+    ({"EDGE_PORT": "70000"}, "EDGE_PORT: expected 0..65535, got 70000"),
+    ({"EDGE_THREADS": "0"}, "EDGE_THREADS: expected at least 1, got 0"),
+    ({"EDGE_GRACE": "-1"}, "EDGE_GRACE: expected seconds (0 or more), got -1.0"),
+    ({"EDGE_LOOP": "tokio"}, 'EDGE_LOOP: expected "uvloop" or "asyncio", got "tokio"'),
+])
+def test_a_bad_environment_value_names_the_variable(tmp_path, env, message):
+    result = edge("start", "--dir", tmp_path, env=env)
+    assert (result.returncode, result.stderr) == (2, f"edge start: {message}\n")
+
+
 def test_state_offline_set_get_list(tmp_path):
     args = ("--dir", tmp_path, "--data-dir", tmp_path / "data", "--port", "1")
     assert edge("state", "set", "devices", "pump", '{"on": true}', *args).returncode == 0
