@@ -105,6 +105,8 @@ def cmd_dlq(args) -> int:
             store.close()
         if dlq_id is not None and not redriven:
             raise EdgeError(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
+        if args.step is not None and not redriven:
+            raise EdgeError(f"no dead letters of step {args.step!r}; `edge dlq list` shows the steps that have some")
     print(f"redriven: {len(redriven)}")
     for item in skipped:
         print(f"skipped {item['id']}: {item['reason']}", file=sys.stderr)

@@ -430,7 +430,9 @@ async def test_poison_message_to_dead_letters_then_redrive(tmp_path, autojump_cl
         assert str(info.value) == "no dead letter with id 99; `edge dlq list` shows the ids"
 
         broken[0] = False
-        assert await app.queues.redrive(step="Other") == {"redriven": [], "skipped": []}
+        with pytest.raises(NotFound) as info:  # it answered "redriven: 0" as for a known step
+            await app.queues.redrive(step="Other")
+        assert str(info.value) == "no step named 'Other' has a queue trigger; steps that do: Parse"
         assert await app.queues.redrive(dlq_id=1) == {"redriven": [1], "skipped": []}
         await settle(app)
         assert app.dead() == [] and handled == [{"raw": "??"}]
