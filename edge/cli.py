@@ -392,11 +392,27 @@ def call_server(settings, method: str, path: str, body: Any = None, query: dict 
         raise EdgeError(f"cannot reach the edge server at {url}: {reason}") from None
 
 
-def open_store(settings, *, create: bool = False):
+#: Data-dir locks the CLI holds while it writes without a server (until the process exits).
+_held_locks: list = []
+
+
+def open_store(settings, *, create: bool = False, write: bool = False):
+    """The store, for a CLI command that found no server. ``write``: take the data dir's lock
+    first, so a change never goes behind the back of a server that did not answer (another
+    port): its queues and triggers would not see it."""
     from .store import Store
 
     if not create and not Path(settings.data_dir).exists():
         raise EdgeError(f"no data directory at {settings.data_dir}: start the app once, or pass --data-dir")
+    if write:
+        from ._lock import DataDirInUse, DataDirLock
+
+        try:
+            _held_locks.append(DataDirLock.acquire(settings.data_dir))
+        except DataDirInUse as exc:
+            holder = f"pid {exc.pid}" if exc.pid is not None else "another process"
+            raise EdgeError(f"an edge server ({holder}) serves {settings.data_dir} but did not answer on port "
+                            f"{settings.port}: pass its --port (or EDGE_PORT) and the change goes through it") from None
     return Store.open(settings.data_dir, settings.durability)
 
 
@@ -432,7 +448,7 @@ def cmd_state(args) -> int:
     else:
         from ._state import StateStore
 
-        store = open_store(settings, create=args.action == "set")
+        store = open_store(settings, create=args.action == "set", write=args.action in ("set", "delete"))
         try:
             state = StateStore(store)
             if args.action == "get":

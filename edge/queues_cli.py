@@ -59,7 +59,7 @@ def cmd_emit(args) -> int:
 
     discovery = discover_project(settings)
     _print_discovery_problems(discovery)
-    store = open_store(settings)
+    store = open_store(settings, write=True)
     try:
         service = QueueService(store, discovery.steps)
         topic, data, group = parse_event(event, "emit")
@@ -98,7 +98,7 @@ def cmd_dlq(args) -> int:
     else:
         from .queues.dlq import redrive_offline
 
-        store = open_store(settings)
+        store = open_store(settings, write=True)
         try:
             redriven, skipped = redrive_offline(store, step=args.step, dlq_id=dlq_id), []
         finally:

@@ -32,6 +32,7 @@ PROJECT = {
             {"type": "http", "method": "GET", "path": "/garbage/headers"},
             {"type": "http", "method": "GET", "path": "/garbage/informational"},
             {"type": "http", "method": "GET", "path": "/garbage/header-name"},
+            {"type": "http", "method": "GET", "path": "/garbage/tuple-key"},
             {"type": "http", "method": "GET", "path": "/raises"},
             {"type": "http", "method": "GET", "path": "/cond", "condition": cond_raises},
             {"type": "http", "method": "GET", "path": "/mw", "middleware": [mw_raises]},
@@ -51,6 +52,8 @@ PROJECT = {
                 return {"status": 103, "body": {}}
             if kind == "/garbage/header-name":
                 return {"status": 200, "body": {}, "headers": {"x y": "1"}}
+            if kind == "/garbage/tuple-key":
+                return {"status": 200, "body": {"a": {(1, 2): 3}}}
             if kind == "/state/bigint":
                 await ctx.state.set("g", "k", {"n": 2 ** 70})
             if kind == "/state/longkey":
@@ -313,6 +316,7 @@ def logged(server, error_id: str) -> dict:
     ("/garbage/status", "Faults: handler returned status 'OK'; expected an int between 200 and 599"),
     ("/garbage/informational", "Faults: handler returned status 103; expected an int between 200 and 599"),
     ("/garbage/header-name", "Faults: handler returned a header name that is no header name: 'x y'"),
+    ("/garbage/tuple-key", "Faults: body is not JSON-encodable: key of type tuple at $.a"),  # was RecursionError
     ("/garbage/headers", "Faults: handler returned a header value with a line break: 'a\\r\\nSet-Cookie: b'"),
 ])
 def test_a_garbage_result_is_a_500_that_says_what_was_wrong(client, server, path, message):

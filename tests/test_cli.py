@@ -122,6 +122,37 @@ def test_a_project_folder_that_is_not_there_is_refused(tmp_path, command):
     assert not (tmp_path / "data").exists()
 
 
+def test_a_cli_write_never_goes_behind_a_server_that_did_not_answer(tmp_path):
+    # Before: `edge emit` with the wrong --port wrote into the served data dir directly and said
+    # "delivered when the server starts".
+    project = write_project(tmp_path / "app", {**GOOD, "steps/sink_step.py": """
+        config = {"name": "Sink", "triggers": [{"type": "queue", "topic": "t"}]}
+
+        async def handler(data, ctx):
+            pass
+    """})
+    server = EdgeServer(project, tmp_path / "data").start()
+    try:
+        wrong = free_port()
+        for command in (["emit", "--topic", "t", "--message", "{}"], ["state", "set", "g", "k", "1"]):
+            result = edge(*command, "--dir", project, "--data-dir", tmp_path / "data", "--port", wrong)
+            assert (result.returncode, result.stderr) == (1, (
+                f"edge {command[0]}: an edge server (pid {server.proc.pid}) serves {tmp_path / 'data'} but did not "
+                f"answer on port {wrong}: pass its --port (or EDGE_PORT) and the change goes through it\n"))
+        result = edge("emit", "--topic", "t", "--message", "{}", "--dir", project, "--port", server.port)
+        assert result.returncode == 0 and result.stdout.startswith('enqueued to "t" for Sink')
+    finally:
+        server.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_unwritable_data_dir_is_a_clear_error(tmp_path):
     project = write_project(tmp_path / "app", GOOD)
     blocker = tmp_path / "file"

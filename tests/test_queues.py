@@ -439,6 +439,31 @@ async def test_poison_message_to_dead_letters_then_redrive(tmp_path, autojump_cl
         assert app.queues.health()["dead_letters"] == 0
 
 
+async def test_two_redrives_of_one_dead_letter_in_one_batch_report_one_move(tmp_path, autojump_clock):
+    # Both reach the open batch before it commits; the letter moves once and one of them says so
+    # (both answered "redriven" when the batch's moved keys were shared).
+    def handle(data):
+        raise ValueError("still broken")
+
+    async with running(tmp_path, queue_step("Parse", "raw", handle, config={"maxRetries": 0})) as app:
+        await app.emit("raw", {"raw": "??"})
+        await settle(app)
+        assert [d["id"] for d in app.dead()] == [1]
+        answers = []
+
+        async def redrive():
+            try:
+                answers.append(await app.queues.redrive(dlq_id=1))
+            except NotFound as exc:
+                answers.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(redrive)
+            nursery.start_soon(redrive)
+        assert sorted(map(str, answers)) == sorted(map(str, [
+            {"redriven": [1], "skipped": []}, "no dead letter with id 1; `edge dlq list` shows the ids"]))
+
+
 # -- enqueue errors -----------------------------------------------------------------------
 
 async def test_enqueue_errors_name_the_problem_and_store_nothing(tmp_path, autojump_clock):

@@ -67,9 +67,14 @@ class Batch:
             self.dead.append(dead)
         self.size += 1
 
-    def redrive(self, dlq_key: bytes, sub, record: bytes) -> None:
+    def redrive(self, dlq_key: bytes, sub, record: bytes) -> bool:
+        """Add a dead letter's move; False when this batch moves it already (a concurrent
+        redrive asked first: the one that moves it reports it)."""
+        if any(key == dlq_key for key, _, _ in self.redrives):
+            return False
         self.redrives.append((dlq_key, sub, record))
         self.size += 1
+        return True
 
     def apply(self, txn) -> list[bytes]:
         """The write function. Pure over ``txn`` (the store may run it twice). Returns the dlq

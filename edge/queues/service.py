@@ -427,15 +427,16 @@ class QueueService:
                 skipped.append({"id": R.dlq_id(key), "reason": f'step "{dead.step}" no longer subscribes to "{dead.topic}"'})
                 continue
             due = now + sub.delay_ms if sub.delay_ms else 0
-            batch.redrive(key, sub, encode_redriven(dead, due))
-            redriven.append(R.dlq_id(key))
+            if batch.redrive(key, sub, encode_redriven(dead, due)):
+                redriven.append(R.dlq_id(key))
         if redriven:
-            # A dead letter moves once, however many redrives ask for it at the same time
-            # (Batch.apply): report the ones this call moved (issue 10 item 9).
+            # A dead letter moves once, however many redrives ask for it at the same time: one
+            # batch takes it once (Batch.redrive), a later batch finds it gone (Batch.apply).
+            # Report the ones this call moved (issue 10 item 9).
             moved = set(await self.committer.durable())
             redriven = [i for i in redriven if R.dlq_key(i) in moved]
-            if dlq_id is not None and not redriven:
-                raise missing
+        if dlq_id is not None and not redriven and not skipped:
+            raise missing
         return {"redriven": redriven, "skipped": skipped}
 
     # -- serving --------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def _unencodable(value: Any, path: str = "$") -> str | None:
     try:
         _encoder.encode(value)
         return None
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # RecursionError: a tuple key
         reason = exc
     if isinstance(value, dict):
         for key, item in value.items():
@@ -75,7 +75,7 @@ def json_payload(body: Any) -> bytes:
     """``body`` as JSON bytes; BadResult saying what (and where) cannot be encoded."""
     try:
         return _encoder.encode(body)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
 
 
