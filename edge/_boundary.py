@@ -29,12 +29,13 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import threading
 import time
 from typing import Any, Callable
 
 import trio
 
-from ._loops import current_invocation, current_library, maybe_await, register_host
+from ._loops import current_invocation, current_library, invoked_from_thread, maybe_await, register_host
 from .context import Context
 from .errors import BadResult, Retry
 from .tracing import Span, new_id
@@ -111,8 +112,7 @@ class Host:
                 result = await fn(*args)
             except BaseException as exc:
                 if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception)
-                                         else asyncio.CancelledError("the runtime is stopping"))
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeStopping())
                 if not isinstance(exc, Exception):
                     raise
             else:
@@ -162,13 +162,51 @@ class Host:
         return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result()
 
 
+async def _in_own_thread(run: Callable) -> Any:
+    """``run()`` in a thread started for it (a ``ctx.invoke`` callee of a sync handler)."""
+    if current_library() == "trio":
+        return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result, exc):
+        if not future.done():
+            future.set_exception(exc) if exc is not None else future.set_result(result)
+
+    def work():
+        try:
+            result = run()
+        except BaseException as exc:  # the handler's outcome, whatever it is
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="edge-invoke", daemon=True).start()
+    return await future
+
+
+class RuntimeStopping(asyncio.CancelledError):
+    """What an asyncio caller of a trio step gets when the runtime stops under it."""
+
+    def __init__(self):
+        super().__init__("the runtime is stopping")
+
+
+class LateReturn(TimeoutError):
+    """A bounded run returned after its deadline (it blocked the loop or swallowed the
+    cancellation): the attempt failed all the same."""
+
+
 def cancelled_from_outside(exc: BaseException) -> bool:
-    """Whether ``exc`` is a cancellation of the invocation's own task (edge's timeout, the
-    runtime stopping), not one a handler raised or caught from a task it cancelled itself."""
-    if isinstance(exc, trio.Cancelled):
-        return True  # only trio raises it, for a cancel scope around the handler
+    """Whether ``exc`` is a cancellation of the invocation itself (edge's timeout, the runtime
+    stopping), not one a handler raised or caught from a task it cancelled itself."""
+    if isinstance(exc, (trio.Cancelled, RuntimeStopping)):
+        return True  # trio raises Cancelled only for a cancel scope around the handler
     if isinstance(exc, asyncio.CancelledError):
-        task = asyncio.current_task()
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no asyncio loop at all (plain trio, no host): the handler's own
+            return False
         return task is not None and task.cancelling() > 0
     return False
 
@@ -225,7 +263,7 @@ class Boundary:
 
     async def invoke(self, step, trigger, input: Any, *, trace_id: str, parent: str | None = None,
                      ctx: Context | None = None, finish: Callable | None = None,
-                     limit: float | None = None) -> tuple[Any, Context]:
+                     limit: float | None = None, deadline: float | None = None) -> tuple[Any, Context]:
         """Run ``step``'s handler for ``trigger`` once, on the loop it belongs to, from either loop.
 
         ``finish(result)`` is given when the invocation serves an HTTP request: the trigger's
@@ -240,39 +278,32 @@ class Boundary:
             Skipped: the trigger's condition was false.
             HandlerError: the handler, its condition or its writes failed; already logged.
             Retry: the handler asked for a retry (queue handlers).
-            TimeoutError: it did not finish within ``limit`` seconds (it was cancelled).
+            TimeoutError: it did not finish within ``limit`` seconds (it was cancelled), or it
+                returned later than that (it blocked the loop, or swallowed the cancellation).
         """
         if limit is not None and limit != float("inf"):
             return await self._bounded(limit, self.invoke, step, trigger, input, trace_id=trace_id,
-                                       parent=parent, ctx=ctx, finish=finish)
+                                       parent=parent, ctx=ctx, finish=finish,
+                                       deadline=time.perf_counter() + limit)
         return await self.run_for(step, trigger, self.run, step, trigger, input, trace_id, parent, ctx, finish,
-                                  finish=finish)
+                                  deadline, finish=finish)
 
     @staticmethod
     async def _bounded(limit: float, fn: Callable, *args, **kw) -> Any:
-        """``await fn(*args, **kw)``, cancelled after ``limit`` seconds: TimeoutError. Also when
-        it returned, but late: a handler that blocked the loop (``time.sleep`` in async code)
-        or swallowed the cancellation had its attempt fail all the same."""
+        """``await fn(*args, **kw)``, cancelled after ``limit`` seconds: TimeoutError."""
         if current_library() == "trio":
-            deadline = trio.current_time() + limit
             with trio.move_on_after(limit):
-                result = await fn(*args, **kw)
-                if trio.current_time() <= deadline:
-                    return result
+                return await fn(*args, **kw)
             raise TimeoutError(f"did not finish within {limit:g} s")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
         async with asyncio.timeout(limit):
-            result = await fn(*args, **kw)
-        if loop.time() > deadline:
-            raise TimeoutError(f"did not finish within {limit:g} s")
-        return result
+            return await fn(*args, **kw)
 
     # -- the guarded run -------------------------------------------------------------------
 
-    async def run(self, step, trigger, input, trace_id, parent=None, ctx=None, finish=None):
+    async def run(self, step, trigger, input, trace_id, parent=None, ctx=None, finish=None, deadline=None):
         """The boundary itself, on the loop the caller is on (see :meth:`invoke`). Kept flat: it
-        is on every request's path."""
+        is on every request's path. ``deadline`` (``time.perf_counter()``): a run that returns
+        after it failed all the same (:class:`LateReturn`)."""
         span_id = new_id()
         if ctx is None:
             queued = trigger is not None and trigger.type in QUEUED_TYPES
@@ -301,8 +332,11 @@ class Boundary:
             for done in ctx.pending:  # writes the handler started are durable; one it never
                 if not done.observed:  # awaited that failed fails the invocation
                     await done.wait()
+            if deadline is not None and time.perf_counter() > deadline:
+                status, error = "error", "returned after its timeout"
+                raise LateReturn()
             return result, ctx
-        except Skipped:
+        except (Skipped, LateReturn):
             raise
         except HandlerError as exc:  # a ctx.invoke callee failed: already logged
             status, error, error_id = "error", str(exc), exc.error_id
@@ -370,6 +404,8 @@ class Boundary:
         """Run a blocking ``fn(*args)`` in the bounded pool, from asyncio or trio, keeping the
         caller's context variables (trace id, the current invocation)."""
         run = functools.partial(contextvars.copy_context().run, fn, *args)
+        if invoked_from_thread.get():  # the pool's threads may all be callers waiting for this
+            return await _in_own_thread(run)
         if current_library() == "trio":
             if self._limiter is None:
                 self._limiter = trio.CapacityLimiter(self.threads)

@@ -21,7 +21,7 @@ import sniffio
 import trio
 
 __all__ = ["Completion", "Pending", "Ready", "answer", "maybe_await", "current_library", "checkpoint", "in_async", "track",
-           "current_invocation", "current_caller", "register_host", "host_loop"]
+           "current_invocation", "invoked_from_thread", "current_caller", "register_host", "host_loop"]
 
 #: The host loop of each thread that runs one (``edge._boundary.Host`` registers it).
 _host_loops: dict[int, asyncio.AbstractEventLoop] = {}
@@ -179,6 +179,10 @@ class Ready:
 #: boundary): its ``trace_id`` is carried into the triggers its writes fire, and its
 #: ``pending`` list holds the writes it must wait for before it answers.
 current_invocation: contextvars.ContextVar[Any] = contextvars.ContextVar("edge_invocation", default=None)
+#: True in what a sync handler's thread started and waits for (its ``ctx.invoke`` callee): a
+#: sync callee then gets a thread of its own, since the bounded pool may be full of callers.
+invoked_from_thread: contextvars.ContextVar[bool] = contextvars.ContextVar("edge_invoked_from_thread",
+                                                                           default=False)
 
 
 def answer(value: Any) -> Any:

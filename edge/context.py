@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._loops import answer, current_invocation, in_async, maybe_await
+from ._loops import answer, current_invocation, in_async, invoked_from_thread, maybe_await
 from .records import Record
 
 __all__ = ["Context", "StepLogger", "TriggerInfo", "current_context"]
@@ -168,7 +168,11 @@ class Context:
         host = self._runtime.boundary.host
         if host is None:
             raise RuntimeError("ctx.invoke from a thread needs the server running")
-        return host.await_blocking(self._runtime.invoke_step, self, step_name, input)
+        token = invoked_from_thread.set(True)  # the callee's task starts from this context
+        try:
+            return host.await_blocking(self._runtime.invoke_step, self, step_name, input)
+        finally:
+            invoked_from_thread.reset(token)
 
     # Motia 1.0's FlowContext helpers, native too.
     def get_data(self) -> Any:

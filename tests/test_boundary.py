@@ -252,10 +252,21 @@ PROJECT = {
             await ctx.state.set("cron-cancel", "runs", runs["n"])
     """,
     "steps/sync_invoker_step.py": """
-        config = {"name": "SyncInvoker", "triggers": [{"type": "http", "method": "GET", "path": "/invoke-sync"}]}
+        import time
+
+        config = {"name": "SyncInvoker", "triggers": [{"type": "http", "method": "GET", "path": "/invoke-sync/:callee"}]}
 
         def handler(req, ctx):  # a sync handler, in the pool's thread: ctx calls answer directly
-            return {"status": 200, "body": ctx.invoke("Callee", {"x": 2})}
+            return {"status": 200, "body": ctx.invoke(req.path_params["callee"], {"x": 2})}
+    """,
+    "steps/sync_callee_step.py": """
+        import time
+
+        config = {"name": "SyncCallee", "triggers": [{"type": "queue", "topic": "sync.callee.in"}]}
+
+        def handler(data, ctx):
+            time.sleep(0.2)
+            return {"sync": True, "data": data}
     """,
     "steps/late_step.py": """
         import asyncio
@@ -577,7 +588,19 @@ def test_an_async_handler_that_returns_past_its_timeout_failed_the_attempt(clien
     assert sorted((d["data"]["how"], d["attempts"], d["error"]) for d in letters) == [
         ("blocks", 2, "TimeoutError: the handler did not finish within 0.2 s"),
         ("swallows", 2, "TimeoutError: the handler did not finish within 0.2 s")]
+    for letter in letters:  # each attempt's span says it failed too
+        spans = client.get("/__edge/traces", params={"trace_id": letter["trace_id"]}).json()["spans"]
+        assert [(s["status"], s.get("error")) for s in spans] == [("error", "returned after its timeout")] * 2
     still_serving(client)
+
+
+def test_a_runtime_stopping_under_an_asyncio_caller_is_a_cancellation_not_its_error():
+    import asyncio
+
+    from edge._boundary import RuntimeStopping, cancelled_from_outside
+
+    assert cancelled_from_outside(RuntimeStopping()) is True  # what Host.run_trio hands back
+    assert cancelled_from_outside(asyncio.CancelledError()) is False  # no loop, no cancel: the handler's
 
 
 def test_ctx_invoke_callee_sees_its_first_trigger_with_attributes(client):
@@ -588,12 +611,27 @@ def test_ctx_invoke_callee_sees_its_first_trigger_with_attributes(client):
 
 def test_ctx_invoke_from_a_sync_handler_answers_the_result(client):
     # Before: it returned a coroutine, and the answer failed with "body is not JSON-encodable"
-    r = client.get("/invoke-sync")
+    r = client.get("/invoke-sync/Callee")
     assert r.status_code == 200
     assert r.json() == {"trigger_type": "queue", "topic": "callee.in", "key": "callee.in", "data": {"x": 2}}
     spans = client.get("/__edge/traces", params={"trace_id": r.headers["x-trace-id"]}).json()["spans"]
     by_step = {s["step"]: s for s in spans}
     assert by_step["Callee"]["parent"] == by_step["SyncInvoker"]["span_id"]
+
+
+def test_sync_handlers_invoking_sync_steps_never_exhaust_the_thread_pool(server):
+    # 6 callers on a 4-thread pool, each waiting in its thread for a sync callee: the callees
+    # took the same pool and every caller waited for ever (with --threads 1, a single request).
+    import concurrent.futures
+
+    import httpx
+
+    def call(_):
+        return httpx.get(f"{server.url}/invoke-sync/SyncCallee", timeout=10)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(call, range(6)))
+    assert [(r.status_code, r.json()) for r in answers] == [(200, {"sync": True, "data": {"x": 2}})] * 6
 
 
 # -- smaller defects found on the way ---------------------------------------------------------

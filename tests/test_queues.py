@@ -439,6 +439,20 @@ async def test_poison_message_to_dead_letters_then_redrive(tmp_path, autojump_cl
         assert app.queues.health()["dead_letters"] == 0
 
 
+async def test_a_cancelled_error_a_handler_raises_under_plain_trio_is_its_failure(tmp_path, autojump_clock):
+    # No asyncio loop at all (this harness): telling edge's cancellations from the handler's
+    # own must not fail (it raised RuntimeError inside the boundary and the message stuck).
+    import asyncio
+
+    def handle(data):
+        raise asyncio.CancelledError()
+
+    async with running(tmp_path, queue_step("Cancels", "c", handle, config={"maxRetries": 0})) as app:
+        await app.emit("c", {"n": 1})
+        await settle(app)
+        assert [(d["step"], d["error"]) for d in app.dead()] == [("Cancels", "CancelledError: ")]
+
+
 async def test_two_redrives_of_one_dead_letter_in_one_batch_report_one_move(tmp_path, autojump_clock):
     # Both reach the open batch before it commits; the letter moves once and one of them says so
     # (both answered "redriven" when the batch's moved keys were shared).
