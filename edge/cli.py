@@ -6,6 +6,7 @@ Only this module configures output and calls ``sys.exit``/``os._exit``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -392,28 +393,47 @@ def call_server(settings, method: str, path: str, body: Any = None, query: dict 
         raise EdgeError(f"cannot reach the edge server at {url}: {reason}") from None
 
 
-#: Data-dir locks the CLI holds while it writes without a server (until the process exits).
-_held_locks: list = []
+#: How long a CLI write without a server waits for the data dir's lock (another command's
+#: write finishing) before it concludes that a server holds it.
+CLI_LOCK_WAIT = 2.0
 
 
-def open_store(settings, *, create: bool = False, write: bool = False):
-    """The store, for a CLI command that found no server. ``write``: take the data dir's lock
-    first, so a change never goes behind the back of a server that did not answer (another
-    port): its queues and triggers would not see it."""
+@contextlib.contextmanager
+def opened_store(settings, *, create: bool = False, write: bool = False):
+    """The store, for a CLI command that found no server; closed on leaving. ``write``: hold
+    the data dir's lock meanwhile, so a change never goes behind the back of a server that did
+    not answer (another port): its queues and triggers would not see it."""
     from .store import Store
 
     if not create and not Path(settings.data_dir).exists():
         raise EdgeError(f"no data directory at {settings.data_dir}: start the app once, or pass --data-dir")
-    if write:
-        from ._lock import DataDirInUse, DataDirLock
-
+    lock = _cli_lock(settings) if write else None
+    try:
+        store = Store.open(settings.data_dir, settings.durability)
         try:
-            _held_locks.append(DataDirLock.acquire(settings.data_dir))
+            yield store
+        finally:
+            store.close()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _cli_lock(settings):
+    from ._lock import DataDirInUse, DataDirLock
+
+    waited_until = time.monotonic() + CLI_LOCK_WAIT
+    while True:
+        try:
+            return DataDirLock.acquire(settings.data_dir)
         except DataDirInUse as exc:
-            holder = f"pid {exc.pid}" if exc.pid is not None else "another process"
-            raise EdgeError(f"an edge server ({holder}) serves {settings.data_dir} but did not answer on port "
-                            f"{settings.port}: pass its --port (or EDGE_PORT) and the change goes through it") from None
-    return Store.open(settings.data_dir, settings.durability)
+            if time.monotonic() < waited_until:
+                time.sleep(0.05)
+                continue
+            holder = f"pid {exc.pid}" if exc.pid is not None else "pid unknown"
+            raise EdgeError(f"{settings.data_dir} is in use by another edge process ({holder}); if it is the "
+                            f"server, it did not answer on port {settings.port}: pass its --port (or EDGE_PORT) "
+                            "and the change goes through it") from None
 
 
 def _server_error(status: int, body) -> EdgeError:
@@ -448,8 +468,7 @@ def cmd_state(args) -> int:
     else:
         from ._state import StateStore
 
-        store = open_store(settings, create=args.action == "set", write=args.action in ("set", "delete"))
-        try:
+        with opened_store(settings, create=args.action == "set", write=args.action == "set") as store:
             state = StateStore(store)
             if args.action == "get":
                 result = state.get_nowait(args.group, args.key)
@@ -462,8 +481,6 @@ def cmd_state(args) -> int:
                 result = dict(state.items_nowait(args.group))
             else:
                 result = state.list_groups_nowait()
-        finally:
-            store.close()
     if args.json or args.action in ("get", "set"):
         print(json.dumps(result, indent=None if args.action != "list" else 2))
     elif isinstance(result, dict):
@@ -489,12 +506,9 @@ def _recent(args, kind: str, *, limit: int | None = None) -> list[dict]:
 
     from .tracing import read_logs, read_spans
 
-    store = open_store(settings)
-    try:
+    with opened_store(settings) as store:
         reader = read_logs if kind == "logs" else read_spans
         return msgspec.to_builtins(reader(store, limit=limit, trace_id=args.trace, step=args.step))
-    finally:
-        store.close()
 
 
 def _print_recent(args, kind: str, line) -> int:

@@ -8,7 +8,7 @@ import sys
 import time
 
 from .cli import (UsageError, _print_discovery_problems, _server_error, call_server, discover_project, extend,
-                  open_store, settings_from)
+                  opened_store, settings_from)
 from .errors import EdgeError
 
 __all__ = ["cmd_emit", "cmd_dlq"]
@@ -59,16 +59,13 @@ def cmd_emit(args) -> int:
 
     discovery = discover_project(settings)
     _print_discovery_problems(discovery)
-    store = open_store(settings, write=True)
-    try:
+    with opened_store(settings, write=True) as store:
         service = QueueService(store, discovery.steps)
         topic, data, group = parse_event(event, "emit")
         if topic not in service.by_topic:
             raise EdgeError(service.no_subscribers(topic))
         out = service.outgoing(topic, data, group, new_id(16), where="emit")
         service.commit_sync([out])
-    finally:
-        store.close()
     print(f'stored for "{topic}" ({", ".join(out.steps)}) in {settings.data_dir}; '
           "delivered when the server starts")
     return 0
@@ -97,16 +94,17 @@ def cmd_dlq(args) -> int:
         redriven, skipped = result["redriven"], result["skipped"]
     else:
         from .queues.dlq import redrive_offline
+        from .queues.service import unknown_step
 
-        store = open_store(settings, write=True)
-        try:
+        with opened_store(settings, write=True) as store:
             redriven, skipped = redrive_offline(store, step=args.step, dlq_id=dlq_id), []
-        finally:
-            store.close()
         if dlq_id is not None and not redriven:
             raise EdgeError(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
-        if args.step is not None and not redriven:
-            raise EdgeError(f"no dead letters of step {args.step!r}; `edge dlq list` shows the steps that have some")
+        if args.step is not None and not redriven:  # as the server answers: known step, 0
+            known = {s.name for s in discover_project(settings).steps if any(
+                t.type == "queue" for t in s.triggers)}
+            if args.step not in known:
+                raise EdgeError(unknown_step(args.step, known))
     print(f"redriven: {len(redriven)}")
     for item in skipped:
         print(f"skipped {item['id']}: {item['reason']}", file=sys.stderr)
@@ -123,11 +121,8 @@ def _dlq_list(args, settings) -> int:
     else:
         from .queues.dlq import list_dead
 
-        store = open_store(settings)
-        try:
+        with opened_store(settings) as store:
             entries = list_dead(store, step=args.step, limit=args.limit)
-        finally:
-            store.close()
     for entry in entries:
         if args.json:
             print(json.dumps(entry))

@@ -137,8 +137,9 @@ def test_a_cli_write_never_goes_behind_a_server_that_did_not_answer(tmp_path):
         for command in (["emit", "--topic", "t", "--message", "{}"], ["state", "set", "g", "k", "1"]):
             result = edge(*command, "--dir", project, "--data-dir", tmp_path / "data", "--port", wrong)
             assert (result.returncode, result.stderr) == (1, (
-                f"edge {command[0]}: an edge server (pid {server.proc.pid}) serves {tmp_path / 'data'} but did not "
-                f"answer on port {wrong}: pass its --port (or EDGE_PORT) and the change goes through it\n"))
+                f"edge {command[0]}: {tmp_path / 'data'} is in use by another edge process (pid {server.proc.pid}); "
+                f"if it is the server, it did not answer on port {wrong}: pass its --port (or EDGE_PORT) and the "
+                "change goes through it\n"))
         result = edge("emit", "--topic", "t", "--message", "{}", "--dir", project, "--port", server.port)
         assert result.returncode == 0 and result.stdout.startswith('enqueued to "t" for Sink')
     finally:

@@ -27,13 +27,14 @@ MAX_PENDING = 20_000
 class Batch:
     """Everything the committer writes in its next transaction."""
 
-    __slots__ = ("writes", "inserts", "dead", "redrives", "removed", "counts", "done", "error", "size")
+    __slots__ = ("writes", "inserts", "dead", "redrives", "redriving", "removed", "counts", "done", "error", "size")
 
     def __init__(self):
         self.writes: dict[bytes, bytes | None] = {}  # queue key -> new record, None: delete
         self.inserts: list[tuple[bytes, bytes]] = []  # (subscription prefix, record)
         self.dead: list[bytes] = []  # dead letters to add
         self.redrives: list[tuple] = []  # (dlq key, subscription, record)
+        self.redriving: set[bytes] = set()  # their dlq keys
         self.removed: list = []  # (subscription, key): acked or dead-lettered
         self.counts: dict = {}  # subscription -> messages inserted for it (redrives: once moved)
         self.done: Completion | None = None  # set once committed, with the dlq keys moved
@@ -70,8 +71,9 @@ class Batch:
     def redrive(self, dlq_key: bytes, sub, record: bytes) -> bool:
         """Add a dead letter's move; False when this batch moves it already (a concurrent
         redrive asked first: the one that moves it reports it)."""
-        if any(key == dlq_key for key, _, _ in self.redrives):
+        if dlq_key in self.redriving:
             return False
+        self.redriving.add(dlq_key)
         self.redrives.append((dlq_key, sub, record))
         self.size += 1
         return True

@@ -42,7 +42,7 @@ from .records import DeadLetter, Message, backoff_delay, encode_dead, encode_mes
 from .timers import Timers
 from .window import WINDOW, Subscription, _Msg
 
-__all__ = ["QueueService", "Outgoing", "NotFound", "HEAL_INTERVAL", "INTERNAL_TYPES"]
+__all__ = ["QueueService", "Outgoing", "NotFound", "HEAL_INTERVAL", "INTERNAL_TYPES", "unknown_step"]
 
 #: Every so often each subscription looks at LMDB for messages it was not told about
 #: (written by `edge emit` from another process, or after a failed commit).
@@ -62,6 +62,12 @@ _pack = msgspec.msgpack.Encoder().encode
 
 class NotFound(EnqueueError):
     """A dead letter id that does not exist."""
+
+
+def unknown_step(step: str, known) -> str:
+    """What a redrive of a step that has no queue trigger answers."""
+    which = f"steps that do: {', '.join(sorted(known))}" if known else "no step of this app has one"
+    return f"no step named {step!r} has a queue trigger; {which}"
 
 
 class QueueService:
@@ -417,7 +423,7 @@ class QueueService:
             raise missing
         known = {name for name, _ in self.by_name}
         if step is not None and not entries and step not in known:
-            raise NotFound(f"no step named {step!r} has a queue trigger; steps that do: {', '.join(sorted(known))}")
+            raise NotFound(unknown_step(step, known))
         batch = self.committer.batch
         redriven, skipped = [], []
         now = self._now_ms()
