@@ -248,36 +248,86 @@ def check_ops(ops) -> list[dict]:
 
 
 def apply_ops(value: Any, ops: list[dict]) -> Any:
-    """Apply update ops to a copy of ``value`` and return it (pure; used inside the write txn)."""
+    """Apply update ops to a copy of ``value`` and return it (pure; used inside the write txn).
+
+    A path walks objects by key and lists by index (``tags.0``). Objects missing on the way are
+    created. A path that runs into anything else (a number, a string, an index a list does not
+    have) is a :class:`StateError`: an update never replaces data it was not told to. A
+    ``remove`` of what is not there changes nothing."""
     root = {"v": copy.deepcopy(value)}
     for i, op in enumerate(ops):
-        parts = ["v", *op["path"]]
-        parent = root
-        for part in parts[:-1]:
-            child = parent.get(part) if isinstance(parent, dict) else None
-            if not isinstance(child, dict):
-                child = {}
-                parent[part] = child
-            parent = child
-        leaf = parts[-1]
-        kind = op["type"]
-        if kind == "set":
-            parent[leaf] = op["value"]
-        elif kind == "merge":
-            current = parent.get(leaf)
-            if not isinstance(op["value"], dict):
-                raise StateError(f"state.update: ops[{i}] merge: value must be an object, got {op['value']!r}")
-            parent[leaf] = {**(current if isinstance(current, dict) else {}), **op["value"]}
-        elif kind in ("increment", "decrement"):
-            by = op.get("by", op.get("value"))
-            by = 1 if by is None else by
-            current = parent.get(leaf) or 0
-            if not isinstance(current, (int, float)) or not isinstance(by, (int, float)):
-                raise StateError(
-                    f"state.update: ops[{i}] {kind} at {'.'.join(op['path']) or '(root)'}: "
-                    f"needs numbers, found {current!r} and by={by!r}"
-                )
-            parent[leaf] = current + by if kind == "increment" else current - by
-        elif kind == "remove":
-            parent.pop(leaf, None)
+        kind, path = op["type"], op["path"]
+        parts = ["v", *path]
+        parent: Any = root
+        try:
+            for depth, part in enumerate(parts[:-1]):
+                child = _child(parent, part, op, i, parts[1:depth + 1])
+                if child is None:
+                    if kind == "remove":
+                        break  # nothing there to remove
+                    child = parent[part] = {}
+                parent = child
+            else:
+                _apply(parent, parts[-1], op, i, parts[1:-1])
+        except StateError:
+            if kind != "remove":
+                raise  # a remove of what is not there changes nothing
     return root.get("v")
+
+
+def _child(container: Any, part: str, op: dict, i: int, where: list[str]) -> Any:
+    """``container[part]`` on the way down a path (None: a missing object key); ``where`` is
+    the path to the child."""
+    if isinstance(container, dict):
+        child = container.get(part)
+    else:  # a list: every container on the way is an object or a list
+        child = container[_index(container, part, op, i, where[:-1])]
+    if child is not None and not isinstance(child, (dict, list)):
+        raise _not_a_container(child, op, i, where)
+    return child
+
+
+def _index(items: list, part: str, op: dict, i: int, where: list[str]) -> int:
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    raise StateError(f"state.update: ops[{i}] {op['type']} at {'.'.join(op['path'])}: "
+                     f"{'.'.join(where) or '(root)'} is a list of {len(items)}; {part!r} is not one of its indexes")
+
+
+def _not_a_container(value: Any, op: dict, i: int, where: list[str]) -> StateError:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return StateError(f"state.update: ops[{i}] {op['type']} at {'.'.join(op['path'])}: "
+                      f"{'.'.join(where) or '(root)'} is {type(value).__name__} {shown}, not an object or a "
+                      "list; set it whole instead")
+
+
+def _apply(parent: Any, leaf: str, op: dict, i: int, where: list[str]) -> None:
+    kind = op["type"]
+    if isinstance(parent, list):
+        key: Any = _index(parent, leaf, op, i, where)
+    elif isinstance(parent, dict):
+        key = leaf
+    else:
+        raise _not_a_container(parent, op, i, where)
+    current = parent[key] if isinstance(parent, list) else parent.get(key)
+    if kind == "set":
+        parent[key] = op["value"]
+    elif kind == "merge":
+        if not isinstance(op["value"], dict):
+            raise StateError(f"state.update: ops[{i}] merge: value must be an object, got {op['value']!r}")
+        parent[key] = {**(current if isinstance(current, dict) else {}), **op["value"]}
+    elif kind in ("increment", "decrement"):
+        by = op.get("by", op.get("value"))
+        by = 1 if by is None else by
+        current = 0 if current is None else current
+        if not all(isinstance(n, (int, float)) and type(n) is not bool for n in (current, by)):
+            raise StateError(
+                f"state.update: ops[{i}] {kind} at {'.'.join(op['path']) or '(root)'}: "
+                f"needs numbers, found {current!r} and by={by!r}"
+            )
+        parent[key] = current + by if kind == "increment" else current - by
+    elif kind == "remove":
+        if isinstance(parent, list):
+            del parent[key]
+        else:
+            parent.pop(key, None)

@@ -103,6 +103,19 @@ PROJECT = {
             await ctx.state.set("seen", req.path_params["name"], {"at": 1})
             return {"status": 200, "body": value}
     """,
+    "steps/update_step.py": """
+        config = {"name": "Update", "triggers": [{"type": "http", "method": "POST", "path": "/update/:key"}]}
+
+        async def handler(req, ctx):
+            key = req.path_params["key"]
+            if "reset" in req.body:
+                await ctx.state.set("docs", key, req.body["reset"])
+            try:
+                value = await ctx.state.update("docs", key, req.body.get("ops", []))
+            except Exception as exc:
+                return {"status": 400, "body": {"error": str(exc), "kept": await ctx.state.get("docs", key)}}
+            return {"status": 200, "body": value}
+    """,
     "steps/slow_step.py": """
         import trio
 
@@ -278,6 +291,38 @@ def test_state_update_is_atomic_under_concurrency(client, server):
         t.join()
     r = client.get("/__edge/state", params={"group": "counters", "key": "hits"})
     assert r.json()["value"] == {"n": 100}
+
+
+@pytest.mark.parametrize("ops, status, answer", [
+    # Before, each of the refused ones answered 200 and replaced data it was not told to touch
+    # (a scalar or a list became {}), and a remove of a missing path created objects.
+    ([{"type": "remove", "path": "a.b.c"}], 200, {"top": 3, "tags": ["x", "y"]}),
+    ([{"type": "remove", "path": "top.nope"}], 200, {"top": 3, "tags": ["x", "y"]}),
+    ([{"type": "remove", "path": "tags.0"}], 200, {"top": 3, "tags": ["y"]}),
+    ([{"type": "set", "path": "tags.1", "value": 9}], 200, {"top": 3, "tags": ["x", 9]}),
+    ([{"type": "set", "path": "new.deep", "value": 1}], 200, {"top": 3, "tags": ["x", "y"], "new": {"deep": 1}}),
+    ([{"type": "increment", "path": "top.nope"}], 400,
+     "state.update: ops[0] increment at top.nope: top is int 3, not an object or a list; set it whole instead"),
+    ([{"type": "set", "path": "tags.5", "value": 9}], 400,
+     "state.update: ops[0] set at tags.5: tags is a list of 2; '5' is not one of its indexes"),
+    ([{"type": "set", "path": "tags.x", "value": 9}], 400,
+     "state.update: ops[0] set at tags.x: tags is a list of 2; 'x' is not one of its indexes"),
+])
+def test_state_update_ops_never_replace_data_they_were_not_told_to(client, ops, status, answer):
+    r = client.post("/update/doc", json={"reset": {"top": 3, "tags": ["x", "y"]}, "ops": ops})
+    assert r.status_code == status
+    if status == 200:
+        assert r.json() == answer
+    else:
+        assert r.json() == {"error": answer, "kept": {"top": 3, "tags": ["x", "y"]}}
+
+
+def test_state_update_of_a_flag_or_a_list_value_is_refused(client):
+    r = client.post("/update/flag", json={"reset": {"flag": True}, "ops": [{"type": "increment", "path": "flag"}]})
+    assert r.json()["error"] == "state.update: ops[0] increment at flag: needs numbers, found True and by=1"
+    r = client.post("/update/list", json={"reset": [1, 2, 3], "ops": [{"type": "increment", "path": "n"}]})
+    assert r.json() == {"error": "state.update: ops[0] increment at n: (root) is a list of 3; 'n' is not one of "
+                                 "its indexes", "kept": [1, 2, 3]}
 
 
 def test_health_and_openapi(client):
