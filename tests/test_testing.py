@@ -134,7 +134,7 @@ async def test_a_hanging_handler_times_out_on_the_virtual_clock(tmp_path):
     files = {"steps/slow_step.py": """
         import asyncio
         config = {"name": "Slow", "triggers": [{"type": "queue", "topic": "t",
-                                                 "config": {"timeout": 5, "maxRetries": 0}}]}
+                                                 "config": {"timeout": 3600, "maxRetries": 0}}]}
 
         async def handler(data, ctx):
             await asyncio.Event().wait()
@@ -145,10 +145,12 @@ async def test_a_hanging_handler_times_out_on_the_virtual_clock(tmp_path):
             await app.drain(timeout=0.2)
         assert str(caught.value) == ('app.drain: still busy after 0.2 s: step "Slow" (topic "t"): '
                                      '1 handler(s) running')
-        app.clock.advance(5)
-        await app.drain()
+        # An hour of virtual time: were the timeout on the real clock, this drain would give up
+        # after its 5 s (it did: the bound ran on asyncio's real-time loop).
+        app.clock.advance(3600)
+        await app.drain(timeout=5)
         [dead] = await app.dead_letters()
-        assert dead["error"] == "TimeoutError: the handler did not finish within 5 s"
+        assert dead["error"] == "TimeoutError: the handler did not finish within 3600 s"
 
 
 # -- cron --------------------------------------------------------------------------------------------
