@@ -81,6 +81,8 @@ def cmd_dlq(args) -> int:
     if args.id is not None:
         try:
             dlq_id = int(args.id)
+            if dlq_id < 1:
+                raise ValueError(args.id)
         except ValueError:
             raise UsageError(f'--id: expected a dead-letter id such as 17 (see `edge dlq list`), got "{args.id}"') from None
     body = {k: v for k, v in (("step", args.step), ("id", dlq_id)) if v is not None}

@@ -430,6 +430,13 @@ def test_bad_input_to_the_runtime_endpoints_is_a_400_with_the_reason(client):
     r = client.post("/__edge/state", json={"group": 1, "key": "k", "value": 1})
     assert r.status_code == 400
     assert r.json()["detail"] == 'POST /__edge/state: "group" and "key" must be strings, got int and str'
+    # ids and limits that are no ids or limits: 3.9 redrove letter 3, true letter 1, limit=0 answered rows
+    for body, detail in (({"id": 3.9}, "id: expected an integer, got 3.9"), ({"id": True}, "id: expected an integer, got True")):
+        r = client.post("/__edge/dlq/redrive", json=body)
+        assert (r.status_code, r.json()["detail"]) == (400, detail)
+    for path in ("/__edge/dlq", "/__edge/logs", "/__edge/traces"):
+        r = client.get(path, params={"limit": "0"})
+        assert (r.status_code, r.json()["detail"]) == (400, "limit: expected an integer of at least 1, got 0")
     still_serving(client)
 
 

@@ -44,18 +44,22 @@ async def emit(app, request):
     return 202, {"topic": topic, "steps": out.steps, "trace_id": trace_id}
 
 
-def _int(value, name: str):
+def _int(value, name: str, low: int | None = None):
+    """An integer from a query string or a JSON body (not a float, not a bool: 3.9 was 3)."""
     if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise EdgeError(f"{name}: expected an integer, got {value!r}") from None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EdgeError(f"{name}: expected an integer, got {value!r}")
+    if low is not None and value < low:
+        raise EdgeError(f"{name}: expected an integer of at least {low}, got {value}")
+    return value
 
 
 async def dlq_list(app, request):
     q = request.query_params
-    limit = _int(q.get("limit"), "limit")
+    limit = _int(q.get("limit"), "limit", low=1)
     return 200, {"dead_letters": list_dead(app.runtime.store, step=q.get("step") or None, limit=limit)}
 
 

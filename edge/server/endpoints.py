@@ -60,10 +60,15 @@ async def state_set(app, request):
 
 
 def _limit(request) -> int:
+    """``?limit=``: 1 or more (100 when not given; at most 10,000 are answered)."""
+    raw = request.query_params.get("limit", "100")
     try:
-        return max(1, min(10_000, int(request.query_params.get("limit", 100))))
+        limit = int(raw)
     except ValueError:
         raise EdgeError("limit: expected an integer") from None
+    if limit < 1:
+        raise EdgeError(f"limit: expected an integer of at least 1, got {limit}")
+    return min(10_000, limit)
 
 
 async def _flushed(app) -> None:
