@@ -3,6 +3,7 @@
 Layer order (a module imports only modules above it):
 
     errors, settings, _format   plain values (and how numbers and lines are written)
+    records, api                ctx's records; a request and a response as handlers see them
     _json, schema, steps        user config and input: depth-limited JSON, validation, discovery,
                                 trigger models
     _loops                      waiting from asyncio, trio or a thread (Completion, Pending)

@@ -275,7 +275,9 @@ class ResponseStream:
         if not isinstance(headers, dict):
             raise TypeError(f"response.headers(): expected a dict of name -> value, got {type(headers).__name__}")
         check_headers(headers)  # a bad name or value fails the handler here, not at the first write
-        self._headers.update({str(k).lower(): v for k, v in headers.items()})
+        # copies: a list the handler changes later is not what was checked
+        self._headers.update({str(k).lower(): list(v) if isinstance(v, (list, tuple)) else v
+                              for k, v in headers.items()})
 
     def _write(self, data: bytes | str) -> None:
         if self._closed:

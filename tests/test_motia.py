@@ -323,6 +323,10 @@ DETAILS = {
         async def handler(args: MotiaHttpArgs[Any], ctx):
             if args.path_params["when"] == "before":
                 raise RuntimeError("broken before the first byte")
+            if args.path_params["when"] == "header":
+                await args.response.headers({"x y": "1"})
+            if args.path_params["when"] == "informational":
+                await args.response.status(103)
             if args.path_params["when"] == "plain":
                 return {"status": 202, "body": {"plain": True, "body": args.request.body}}
             await args.response.status(207)
@@ -360,7 +364,12 @@ def test_motia_streaming_handler_failures(edge_server):
         assert (plain.status_code, plain.json()) == (202, {"plain": True, "body": None})
         after = client.get("/stream-fail/after")
         assert (after.status_code, after.text) == (207, "partial")
+        for when in ("header", "informational"):  # the streaming headers get the same checks
+            bad = client.get(f"/stream-fail/{when}")
+            assert bad.status_code == 500 and bad.json()["error_id"]
     wait_for(lambda: "broken after the first byte" in server.output)  # logged with its traceback
+    assert "StreamFail: handler returned a header name that is no header name: 'x y'" in server.output
+    assert "ValueError: response.status(): expected an HTTP status code (200-599), got 103" in server.output
 
 
 @pytest.mark.parametrize("interface", ["rsgi", "asgi"])

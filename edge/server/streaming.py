@@ -30,12 +30,11 @@ import threading
 
 import trio
 
-from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
+from .._loops import current_library
+from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream, check_headers
 from ..errors import StorageFull
 from ..runtime import HandlerError, Skipped
 from ..tracing import new_id
-from .._loops import current_library
-from ..api import check_headers
 from .responses import BadResult, build_response, error_response, storage_full
 
 __all__ = ["serve_stream"]
