@@ -333,7 +333,8 @@ def _trigger_line(t) -> str:
         return f"cron   {t.expression}" + (f" {t.timezone}" if t.timezone else "")
     if t.type == "state":
         return "state  " + (" ".join(f"{k}={v}" for k, v in (("group", t.group), ("key", t.key)) if v) or "any change")
-    return f"stream {t.stream_name}"
+    filters = " ".join(f"{k}={v}" for k, v in (("group", t.group_id), ("item", t.item_id)) if v)
+    return f"stream {t.stream_name}" + (f" {filters}" if filters else "")
 
 
 def cmd_new(args) -> int:

@@ -54,14 +54,23 @@ def edge(*args, cwd=None, env=None, timeout=30):
 
 
 def test_steps_lists_steps_triggers_and_streams(tmp_path):
-    project = write_project(tmp_path, {**GOOD, **STREAM})
+    project = write_project(tmp_path, {**GOOD, **STREAM, "steps/watch_step.py": """
+        config = {"name": "Watch", "triggers": [{"type": "stream", "streamName": "live", "groupId": "w"},
+                                                {"type": "state", "group": "g"}]}
+
+        async def handler(event, ctx):
+            pass
+    """})
     result = edge("steps", "--dir", project)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Hello  (steps/hello_step.py)  [demo]",
         "    http   GET /hello/:name",
+        "Watch  (steps/watch_step.py)",
+        "    stream live group=w",  # the filter was not shown
+        "    state  group=g",
         "stream live  (steps/live_stream.py)  [in memory]",
-        "1 step, 1 stream, 0 errors",
+        "2 steps, 1 stream, 0 errors",
     ]
     listed = json.loads(edge("steps", "--json", "--dir", project).stdout)
     assert listed["streams"] == [{"name": "live", "file": "steps/live_stream.py", "storage": "memory", "guarded": False}]
