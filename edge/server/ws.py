@@ -93,7 +93,8 @@ class Client:
         if self.queue and self.queued + size > MAX_BUFFER:
             self.sockets.disconnected_slow += 1
             self.sockets.log("warn", f"stream client {self.peer or '?'} disconnected: it did not read "
-                                     f"{self.queued} queued characters (limit {MAX_BUFFER})")
+                                     f"{self.queued} queued characters, and {size} more would pass "
+                                     f"the limit of {MAX_BUFFER}")
             self.close(POLICY)
             return
         self.queue.append(frame)
