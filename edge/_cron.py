@@ -394,7 +394,9 @@ def _timezone_error(at: str, name: Any) -> ConfigError:
         return ConfigError(f'{at}: expected an IANA time zone name such as "Europe/Berlin", got {_show(name)}')
     import difflib  # only when a message needs a suggestion (rarely)
 
-    close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+    zones = sorted(zoneinfo.available_timezones())
+    by_case = {zone.lower(): zone for zone in zones}  # "utc", "europe/berlin": the case is all
+    close = [by_case[name.lower()]] if name.lower() in by_case else difflib.get_close_matches(name, zones, n=1)
     fix = f"did you mean {_show(close[0])}?" if close else 'use an IANA name such as "Europe/Berlin" or "UTC"'
     return ConfigError(f"{at}: unknown time zone {_show(name)}; {fix}")
 

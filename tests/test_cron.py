@@ -164,6 +164,9 @@ def test_unknown_time_zone_suggests_the_nearest():
     assert str(e.value) == (
         'steps/cleanup_step.py: triggers[0].timezone: unknown time zone "Europe/Berln"; did you mean "Europe/Berlin"?'
     )
+    with pytest.raises(ConfigError) as e:  # the case wrong: the zone it names (no suggestion before)
+        sched("0 3 * * *", "utc")
+    assert str(e.value) == 'steps/cleanup_step.py: triggers[0].timezone: unknown time zone "utc"; did you mean "UTC"?'
     with pytest.raises(ConfigError) as e:
         sched("0 3 * * *", "+01:00")
     assert str(e.value) == (
