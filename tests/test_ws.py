@@ -252,7 +252,7 @@ def test_bad_frames_get_error_events_and_the_socket_survives(server):
         assert message["streamName"] == "live" and message["groupId"] == "bad"  # routed to the room
         ws.send(json.dumps({"type": "join", "data": {"streamName": "live"}}))
         assert recv(ws)["event"]["event"]["data"] == {
-            "code": "MALFORMED_FRAME", "message": "data.groupId must be a non-empty string, got None"}
+            "code": "MALFORMED_FRAME", "message": "data.groupId must be a non-empty string without NUL characters, got None"}
         ws.send(json.dumps([1, 2]))
         assert error_code(recv(ws)) == "MALFORMED_FRAME"
         join(ws, "nope", "g")

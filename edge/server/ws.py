@@ -302,10 +302,11 @@ def _parse_subscription(data) -> tuple[tuple, str]:
     for field in ("streamName", "groupId"):
         value = data.get(field)
         if not isinstance(value, str) or not value or "\x00" in value:
-            raise _Bad("MALFORMED_FRAME", f'data.{field} must be a non-empty string, got {value!r}', room)
+            raise _Bad("MALFORMED_FRAME", f'data.{field} must be a non-empty string without NUL characters, '
+                                          f'got {value!r}', room)
     id = data.get("id")
     if id is not None and (not isinstance(id, str) or "\x00" in id):
-        raise _Bad("MALFORMED_FRAME", f"data.id must be a string, got {id!r}", room)
+        raise _Bad("MALFORMED_FRAME", f"data.id must be a string without NUL characters, got {id!r}", room)
     room = (data["streamName"], data["groupId"], id or None)
     try:
         key_size = sum(len(part.encode()) for part in room if part) + 2  # name NUL group NUL id
