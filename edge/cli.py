@@ -161,6 +161,13 @@ def extend(add_parsers, **handlers) -> None:
     _HANDLERS.update(handlers)
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
+
+
 def run(argv: list[str]) -> int:
     if not argv or argv[0] not in ("start", "dev"):
         # Serving needs no extension commands: skip importing them (memory of a long run).
@@ -169,7 +176,10 @@ def run(argv: list[str]) -> int:
     if not argv:
         argv = ["start"] if getattr(sys, "frozen", False) else argv
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # say it with the command's usage, not the top level's
+            command = _subparser(parser, args.command) if args.command else None
+            (command or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:
         return 2 if exc.code else 0
     if args.command is None:

@@ -176,7 +176,10 @@ def test_unwritable_data_dir_is_a_clear_error(tmp_path):
 
 
 def test_usage_errors_exit_2(tmp_path):
-    assert edge("start", "--no-such-flag").returncode == 2
+    result = edge("start", "--no-such-flag")
+    assert result.returncode == 2  # with start's usage (it printed the top level's)
+    assert result.stderr.startswith("usage: edge start [-h]")
+    assert result.stderr.endswith("edge start: error: unrecognized arguments: --no-such-flag\n")
     assert edge("state", "--dir", tmp_path).returncode == 2
     result = edge("state", "set", "g", "k", "not json", "--dir", tmp_path)
     assert result.returncode == 2
