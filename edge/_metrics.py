@@ -24,6 +24,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 #: Distinct (method, path, status) keys kept before they are folded into routes (bounds memory
 #: whatever paths clients send: ids in paths, scanners probing for files).
 MAX_RAW_KEYS = 2048
+#: Methods counted by name; any other a client makes up is counted as "OTHER" (each new one
+#: was a series of its own: 1,500 long made-up methods made one scrape take 600 MB).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Dead letters counted per subscription at most; past this only the total is given (a scrape
 #: must stay cheap however large the dead-letter queue grew).
 MAX_DEAD_SCAN = 10_000
@@ -51,6 +54,8 @@ class RequestMetrics:
 
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:
         """One answered request (the hot path: one dict lookup, one bisect, two list updates)."""
+        if method not in METHODS:
+            method = "OTHER"
         entry = self._raw.get((method, path, status))
         if entry is None:
             if len(self._raw) >= MAX_RAW_KEYS:

@@ -222,6 +222,13 @@ def test_host_name():
     assert host_name("[FD00::1]:3000") == "fd00::1"
     assert host_name("localhost.") == "localhost"
     assert host_name("10.0.0.1") == "10.0.0.1"
+    # what is no host[:port] names nothing (localhost:43002@evil.com passed as localhost)
+    assert [host_name(h) for h in ("localhost:43002@evil.com", "localhost:evil", "[::1]evil")] == ["", "", ""]
+
+
+@pytest.mark.parametrize("host", ["localhost:43002@evil.com", "localhost:evil", "[::1]evil.example"])
+def test_a_host_header_that_only_starts_with_a_local_name_gets_421(host):
+    assert answer(get(policy(), "127.0.0.1:1", {"host": host}))[0] == 421
 
 
 def test_local_addresses_reads_the_kernels_tables(tmp_path):

@@ -355,6 +355,13 @@ def test_token_guards_runtime_endpoints(edge_server):
         # health stays public, minimal; its details need the token (tests/test_security.py)
         assert c.get("/__edge/health").json() == {"status": "ok"}
         assert "uptime_s" in c.get("/__edge/health", headers={"authorization": "Bearer s3cret"}).json()
+        # a foreign Host gets 421 on what the token does not guard too: the console's files and
+        # preflights (they answered 200 and the allowed methods)
+        assert c.get("/__edge/", headers={"host": "evil.example"}).status_code == 421
+        assert c.get("/__edge/").status_code == 200
+        preflight = {"origin": "http://evil.example", "access-control-request-method": "GET"}
+        assert c.options("/__edge/logs", headers={**preflight, "host": "evil.example"}).status_code == 421
+        assert c.options("/__edge/logs", headers=preflight).status_code == 204
     assert srv.stop() == 0
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -106,10 +107,17 @@ class AccessPolicy:
             return 200, [("content-type", JSON), ("cache-control", "no-store")], b'{"status":"ok"}'
         return refusal
 
-    def refusal(self, client: str, headers) -> tuple | None:
+    def host_refusal(self, headers) -> tuple | None:
+        """The 421 for a Host that names no name of this machine (None: the Host is fine)."""
         host = headers.get("host")
         if host is not None and not self.host_allowed(host):
-            return self._misdirected(host)
+            return self.misdirected(host)
+        return None
+
+    def refusal(self, client: str, headers) -> tuple | None:
+        misdirected = self.host_refusal(headers)
+        if misdirected is not None:
+            return misdirected
         if self.token_set:
             given = bearer(headers.get("authorization"))
             if given is None:
@@ -161,7 +169,7 @@ class AccessPolicy:
         self.addresses = frozenset(filter(None, map(_normal_ip, self._read_addresses())))
         self._names = self._fixed | self.addresses
 
-    def _misdirected(self, host: str):
+    def misdirected(self, host: str):
         name = host_name(host)
         known = ", ".join(x for x in ("localhost", self.hostname, f"{self.hostname}.local") if x)
         return error_response(
@@ -220,14 +228,21 @@ def is_loopback(ip: str) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
+#: A Host header: a name or a bracketed address, then at most a port of digits.
+_HOST = re.compile(r"(\[[^\[\]]*\]|[^:\[\]]*)(?::\d{0,5})?")
+
+
 def host_name(host: str) -> str:
-    """The name or address of a Host header, lower case, without port, brackets or final dot."""
+    """The name or address of a Host header, lower case, without port, brackets or final dot;
+    "" for what is no ``host[:port]`` (``localhost:1@evil.com``), which no name matches."""
     host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")]
-    if host.count(":") == 1:
-        host = host.partition(":")[0]
-    return host.rstrip(".")
+    if host.count(":") > 1 and not host.startswith("["):
+        return host.rstrip(".")  # an IPv6 literal without its brackets
+    shape = _HOST.fullmatch(host)
+    if shape is None:
+        return ""
+    name = shape.group(1)
+    return (name[1:-1] if name.startswith("[") else name).rstrip(".")
 
 
 def _bare(host: str) -> str:

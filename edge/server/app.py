@@ -155,10 +155,12 @@ class EdgeApp:
             endpoint = self.endpoints.get((method, path))
             # The console's page and files hold no data: with EDGE_TOKEN set they load without it,
             # so the page can show its sign-in form. Everything else goes through the access check.
-            if not (endpoint is not None and self.access.token_set and getattr(endpoint, "public", False)):
+            if endpoint is not None and self.access.token_set and getattr(endpoint, "public", False):
+                refused = self.access.host_refusal(req_headers)  # the files, to a name of this machine only
+            else:
                 refused = self.access.check(method, path, scope.client, req_headers)
-                if refused is not None:
-                    return refused
+            if refused is not None:
+                return refused
             if endpoint is None:
                 allowed = self._endpoint_methods(path)
                 return _not_allowed(allowed) if allowed else error_response(404, path=path)
@@ -242,6 +244,9 @@ class EdgeApp:
 
     def _preflight(self, path, headers, origin):
         if path.startswith("/__edge/"):
+            misdirected = self.access.host_refusal(headers)  # a foreign Host learns not even the methods
+            if misdirected is not None:
+                return misdirected
             allowed = self._endpoint_methods(path)
         else:
             allowed = self.router.allowed(path)
