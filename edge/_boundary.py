@@ -155,7 +155,7 @@ class Host:
 
     def call_blocking(self, fn: Callable, *args) -> Any:
         """From a thread that is not the loop thread: run ``fn(*args)`` on the loop, wait."""
-        return asyncio.run_coroutine_threadsafe(_call(fn, *args), self.loop).result()
+        return self.await_blocking(_call, fn, *args)
 
     def await_blocking(self, fn: Callable, *args) -> Any:
         """From a thread that is not the loop thread: ``await fn(*args)`` on the loop, wait."""

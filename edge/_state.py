@@ -302,14 +302,12 @@ def _not_a_container(value: Any, op: dict, i: int, where: list[str]) -> StateErr
 
 
 def _apply(parent: Any, leaf: str, op: dict, i: int, where: list[str]) -> None:
-    kind = op["type"]
+    kind = op["type"]  # ``parent`` is an object or a list: the root, or what _child let through
     if isinstance(parent, list):
         key: Any = _index(parent, leaf, op, i, where)
-    elif isinstance(parent, dict):
-        key = leaf
+        current = parent[key]
     else:
-        raise _not_a_container(parent, op, i, where)
-    current = parent[key] if isinstance(parent, list) else parent.get(key)
+        key, current = leaf, parent.get(leaf)
     if kind == "set":
         parent[key] = op["value"]
     elif kind == "merge":

@@ -255,7 +255,7 @@ class ResponseStream:
     def __init__(self, sink):
         self._sink = sink
         self._status = 200
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, list[str]] = {}  # checked (check_headers): name -> values
         self._closed = False
         self.writer = _Writer(self)
 
@@ -274,10 +274,11 @@ class ResponseStream:
         self._check_open("headers")
         if not isinstance(headers, dict):
             raise TypeError(f"response.headers(): expected a dict of name -> value, got {type(headers).__name__}")
-        check_headers(headers)  # a bad name or value fails the handler here, not at the first write
-        # copies: a list the handler changes later is not what was checked
-        self._headers.update({str(k).lower(): list(v) if isinstance(v, (list, tuple)) else v
-                              for k, v in headers.items()})
+        checked = check_headers(headers)  # a bad name or value fails the handler here
+        for name in {str(k).lower() for k in headers}:  # a name given again replaces its values
+            self._headers.pop(name, None)
+        for name, value in checked:  # name -> the values as sent
+            self._headers.setdefault(name, []).append(value)
 
     def _write(self, data: bytes | str) -> None:
         if self._closed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._loops import answer, current_invocation, in_async, invoked_from_thread, maybe_await
+from ._loops import answer, current_invocation, maybe_await
 from .records import Record
 
 __all__ = ["Context", "StepLogger", "TriggerInfo", "current_context"]
@@ -163,16 +163,7 @@ class Context:
     def invoke(self, step_name: str, input: Any = None) -> Any:
         """Run another step's handler directly, in this trace; return its result (awaitable
         in async code; in a sync handler's thread, the result itself)."""
-        if in_async():
-            return self._runtime.invoke_step(self, step_name, input)
-        host = self._runtime.boundary.host
-        if host is None:
-            raise RuntimeError("ctx.invoke from a thread needs the server running")
-        token = invoked_from_thread.set(True)  # the callee's task starts from this context
-        try:
-            return host.await_blocking(self._runtime.invoke_step, self, step_name, input)
-        finally:
-            invoked_from_thread.reset(token)
+        return self._runtime.call_step(self, step_name, input)
 
     # Motia 1.0's FlowContext helpers, native too.
     def get_data(self) -> Any:

@@ -20,7 +20,7 @@ import trio
 
 from ._boundary import Boundary, HandlerError, Host, Skipped, maybe_await
 from ._cron import CronJob, CronSchedule, serve_cron
-from ._loops import Pending, Ready, in_async, track
+from ._loops import Pending, Ready, in_async, invoked_from_thread, track
 from ._legacy import LegacyState
 from ._state import StateEvent, StateStore
 from .context import Context
@@ -143,6 +143,20 @@ class Runtime:
         result, _ = await self.boundary.invoke(step, None, input, trace_id=ctx.trace_id,
                                                parent=ctx.span_id, ctx=child)
         return result
+
+    def call_step(self, ctx: Context, name: str, input: Any) -> Any:
+        """``ctx.invoke`` as the caller can take it: awaitable in async code; in a sync
+        handler's thread, the result (the callee runs on its loop while the thread waits)."""
+        if in_async():
+            return self.invoke_step(ctx, name, input)
+        host = self.boundary.host
+        if host is None:
+            raise RuntimeError("ctx.invoke from a thread needs the server running")
+        token = invoked_from_thread.set(True)  # the callee's task starts from this context
+        try:
+            return host.await_blocking(self.invoke_step, ctx, name, input)
+        finally:
+            invoked_from_thread.reset(token)
 
     def publish(self, out) -> Any:
         """Commit one prepared enqueue now (HTTP, cron, the runtime's own calls): awaitable in

@@ -81,7 +81,8 @@ _pack = msgspec.msgpack.Encoder(enc_hook=_as_text)
 
 def _encode_record(encode, record) -> bytes:
     """``encode(record)``; a log record's data it cannot encode even so (an int past 64 bits
-    in msgpack) shown as text, and data past :data:`MAX_LINE` cut to its start."""
+    in msgpack) shown as text, and data that makes the line pass :data:`MAX_LINE` cut to its
+    first and last characters."""
     try:
         line = encode(record)
     except (TypeError, ValueError, OverflowError):
@@ -95,6 +96,8 @@ def _encode_record(encode, record) -> bytes:
             "truncated": f"{len(text)} characters of data, cut to {_DATA_KEPT}",
             "data": f"{text[:half]} ... {text[-half:]}"}))
     return line
+
+
 _unpack_log = msgspec.msgpack.Decoder(LogRecord)
 _unpack_log_json = msgspec.json.Decoder(LogRecord)
 _unpack_span = msgspec.msgpack.Decoder(Span)

@@ -133,6 +133,15 @@ def served(tmp_path_factory, name: str, files: dict[str, str], **options):
         server.kill()
 
 
+def free_port() -> int:
+    """A loopback port free now (for a server that must be told its port up front)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_for(predicate, timeout: float = 10, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -602,11 +602,42 @@ def test_an_async_handler_that_returns_past_its_timeout_failed_the_attempt(clien
 
 
 def test_a_runtime_stopping_under_an_asyncio_caller_is_a_cancellation_not_its_error():
+    # An asyncio task awaiting a trio step (Host.run_trio) when the runtime's nursery is
+    # cancelled: nobody cancelled the asyncio task, yet it is edge's cancellation, not the
+    # caller's error (it was logged as "failed: CancelledError" and answered 500).
     import asyncio
 
-    from edge._boundary import RuntimeStopping, cancelled_from_outside
+    import trio
 
-    assert cancelled_from_outside(RuntimeStopping()) is True  # what Host.run_trio hands back
+    from edge._boundary import Host, RuntimeStopping, cancelled_from_outside
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        host, ready, done = Host(loop), loop.create_future(), loop.create_future()
+
+        async def runtime():
+            async with trio.open_nursery() as nursery:
+                host.nursery = nursery
+                ready.set_result(nursery)
+                await trio.sleep_forever()
+
+        trio.lowlevel.start_guest_run(runtime, run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+                                      run_sync_soon_not_threadsafe=loop.call_soon,
+                                      done_callback=done.set_result, host_uses_signal_set_wakeup_fd=False)
+        nursery = await ready
+        caller = asyncio.ensure_future(host.run_trio(trio.sleep_forever))
+        await asyncio.sleep(0)  # the caller is waiting on the trio task
+        nursery.cancel_scope.cancel()
+        try:
+            await caller
+        except BaseException as exc:  # noqa: B036 (what the boundary sees)
+            seen = exc
+        await done
+        return seen
+
+    seen = asyncio.run(main())
+    assert type(seen) is RuntimeStopping and str(seen) == "the runtime is stopping"
+    assert cancelled_from_outside(seen) is True
     assert cancelled_from_outside(asyncio.CancelledError()) is False  # no loop, no cancel: the handler's
 
 

@@ -19,7 +19,7 @@ import pytest
 from edge._format import access_line
 from edge.devserver import snapshot
 
-from .conftest import EdgeServer, wait_for, write_project
+from .conftest import EdgeServer, free_port, wait_for, write_project
 
 GOOD = {
     "steps/hello_step.py": """
@@ -153,14 +153,6 @@ def test_a_cli_write_never_goes_behind_a_server_that_did_not_answer(tmp_path):
         assert result.returncode == 0 and result.stdout.startswith('enqueued to "t" for Sink')
     finally:
         server.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unwritable_data_dir_is_a_clear_error(tmp_path):

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import EdgeServer, served, wait_for, write_project
+from tests.conftest import EdgeServer, free_port, served, wait_for, write_project
 from tests.test_ws import NodeClient, masked_text, node_client_dir, raw_ws, ws_connect  # noqa: F401 (fixture)
 
 DEEP = 50_000
@@ -409,14 +409,6 @@ def test_concurrent_redrives_of_one_dead_letter_report_the_one_that_moved_it(tmp
             assert http.get("/__edge/dlq").json()["dead_letters"] == []
     finally:
         server.kill()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("interface", ["rsgi", "asgi"])

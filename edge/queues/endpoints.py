@@ -15,7 +15,7 @@ from .dlq import list_dead
 from .enqueue import parse_event
 from .service import NotFound
 
-__all__ = ["queue_endpoints"]
+__all__ = ["queue_endpoints", "int_param"]
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -44,8 +44,9 @@ async def emit(app, request):
     return 202, {"topic": topic, "steps": out.steps, "trace_id": trace_id}
 
 
-def _int(value, name: str, low: int | None = None):
-    """An integer from a query string or a JSON body (not a float, not a bool: 3.9 was 3)."""
+def int_param(value, name: str, low: int | None = None) -> int | None:
+    """An integer from a query string or a JSON body (not a float, not a bool: 3.9 was 3);
+    None when not given. Raises EdgeError (a 400) naming ``name``."""
     if value is None or value == "":
         return None
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
@@ -59,7 +60,7 @@ def _int(value, name: str, low: int | None = None):
 
 async def dlq_list(app, request):
     q = request.query_params
-    limit = _int(q.get("limit"), "limit", low=1)
+    limit = int_param(q.get("limit"), "limit", low=1)
     return 200, {"dead_letters": list_dead(app.runtime.store, step=q.get("step") or None, limit=limit)}
 
 
@@ -68,7 +69,7 @@ async def dlq_redrive(app, request):
     if not isinstance(body, dict) or not set(body) <= {"step", "id"}:
         raise EdgeError('POST /__edge/dlq/redrive takes {"step"?: "...", "id"?: 17}')
     try:
-        result = await app.runtime.queues.redrive(step=body.get("step"), dlq_id=_int(body.get("id"), "id"))
+        result = await app.runtime.queues.redrive(step=body.get("step"), dlq_id=int_param(body.get("id"), "id"))
     except NotFound as exc:
         return _not_found(str(exc))
     return 200, result

@@ -435,9 +435,10 @@ class QueueService:
         missing = NotFound(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
         if dlq_id is not None and not entries:
             raise missing
-        known = {name for name, _ in self.by_name}
-        if step is not None and not entries and step not in known:
-            raise NotFound(unknown_step(step, known))
+        if step is not None and not entries:
+            known = {name for name, _ in self.by_name}
+            if step not in known:
+                raise NotFound(unknown_step(step, known))
         batch = self.committer.batch
         redriven, skipped = [], []
         now = self._now_ms()

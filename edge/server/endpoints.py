@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import EdgeError
 from ..openapi import build_openapi
+from ..queues.endpoints import int_param
 from ..tracing import read_logs, read_spans
 
 __all__ = ["core_endpoints"]
@@ -61,14 +62,8 @@ async def state_set(app, request):
 
 def _limit(request) -> int:
     """``?limit=``: 1 or more (100 when not given; at most 10,000 are answered)."""
-    raw = request.query_params.get("limit", "100")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise EdgeError("limit: expected an integer") from None
-    if limit < 1:
-        raise EdgeError(f"limit: expected an integer of at least 1, got {limit}")
-    return min(10_000, limit)
+    limit = int_param(request.query_params.get("limit"), "limit", low=1)
+    return 100 if limit is None else min(10_000, limit)
 
 
 async def _flushed(app) -> None:

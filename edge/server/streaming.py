@@ -31,7 +31,7 @@ import threading
 import trio
 
 from .._loops import current_library
-from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream, check_headers
+from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
 from ..errors import StorageFull
 from ..runtime import HandlerError, Skipped
 from ..tracing import new_id
@@ -72,7 +72,7 @@ class _Sink:
         self._on_loop(self._start)
 
     def _start(self) -> None:
-        headers = check_headers(self.headers) + self._extra
+        headers = [(name, value) for name, values in self.headers.items() for value in values] + self._extra
         try:
             self._transport = self._proto.response_stream(self.status, headers)
         except Exception:  # the client left before the status line

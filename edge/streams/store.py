@@ -291,7 +291,8 @@ class Streams:
         _check_name(group, "group id", call)
         _check_name(id, "id", call)
         stream.key(group, id, call)  # the same limits whatever the storage type
-        return stream, StreamChange(name, group, id, UPDATE, None, *current_caller())
+        trace_id, parent = current_caller()
+        return stream, StreamChange(name, group, id, trace_id=trace_id, parent=parent)
 
     def _committing(self, txn, stream: _Stream, change: StreamChange) -> None:
         """Last step of every LMDB stream write op, inside its transaction."""
