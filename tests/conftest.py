@@ -142,6 +142,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
 def wait_for(predicate, timeout: float = 10, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

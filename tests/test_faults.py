@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import EdgeServer, free_port, served, wait_for, write_project
+from tests.conftest import EdgeServer, free_port, rss_mib, served, wait_for, write_project
 from tests.test_ws import NodeClient, masked_text, node_client_dir, raw_ws, ws_connect  # noqa: F401 (fixture)
 
 DEEP = 50_000
@@ -318,11 +318,6 @@ def test_a_big_group_join_is_sent_in_bounded_pieces(streams_server, stream):
             assert items["item-002999"] == {"title": "changed", "id": "item-002999"}
             sizes = [len(json.dumps(f, separators=(",", ":"))) for f in [first, *frames]]
             assert max(sizes) < 64 * 1024 + 1000  # 64 KiB pieces (plus one item and the envelope)
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
 def test_clients_that_join_a_big_group_and_never_read_cost_a_bounded_amount(tmp_path):

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
-from .conftest import EdgeServer, wait_for
+from .conftest import EdgeServer, rss_mib, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "projects"
 
@@ -313,6 +315,25 @@ DETAILS = {
             finally:
                 stateManager.set("flood", "ended", {"sent": sent})
     """,
+    "steps/gush_step.py": """
+        import asyncio
+        from typing import Any
+
+        from motia import MotiaHttpArgs, http, stateManager
+
+        config = {"name": "Gush", "triggers": [http("GET", "/gush")], "enqueues": []}
+
+        async def handler(args: MotiaHttpArgs[Any], ctx) -> None:  # writes, never waits for the client
+            written = 0
+            try:
+                while True:
+                    args.response.writer.stream.write(b"x" * 100_000)
+                    written += 1
+                    await asyncio.sleep(0)
+            except ConnectionError as exc:
+                stateManager.set("gush", "ended", {"written": written, "error": str(exc)})
+                raise
+    """,
     "steps/stream_fail_step.py": """
         from typing import Any
 
@@ -402,6 +423,48 @@ def test_a_handler_that_sends_in_a_loop_starves_nobody_and_stops_when_the_client
             assert other.get("/__edge/health", timeout=5).json()["status"] == "ok"
         ended = wait_for(lambda: state_item(other, "flood", "ended"))
     assert ended["sent"] >= 20
+
+
+def _never_read(server: EdgeServer, path: str, seconds: float) -> list[float]:
+    """Ask for ``path`` on a raw socket and read nothing for ``seconds``; the server's RSS
+    (MiB) sampled meanwhile."""
+    samples = []
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode())
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            samples.append(rss_mib(server.proc.pid))
+            time.sleep(0.1)
+    return samples
+
+
+def test_a_client_that_never_reads_holds_a_streaming_handler_at_a_bounded_cost(edge_server):
+    # Before: served through RSGI, whose stream buffers what the client has not read without a
+    # bound: `await send()` never waited, and RSS grew by hundreds of MiB a second.
+    server = edge_server(DETAILS)  # no EDGE_SERVER_INTERFACE: streaming steps choose ASGI
+    with server.client() as client:
+        assert client.get("/__edge/health").json()["interface"] == "asgi"
+        before = rss_mib(server.proc.pid)
+        samples = _never_read(server, "/flood", 2)
+        ended = wait_for(lambda: state_item(client, "flood", "ended"))
+    assert max(samples) - before < 40, (before, samples)
+    assert ended["sent"] * 10_000 < 16 * 1024 * 1024  # what the socket buffers and Granian's 4 chunks hold
+
+
+def test_writes_that_never_wait_for_a_client_that_never_reads_fail_at_8_mib(edge_server):
+    # `writer.stream.write()` does not wait (Motia's spelling): edge queued without a bound.
+    server = edge_server(DETAILS)
+    with server.client() as client:
+        before = rss_mib(server.proc.pid)
+        samples = _never_read(server, "/gush", 1)
+        ended = wait_for(lambda: state_item(client, "gush", "ended"))
+    assert ended["error"] == (
+        "response.writer.stream.write(): 8 MiB written are still waiting for a client that reads slower "
+        "than this handler writes; use await args.response.send(data), which waits for it")
+    assert ended["written"] * 100_000 < 16 * 1024 * 1024  # 8 MiB queued, the rest sent into buffers
+    assert max(samples) - before < 40, (before, samples)
+    wait_for(lambda: "Gush failed: ConnectionError" in server.output)
 
 
 def test_motia_streaming_response_through_the_asgi_interface(tmp_path):

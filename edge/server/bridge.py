@@ -187,18 +187,22 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
 def _interface(app: EdgeApp):
     """Pick Granian's interface for ``app``.
 
-    RSGI is the faster one, but its WebSocket ``accept()`` cannot echo a subprotocol, and
-    Motia's stream clients send their token as subprotocols ``["Authorization", token]``
-    (browsers and node's ``ws`` refuse a handshake that does not echo one). So when a stream
-    checks access (``canAccess``, or every stream with EDGE_STREAMS_REQUIRE_TOKEN=1), the app is
-    served through the ASGI interface, which can;
-    otherwise through RSGI. ``EDGE_SERVER_INTERFACE=rsgi|asgi`` forces either. Costs: docs/streams.md.
+    RSGI is the faster one, but two things only its ASGI interface does: a WebSocket
+    ``accept()`` that echoes a subprotocol (Motia's stream clients send their token as
+    subprotocols ``["Authorization", token]``, and browsers and node's ``ws`` refuse a handshake
+    that does not echo one), and back-pressure on a streamed response (Granian 2.8's RSGI stream
+    buffers what a slow client has not read without a bound; its ASGI one holds 4 chunks and
+    makes ``send`` wait). So an app with a stream that checks access (``canAccess``, or every
+    stream with EDGE_STREAMS_REQUIRE_TOKEN=1), or with an HTTP step that streams its response,
+    is served through ASGI; any other through RSGI. ``EDGE_SERVER_INTERFACE=rsgi|asgi`` forces
+    either. Costs: docs/streams.md.
     """
     forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()  # checked by run_server
     streams = app.runtime.discovery.streams
     wants_tokens = any(stream.can_access is not None for stream in streams)
     wants_tokens = wants_tokens or bool(streams and app.access.streams_require_token)  # hook, issue 11
-    app.interface = forced or ("asgi" if wants_tokens else "rsgi")
+    streams_responses = any(step.http_stream for step in app.runtime.steps.values())
+    app.interface = forced or ("asgi" if wants_tokens or streams_responses else "rsgi")
     if app.interface == "asgi":
         from .asgi import wrap
 

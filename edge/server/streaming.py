@@ -39,12 +39,17 @@ from .responses import BadResult, build_response, error_response, storage_full
 
 __all__ = ["serve_stream"]
 
+#: Bytes a streaming handler may have written that are not yet handed to Granian. Past it,
+#: ``writer.stream.write()`` (which does not wait) raises: the client reads slower than the
+#: handler writes, and memory must stay bounded (``await response.send()`` waits instead).
+MAX_UNSENT = 8 * 1024 * 1024
+
 
 class _Sink:
     """The server side of one streaming response, on the host loop. Handlers in a worker
     thread (sync handlers) reach it through ``call_soon_threadsafe``, in order."""
 
-    __slots__ = ("_proto", "_extra", "_loop", "_thread", "_transport", "_queue", "_pump",
+    __slots__ = ("_proto", "_extra", "_loop", "_thread", "_transport", "_queue", "_unsent", "_pump",
                  "started", "disconnected", "status", "headers")
 
     def __init__(self, proto, extra_headers: list, loop: asyncio.AbstractEventLoop):
@@ -54,6 +59,7 @@ class _Sink:
         self._thread = threading.get_ident()
         self._transport = None
         self._queue: collections.deque[bytes] = collections.deque()
+        self._unsent = 0  # bytes in _queue and in the send under way (kept on the loop thread)
         self._pump: asyncio.Task | None = None
         self.started = False
         self.disconnected = False
@@ -82,12 +88,17 @@ class _Sink:
         if self.disconnected:
             raise ConnectionError("response.writer.stream.write(): the client has gone; stop writing "
                                   "(args.response.disconnected says so before a write)")
+        if self._unsent > MAX_UNSENT:
+            raise ConnectionError(f"response.writer.stream.write(): {self._unsent // 1024 // 1024} MiB written are still "
+                                  f"waiting for a client that reads slower than this handler writes; "
+                                  f"use await args.response.send(data), which waits for it")
         self._on_loop(self._push, data)
 
     def _push(self, data: bytes) -> None:
         if self.disconnected or self._transport is None:
             return
         self._queue.append(data)
+        self._unsent += len(data)
         if self._pump is None or self._pump.done():
             self._pump = self._loop.create_task(self._drain())
 
@@ -99,6 +110,9 @@ class _Sink:
             except Exception:  # the client is gone: drop what is left, the handler may check
                 self.disconnected = True
                 self._queue.clear()
+                self._unsent = 0
+            else:
+                self._unsent -= len(data)
 
     async def sent(self) -> None:
         """Until what was written has been handed to the server (``await response.send()``);
