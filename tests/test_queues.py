@@ -406,6 +406,28 @@ async def test_messages_and_their_attempts_survive_a_restart(tmp_path, autojump_
             ("m1", 2, "RuntimeError: fail 3"), ("m2", 2, "RuntimeError: fail 4")]
 
 
+async def test_a_retry_keeps_the_delay_it_asked_for_across_a_restart(tmp_path, autojump_clock):
+    # Before: on reload the wait was capped at the configured backoff (1 s here), so a restart
+    # turned "retry in 10 minutes" into a retry at once.
+    calls = []
+
+    async def later(data, ctx):
+        calls.append(trio.current_time())
+        if len(calls) == 1:
+            raise Retry(delay=600)
+
+    step = queue_step("Later", "t", later, config={"backoffDelayMs": 1_000})
+    async with running(tmp_path, step) as app:
+        await app.emit("t", "m1")
+        await trio.sleep(5)
+        assert len(calls) == 1 and app.depth() == 1
+    async with running(tmp_path, step) as app:
+        start = trio.current_time()
+        await settle(app)
+        assert len(calls) == 2 and app.depth() == 0
+        assert calls[1] - start == pytest.approx(595, abs=0.05)  # 600 s after the Retry, 5 of them before
+
+
 # -- dead letters ---------------------------------------------------------------------------
 
 async def test_poison_message_to_dead_letters_then_redrive(tmp_path, autojump_clock):

@@ -72,6 +72,7 @@ class Message(msgspec.Struct, array_like=True):
     due: int = 0  # wall-clock ms before which it is not delivered; 0: now
     error: str | None = None  # the last failure, while it waits for a retry
     parent: str | None = None  # span id of the run that enqueued it: the consumer's span names it
+    wait: int = 0  # ms: the wait ``due`` was set with (a ``Retry(delay=)`` may exceed the backoff)
 
 
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -98,14 +99,14 @@ def encode_message(message: Message) -> bytes:
     # msgspec writes every field of an array_like struct; drop the trailing defaults
     # (decoding fills them back in).
     fields = [message.trace, message.data, message.at, message.group, message.attempts,
-              message.due, message.error, message.parent]
+              message.due, message.error, message.parent, message.wait]
     while len(fields) > 3 and fields[-1] in _TRAILING_DEFAULTS[len(fields) - 4]:
         fields.pop()
     return _encode(fields)
 
 
-#: Default value of fields 4..8 (group, attempts, due, error, parent), by position after ``at``.
-_TRAILING_DEFAULTS = ((None,), (0,), (0,), (None,), (None,))
+#: Default value of fields 4..9 (group, attempts, due, error, parent, wait), by position after ``at``.
+_TRAILING_DEFAULTS = ((None,), (0,), (0,), (None,), (None,), (0,))
 
 
 def decode_message(raw: bytes) -> Message:

@@ -395,7 +395,8 @@ class QueueService:
     def _retry(self, sub: Subscription, msg: _Msg, delay: float, error: str, error_id, *, loud: bool) -> None:
         rec = msg.rec
         delay = max(0.0, float(delay))
-        rec.due = self._now_ms() + int(delay * 1000)
+        rec.wait = int(delay * 1000)
+        rec.due = self._now_ms() + rec.wait
         rec.error = error
         self.committer.batch.rewrite(msg.key, encode_message(rec))  # attempts and due survive a restart
         self.committer.kick()

@@ -205,9 +205,11 @@ class Subscription:
     def _arm(self, msg: _Msg, now_ms: int) -> None:
         """Make ``msg`` (a FIFO head, or any standard message) ready, or wait for its due time."""
         if msg.rec.due > now_ms:
-            # A retry scheduled by an earlier run. Never wait longer than the backoff itself,
-            # whatever the wall clock did meanwhile (a Pi boots with a stale clock).
-            wait = min(msg.rec.due - now_ms, backoff_delay(self.config, msg.rec.attempts) * 1000) / 1000
+            # A retry scheduled by an earlier run. Never wait longer than the wait it was given
+            # (the backoff, or a Retry's delay), whatever the wall clock did meanwhile (a Pi
+            # boots with a stale clock). Records stored before ``wait`` was: the backoff.
+            longest = msg.rec.wait or backoff_delay(self.config, msg.rec.attempts) * 1000
+            wait = min(msg.rec.due - now_ms, longest) / 1000
             self.hold(msg, wait)
         else:
             self.ready.append(msg)
