@@ -210,6 +210,32 @@ def test_state_offline_set_get_list(tmp_path):
     assert missing.stderr.strip() == "edge state get: no value at group 'devices' key 'fan'"
 
 
+ON_STATE = {
+    "steps/watch_step.py": """
+        config = {"name": "Watch", "triggers": [{"type": "state", "group": "devices"}]}
+
+        async def handler(change, ctx):
+            await ctx.state.set("seen", change["item_id"], {"event": change["event_type"], "new": change["new_value"]})
+    """,
+}
+
+
+def test_state_set_without_a_server_fires_the_state_triggers_when_it_starts(tmp_path):
+    # Before: the change was stored and its triggers never ran (the server's own set fires them).
+    project = write_project(tmp_path / "app", ON_STATE)
+    args = ("--dir", project, "--data-dir", tmp_path / "data", "--port", free_port())
+    assert edge("state", "set", "devices", "pump", '{"on": true}', *args).returncode == 0
+    server = EdgeServer(project, tmp_path / "data").start()
+    try:
+        def seen():
+            answer = httpx.get(f"{server.url}/__edge/state", params={"group": "seen", "key": "pump"})
+            return answer.status_code == 200 and answer.json()["value"]
+
+        assert wait_for(seen, timeout=5) == {"event": "created", "new": {"on": True}}
+    finally:
+        assert server.stop() == 0
+
+
 def test_state_logs_traces_through_running_server_then_offline(tmp_path):
     project = write_project(tmp_path / "app", GOOD)
     server = EdgeServer(project, tmp_path / "data").start()
