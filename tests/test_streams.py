@@ -177,6 +177,25 @@ def test_timestamps_strictly_increase_per_group_even_when_the_clock_stands_still
     assert b == 1_000_000  # groups have their own clocks, so a busy group does not drift others
 
 
+def test_after_a_restart_timestamps_start_above_a_burst_that_ran_ahead_of_the_clock(tmp_path):
+    # Motia's clients drop frames not newer than the last they saw, across a reconnect too.
+    # Before: a burst ran the group's clock 300 ms ahead; after a restart frames started at the
+    # wall clock again, and clients dropped every one of them until it caught up.
+    clock = lambda: 1000.0  # noqa: E731 (the wall clock stands still: every frame is ahead)
+    store = Store.open(tmp_path / "data")
+    streams = make_streams(store, clock=clock)
+    burst = [json.loads(streams.hub.frame("live", "g", None, {}))["timestamp"] for _ in range(300)]
+    store.close()  # no writer thread: the lead was saved as it grew (a kill -9 keeps it)
+    store = Store.open(tmp_path / "data")
+    after = make_streams(store, clock=clock).hub
+    again = json.loads(after.frame("live", "g", None, {}))["timestamp"]
+    other = json.loads(after.frame("todos", "x", None, {}))["timestamp"]
+    store.close()
+    assert burst[-1] == 1_000_299
+    assert again > burst[-1] and other > burst[-1]  # 1 s above the last lead saved (1_000_201)
+    assert again == 1_000_201 + 1_000 + 1
+
+
 async def test_concurrent_writes_are_published_in_commit_order(store):
     """200 tasks increment one item at once; subscribers must see 1, 2, ..., 200 in that order."""
     store.start_writer()

@@ -14,6 +14,8 @@ _json = msgspec.json.Encoder()
 
 #: ``(stream, group)`` timestamp entries kept before stale ones are pruned.
 _MAX_CLOCKS = 10_000
+#: While timestamps run ahead of the wall clock, the lead is reported every this many ms.
+AHEAD_REPORT_MS = 100
 
 
 class Hub:
@@ -24,10 +26,17 @@ class Hub:
     client routes a frame with an ``id`` to both its item and its group listeners itself.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time):
+    def __init__(self, clock: Callable[[], float] = time.time, *, floor: int = 0,
+                 on_ahead: Callable[[int], None] | None = None):
+        """``floor``: no timestamp at or below it (what an earlier run may have sent).
+        ``on_ahead(ts)``: told when timestamps run ahead of the wall clock (more than 1,000
+        frames a second to a group), every 100 ms of lead, so the next run can start above them."""
         self.rooms: dict[tuple, set] = {}
         self._clock = clock
         self._last: dict[tuple[str, str], int] = {}
+        self._floor = floor
+        self._on_ahead = on_ahead
+        self._reported = 0
         self.published = 0
 
     def add(self, room: tuple, subscriber) -> None:
@@ -44,8 +53,14 @@ class Hub:
         """Milliseconds since the epoch, strictly increasing per ``(stream, group)``."""
         now = int(self._clock() * 1000)
         key = (stream, group)
-        last = self._last.get(key, 0)
-        ts = now if now > last else last + 1
+        last = self._last.get(key, self._floor)
+        if now > last:
+            ts = now
+        else:  # ahead of the wall clock: clients keep the last timestamp across a restart
+            ts = last + 1
+            if self._on_ahead is not None and ts >= self._reported + AHEAD_REPORT_MS:
+                self._reported = ts
+                self._on_ahead(ts)
         if len(self._last) >= _MAX_CLOCKS and key not in self._last:
             # Entries older than now cannot force a bump any more: forget them.
             self._last = {k: v for k, v in self._last.items() if v >= now}
@@ -56,7 +71,7 @@ class Hub:
         """The current timestamp of ``(stream, group)`` without advancing it (the pieces of a
         sync: clients order ``create`` events by nothing, and thousands of them must not push
         the group's clock ahead of the wall clock)."""
-        return max(int(self._clock() * 1000), self._last.get((stream, group), 0))
+        return max(int(self._clock() * 1000), self._last.get((stream, group), self._floor))
 
     def frame(self, stream: str, group: str, id: str | None, event: dict, timestamp: int | None = None) -> str:
         """Encode one server -> client message (``id`` None: a group message)."""

@@ -24,6 +24,10 @@ _unpack = msgspec.msgpack.Decoder()
 
 #: LMDB's largest key (bytes); ``name NUL group NUL id`` must fit.
 MAX_KEY = 511
+#: Where the hub's clock lead is saved (``meta``), and how far above the saved value a run
+#: after a crash starts its timestamps.
+_CLOCK_KEY = b"streams.clock"
+CLOCK_MARGIN_MS = 1_000
 
 
 def _check_name(value: Any, what: str, call: str) -> str:
@@ -108,10 +112,22 @@ class Streams:
         triggered = set(triggered)
         self.streams: dict[str, _Stream] = {d.name: _Stream(d, d.name in triggered) for d in definitions}
         self.on_change = on_change
-        self.hub = Hub(clock)
+        self.hub = Hub(clock, floor=self._clock_floor(clock), on_ahead=self._save_clock)
         self._view = StreamsView(self)
         #: ``() -> {"sockets", "disconnected_slow"}``; the WebSocket layer (edge.server.ws) sets it.
         self.socket_stats: Callable[[], dict] = lambda: {"sockets": 0, "disconnected_slow": 0}
+
+    # The hub's clock runs ahead of the wall clock in a burst (timestamps strictly increase,
+    # in ms), and Motia's clients drop every frame not newer than the last they saw, also
+    # across a reconnect: after a restart, frames must start above what was sent.
+    def _save_clock(self, ts: int) -> None:
+        self.store.write_nowait(lambda txn: txn.put("meta", _CLOCK_KEY, ts.to_bytes(8, "big")))
+
+    def _clock_floor(self, clock) -> int:
+        raw = self.store.read(lambda txn: txn.get("meta", _CLOCK_KEY))
+        saved = int.from_bytes(raw, "big") if raw else 0
+        # the last lead saved is up to AHEAD_REPORT_MS (and one commit) behind what was sent
+        return saved + CLOCK_MARGIN_MS if saved > int(clock() * 1000) else 0
 
     def health(self) -> dict:
         """For ``GET /__edge/health``: streams, live sockets, rooms, frames sent, slow clients cut off."""
