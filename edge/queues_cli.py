@@ -110,7 +110,7 @@ def cmd_dlq(args) -> int:
     print(f"redriven: {len(redriven)}")
     for item in skipped:
         print(f"skipped {item['id']}: {item['reason']}", file=sys.stderr)
-    return 0
+    return 1 if skipped and not redriven else 0  # nothing asked for could be redriven
 
 
 def _dlq_list(args, settings) -> int:

@@ -161,6 +161,10 @@ class Clock:
         """The wall clock, seconds since the epoch (callable from any thread)."""
         return self._base + self.mock.current_time()
 
+    def elapsed(self) -> float:
+        """Seconds the clock has moved since the App started."""
+        return self.mock.current_time()
+
     def now(self) -> datetime:
         """The wall clock as an aware UTC datetime."""
         return datetime.fromtimestamp(self.time(), timezone.utc)
@@ -819,6 +823,26 @@ class App:
         if topic is None:
             return kept
         return [e.data for e in kept if e.topic == topic]
+
+    async def started(self, step_name: str, *, timeout: float = DRAIN_TIMEOUT) -> Invocation:
+        """Wait until a handler of ``step_name`` is running; its invocation. For a test that
+        moves the clock past the handler's ``timeout`` (``drain`` does not jump to it).
+
+        Raises:
+            DrainTimeout: none ran within ``timeout`` real seconds.
+        """
+        async def wait():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                running = [i for i in self.invocations(step_name) if i.outcome == "running"]
+                if running:
+                    return running[-1]
+                if loop.time() > deadline:
+                    raise DrainTimeout(f"app.started: no handler of step {step_name!r} ran within {timeout:g} s")
+                await asyncio.sleep(0.0005)
+
+        return await self._on_loop(wait)
 
     def invocations(self, step_name: str | None = None) -> list[Invocation]:
         """Every run of a step's handler (all steps: ``None``), oldest first."""

@@ -735,6 +735,26 @@ def test_emit_endpoint_cli_and_dlq_over_a_real_server(tmp_path):
         server.kill()
 
 
+def test_a_redrive_that_skips_everything_it_was_asked_for_exits_1(tmp_path):
+    # Before: `redriven: 0`, the reason on stderr, and exit code 0 (a script saw success).
+    project = write_project(tmp_path / "app", SERVER_PROJECT)
+    data = tmp_path / "data"
+    server = EdgeServer(project, data).start()
+    with server.client() as client:
+        client.post("/__edge/emit", json={"topic": "poison", "data": {"id": "p3"}})
+        wait_for(lambda: client.get("/__edge/health").json()["queues"]["dead_letters"] == 1)
+    assert server.stop() == 0
+    step = project / "steps" / "poison_step.py"
+    step.write_text(step.read_text().replace('"name": "Poison"', '"name": "Antidote"'))
+    server = EdgeServer(project, data).start()
+    try:
+        out = edge_cli("dlq", "redrive", "--id", "1", data_dir=data, project=project, port=server.port)
+        assert (out.returncode, out.stdout, out.stderr) == (
+            1, "redriven: 0\n", 'skipped 1: step "Poison" no longer subscribes to "poison"\n')
+    finally:
+        server.kill()
+
+
 def test_emit_and_dlq_without_a_server_work_on_the_data_dir(tmp_path):
     project = write_project(tmp_path / "app", SERVER_PROJECT)
     data = tmp_path / "data"

@@ -42,7 +42,7 @@ MAILER = {
 
 def doc_examples() -> list[str]:
     text = (ROOT / "docs" / "testing.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text, re.S)
+    return re.findall(r"^```python\n(.*?)```", text, re.S | re.M)  # top-level blocks (not those in a list)
 
 
 def load(source: str, name: str):
@@ -151,6 +151,30 @@ async def test_a_hanging_handler_times_out_on_the_virtual_clock(tmp_path):
         await app.drain(timeout=5)
         [dead] = await app.dead_letters()
         assert dead["error"] == "TimeoutError: the handler did not finish within 3600 s"
+
+
+async def test_started_lets_a_test_move_the_clock_past_a_running_handlers_timeout(tmp_path):
+    # The pattern of docs/testing.md: drain() does not jump to a running handler's timeout.
+    files = {"steps/hang_step.py": """
+        import asyncio
+        config = {"name": "Hang", "triggers": [{"type": "queue", "topic": "hang",
+                                                 "config": {"timeout": 5, "maxRetries": 0}}]}
+
+        async def handler(data, ctx):
+            await asyncio.sleep(3600)
+    """}
+    async with App(write_project(tmp_path / "app", files)) as app:
+        await app.emit("hang", {})
+        running = await app.started("Hang")
+        assert (running.step, running.outcome) == ("Hang", "running")
+        app.clock.advance(6)
+        await app.drain()
+        [dead] = await app.dead_letters()
+        assert dead["error"] == "TimeoutError: the handler did not finish within 5 s"
+        assert app.clock.elapsed() == 6
+        with pytest.raises(DrainTimeout) as caught:
+            await app.started("Nobody", timeout=0.05)
+        assert str(caught.value) == "app.started: no handler of step 'Nobody' ran within 0.05 s"
 
 
 # -- cron --------------------------------------------------------------------------------------------
