@@ -155,6 +155,22 @@ def test_traceparent_sets_trace_id(client):
     assert r.json()["trace"] == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
+def test_a_record_with_a_status_field_of_its_own_is_sent_as_the_body():
+    # Before: `return await ctx.state.get("todos", id)` with {"status": "open"} answered 500
+    # ("handler returned status 'open'").
+    from edge.server.responses import BadResult, build_response
+
+    todo = {"id": "1", "title": "milk", "status": "open"}
+    assert build_response(todo) == (200, [("content-type", "application/json")],
+                                    b'{"id":"1","title":"milk","status":"open"}')
+    assert build_response({"status": True})[0] == 200  # a bool is no status either
+    assert build_response({"status": 201, "body": todo})[0] == 201
+    assert build_response({"status_code": 202})[0] == 202
+    for envelope in ({"status": "OK", "body": {}}, {"status": "OK", "headers": {"x": "1"}}, {"status": 99}):
+        with pytest.raises(BadResult):  # an envelope with a status that is no status: the handler's error
+            build_response(envelope)
+
+
 def test_every_response_has_a_trace_id(client):
     r = client.get("/nope")
     assert len(r.headers["x-trace-id"]) == 32

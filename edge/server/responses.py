@@ -79,9 +79,18 @@ def json_payload(body: Any) -> bytes:
         raise BadResult(f"body is not JSON-encodable: {_unencodable(body)}") from None
 
 
+def _envelope(result: dict) -> bool:
+    """Whether a dict with a ``status`` key is ``{"status", "body"?, "headers"?}`` and not a
+    record that has a ``status`` field of its own (``{"id": 1, "status": "open"}``, sent as
+    the body): its status is an int, or it has a ``body`` or ``headers`` key (then a status
+    that is no status is the handler's error)."""
+    status = result.get("status", result.get("status_code"))
+    return (type(status) is int) or "body" in result or "headers" in result
+
+
 def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """``{"status", "body", "headers"?}`` / ``ApiResponse`` / bare body -> a response triple."""
-    if type(result) is dict and "status" in result:  # the common case first
+    if type(result) is dict and "status" in result and _envelope(result):  # the common case first
         status, body = result["status"], result.get("body")
         if (type(body) is dict or type(body) is list) and type(status) is int and 200 <= status <= 599 \
                 and "headers" not in result:  # the commonest: a JSON body, no headers
@@ -89,7 +98,7 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = result.get("headers")
     elif isinstance(result, ApiResponse):
         status, body, headers = result.status, result.body, result.headers
-    elif isinstance(result, dict) and ("status" in result or "status_code" in result):
+    elif isinstance(result, dict) and ("status" in result or "status_code" in result) and _envelope(result):
         status = result.get("status", result.get("status_code"))
         body = result.get("body")
         headers = result.get("headers")
