@@ -72,14 +72,15 @@ class TriggerInfo(Record):
         return self.get(name)
 
 
-def _takes_argument(fn) -> bool:
+def _match_args(fn, input, ctx, cron: bool) -> tuple:
+    """The arguments of a ``ctx.match`` handler, by its signature (as every handler's)."""
     from .errors import ConfigError
-    from .steps.call import prepare_handler  # how every handler's arguments are worked out
+    from .steps.call import prepare_handler
 
     try:
-        return prepare_handler(fn).arity > 0
+        return prepare_handler(fn, cron_ctx_only=cron).args(None if cron else input, ctx)
     except ConfigError:  # not a handler edge could call: let the call itself say why
-        return True
+        return (input,)
 
 
 #: What ``ctx.trigger`` is inside ``ctx.invoke`` when the callee has no trigger at all.
@@ -191,19 +192,18 @@ class Context:
 
     async def match(self, handlers: dict) -> Any:
         """Run the handler for the trigger that fired: keys ``http`` (or ``api``), ``queue``,
-        ``cron``, ``state``, ``stream``, ``default``. Cron handlers take no argument; the others
-        take the input (a ``default`` that takes no parameter is called without it). No match
-        and no default: a ``KeyError`` that lists what was given."""
+        ``cron``, ``state``, ``stream``, ``default``. Each is called by its signature: Motia
+        1.0's take the input (cron handlers nothing), its release candidates' also ``ctx``
+        (``(input, ctx)``; cron ``(ctx)``), and a ``default`` that takes no parameter is called
+        without one. No match and no default: a ``KeyError`` that lists what was given."""
         kind = self.trigger.type
         names = ("http", "api") if kind == "http" else (kind,)
         handler = next((handlers[n] for n in names if n in handlers), None)
-        takes_input = kind != "cron"
+        cron = kind == "cron"
         if handler is None:
             # hook (issue 12): Motia passes the input to "default"; edge's no-argument form stays
-            handler = handlers.get("default")
-            takes_input = handler is not None and _takes_argument(handler)
+            handler, cron = handlers.get("default"), False
         if handler is None:
             raise KeyError(f"ctx.match: no handler for trigger type {kind!r} and no 'default'; "
                            f"given: {', '.join(map(repr, handlers)) or 'none'}")
-        result = handler(self.input) if takes_input else handler()
-        return await maybe_await(result)
+        return await maybe_await(handler(*_match_args(handler, self.input, self, cron)))

@@ -72,3 +72,41 @@ def test_each_trigger_reports_itself_and_a_raising_condition_is_contained(tmp_pa
             assert c.get("/__edge/health").json()["status"] == "ok"
     finally:
         assert server.stop() == 0
+
+
+RC_MATCH = {
+    "steps/triple_trigger_step.py": """
+        from motia import cron, http, queue, stateManager
+
+        config = {"name": "Triple", "triggers": [http("POST", "/test/triple"), queue("triple"), cron("0 * * * *")],
+                  "enqueues": []}
+
+        async def handler(input, ctx):
+            # Motia 1.0's release candidates called match handlers with ctx too, cron ones with ctx only
+            async def _api_handler(request, ctx):
+                return {"status": 200, "body": {"via": "api", "trace": ctx.trace_id == ctx.traceId}}
+
+            async def _queue_handler(data, ctx):
+                await stateManager.set("triple", "queue", data)
+
+            async def _cron_handler(ctx):
+                await stateManager.set("triple", "cron", {"expression": ctx.trigger.expression})
+
+            return await ctx.match({"http": _api_handler, "queue": _queue_handler, "cron": _cron_handler})
+    """,
+}
+
+
+async def test_match_handlers_of_the_release_candidates_get_ctx(tmp_path):
+    # Before: TypeError: _api_handler() missing 1 required positional argument: 'ctx'.
+    from edge.testing import App
+
+    async with App(write_project(tmp_path / "app", RC_MATCH)) as app:
+        answer = await app.http("POST", "/test/triple", json={})
+        assert (answer.status, answer.json) == (200, {"via": "api", "trace": True})
+        await app.emit("triple", {"n": 1})
+        await app.drain()
+        app.clock.advance(hours=1)
+        await app.tick_cron()
+        assert await app.state.get("triple", "queue") == {"n": 1}
+        assert await app.state.get("triple", "cron") == {"expression": "0 * * * *"}
