@@ -48,7 +48,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import msgspec
 import sniffio
@@ -622,6 +622,7 @@ class App:
         if "host" not in names:
             pairs.append(("host", "localhost"))
         path, _, qs = path.partition("?")
+        path = unquote(path, errors="replace")  # as Granian gives it to the app
         if query:
             qs = "&".join(filter(None, [qs, urlencode(query, doseq=True)]))
         scope = _Scope(method.upper(), path, qs, _Headers(pairs))

@@ -232,6 +232,13 @@ def test_path_params_both_syntaxes_query_and_headers(client):
     }
 
 
+def test_a_path_param_is_decoded_once(client):
+    # Granian gives the app the decoded path; edge decoded the parameters a second time, so
+    # "%2541" (a literal "%41") arrived as "A".
+    r = client.get("/items/100%25%2541/parts/%E2%82%AC")
+    assert r.json()["params"] == {"id": "100%%41", "part": "\u20ac"}
+
+
 def test_unknown_path_is_404(client):
     r = client.get("/missing")
     assert r.status_code == 404

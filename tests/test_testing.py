@@ -359,3 +359,15 @@ async def test_a_broken_step_file_or_a_missing_folder_is_said_at_once(tmp_path):
         async with App(project):
             pass
     assert str(caught.value).startswith("edge.testing: 1 step file(s) failed to load:\nsteps/bad_step.py: ")
+
+
+async def test_app_http_decodes_the_path_once_as_the_server_does(tmp_path):
+    files = {"steps/item_step.py": """
+        config = {"name": "Item", "triggers": [{"type": "http", "method": "GET", "path": "/items/:id"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": {"id": req.path_params["id"]}}
+    """}
+    async with App(write_project(tmp_path / "app", files)) as app:
+        assert (await app.http("GET", "/items/a%20b")).json == {"id": "a b"}
+        assert (await app.http("GET", "/items/100%25%2541")).json == {"id": "100%%41"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 __all__ = ["Router", "Match"]
 
@@ -54,7 +53,7 @@ class Router:
                 found = {}
                 for want, got in zip(pattern, parts):
                     if want.startswith(":"):
-                        found[want[1:]] = unquote(got)
+                        found[want[1:]] = got  # Granian's path is decoded already
                     elif want != got:
                         break
                 else:
