@@ -371,3 +371,75 @@ async def test_app_http_decodes_the_path_once_as_the_server_does(tmp_path):
     async with App(write_project(tmp_path / "app", files)) as app:
         assert (await app.http("GET", "/items/a%20b")).json == {"id": "a b"}
         assert (await app.http("GET", "/items/100%25%2541")).json == {"id": "100%%41"}
+
+
+def _resolve_every_ref(document: dict) -> list[str]:
+    """Every ``$ref`` of ``document``, each resolved as a JSON pointer from its root (raises
+    KeyError when one dangles, as Swagger UI and client generators fail)."""
+    refs = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                target = document
+                for part in ref.removeprefix("#/").split("/"):
+                    target = target[part]
+                refs.append(ref)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    return refs
+
+
+async def test_openapi_hoists_nested_models_so_every_ref_resolves(tmp_path):
+    # Before: pydantic's "$defs" stayed inside each requestBody, and "#/$defs/Item" dangled.
+    files = {
+        "steps/models.py": """
+            from pydantic import BaseModel, Field
+
+            class Item(BaseModel):
+                sku: str
+                qty: int = Field(ge=1)
+
+            class Order(BaseModel):
+                customer: str
+                items: list[Item]
+        """,
+        "steps/order_step.py": """
+            from steps.models import Order
+            config = {"name": "PlaceOrder", "triggers": [{"type": "http", "method": "POST", "path": "/orders",
+                      "bodySchema": Order, "responseSchema": {201: Order.model_json_schema()}}]}
+
+            async def handler(req, ctx):
+                return {"status": 201, "body": req.body}
+        """,
+        "steps/other_step.py": """
+            from pydantic import BaseModel
+            class Item(BaseModel):  # the same name, another shape
+                label: str
+            class Basket(BaseModel):
+                items: list[Item]
+            config = {"name": "Basket", "triggers": [{"type": "http", "method": "POST", "path": "/basket",
+                      "bodySchema": Basket}]}
+
+            async def handler(req, ctx):
+                return {"status": 200, "body": {}}
+        """,
+    }
+    async with App(write_project(tmp_path / "app", files)) as app:
+        document = (await app.http("GET", "/__edge/openapi.json")).json
+        placed = await app.http("POST", "/orders", json={"customer": "ada", "items": [{"sku": "a", "qty": 0}]})
+    assert sorted(set(_resolve_every_ref(document))) == ["#/components/schemas/Item", "#/components/schemas/Item2"]
+    schemas = document["components"]["schemas"]  # steps in name order: Basket's Item first
+    assert schemas["Item"]["required"] == ["label"]
+    assert schemas["Item2"]["properties"]["qty"] == {"minimum": 1, "title": "Qty", "type": "integer"}
+    body = document["paths"]["/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "$defs" not in body and body["properties"]["items"]["items"] == {"$ref": "#/components/schemas/Item2"}
+    answer = document["paths"]["/orders"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    assert answer["properties"]["items"]["items"] == {"$ref": "#/components/schemas/Item2"}  # the same model: one entry
+    assert placed.status == 400  # validation still sees the nested model
