@@ -443,3 +443,26 @@ async def test_openapi_hoists_nested_models_so_every_ref_resolves(tmp_path):
     answer = document["paths"]["/orders"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     assert answer["properties"]["items"]["items"] == {"$ref": "#/components/schemas/Item2"}  # the same model: one entry
     assert placed.status == 400  # validation still sees the nested model
+
+
+async def test_a_step_that_declares_options_answers_its_own_preflights(tmp_path):
+    # Before: edge answered the preflight itself (the step never ran) with "allow: OPTIONS, OPTIONS".
+    files = {"steps/opts_step.py": """
+        config = {"name": "Opts", "triggers": [{"type": "http", "method": "OPTIONS", "path": "/thing"},
+                                                {"type": "http", "method": "GET", "path": "/thing"}]}
+
+        async def handler(req, ctx):
+            return {"status": 204, "headers": {"access-control-allow-methods": "GET", "x-by": "step"}}
+    """, "steps/plain_step.py": """
+        config = {"name": "Plain", "triggers": [{"type": "http", "method": "POST", "path": "/plain"}]}
+
+        async def handler(req, ctx):
+            return {}
+    """}
+    preflight = {"origin": "http://dash.local", "access-control-request-method": "GET"}
+    async with App(write_project(tmp_path / "app", files), cors_origins=("http://dash.local",)) as app:
+        own = await app.http("OPTIONS", "/thing", headers=preflight)
+        edges = await app.http("OPTIONS", "/plain", headers=preflight)
+    assert (own.status, own.headers["x-by"], own.headers["access-control-allow-methods"]) == (204, "step", "GET")
+    assert (edges.status, edges.headers["allow"], edges.headers["access-control-allow-methods"]) == (
+        204, "POST, OPTIONS", "POST, OPTIONS")

@@ -110,7 +110,9 @@ class EdgeApp:
             origin = req_headers.get("origin")
             if self.runtime.stopping:
                 status, headers, body = error_response(503, detail="edge is shutting down; retry shortly")
-            elif origin is not None and method == "OPTIONS" and req_headers.get("access-control-request-method"):
+            elif origin is not None and method == "OPTIONS" and req_headers.get("access-control-request-method") \
+                    and (path.startswith("/__edge/") or "OPTIONS" not in self.router.allowed(path)):
+                # (a step that declares OPTIONS on the path answers its preflights itself)
                 status, headers, body = self._preflight(path, req_headers, origin)
             else:
                 status, headers, body = await self._dispatch(scope, proto, req_headers, method, path, trace_id)
@@ -252,10 +254,11 @@ class EdgeApp:
             allowed = self.router.allowed(path)
         if not allowed:
             return error_response(404, path=path)
-        out = [("allow", ", ".join(allowed + ["OPTIONS"]))]
+        methods = ", ".join(allowed + ["OPTIONS"])
+        out = [("allow", methods)]
         if origin is not None and self._cors_allows(origin):
             out += [
-                ("access-control-allow-methods", ", ".join(allowed + ["OPTIONS"])),
+                ("access-control-allow-methods", methods),
                 ("access-control-allow-headers", headers.get("access-control-request-headers") or "content-type"),
                 ("access-control-max-age", "600"),
             ]
