@@ -70,8 +70,23 @@ def new_id(nbytes: int = 8) -> str:
     return getrandbits(nbytes * 8).to_bytes(nbytes, "big").hex()
 
 
-def _as_text(value: Any) -> str:
-    """What a log record shows for data JSON has no form for (a log call never fails on it)."""
+#: Request headers a log line never shows (Motia's templates log the whole request).
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+
+
+def _as_text(value: Any) -> Any:
+    """What a log record shows for data JSON has no form for (a log call never fails on it):
+    a model's (or edge's request's) ``model_dump()`` when it has one, else its repr."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            data = dump(mode="json")
+        except Exception:  # not pydantic's signature, or a model that cannot dump: its repr
+            return repr(value)
+        headers = data.get("headers") if type(data) is dict else None
+        if type(headers) is dict and _SECRET_HEADERS & headers.keys():
+            data["headers"] = {k: ("[hidden]" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
+        return data
     return repr(value)
 
 

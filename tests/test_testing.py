@@ -466,3 +466,22 @@ async def test_a_step_that_declares_options_answers_its_own_preflights(tmp_path)
     assert (own.status, own.headers["x-by"], own.headers["access-control-allow-methods"]) == (204, "step", "GET")
     assert (edges.status, edges.headers["allow"], edges.headers["access-control-allow-methods"]) == (
         204, "POST, OPTIONS", "POST, OPTIONS")
+
+
+async def test_logging_the_request_shows_what_it_carries_without_its_credentials(tmp_path):
+    # Motia's 0.x template logs the request itself; edge showed "ApiRequest(POST /hello)".
+    files = {"steps/hello_step.py": """
+        config = {"name": "Hello", "triggers": [{"type": "http", "method": "POST", "path": "/hello/:who"}]}
+
+        async def handler(req, ctx):
+            ctx.logger.info("Processing hello", req)
+            return {"status": 200, "body": {}}
+    """}
+    async with App(write_project(tmp_path / "app", files)) as app:
+        await app.http("POST", "/hello/ada?x=1", json={"n": 1}, headers={"authorization": "Bearer s3cret", "x-a": "b"})
+        [line] = [r for r in app.logs if r["msg"] == "Processing hello"]
+    assert line["data"] == {
+        "method": "POST", "path": "/hello/ada", "path_params": {"who": "ada"}, "query_params": {"x": "1"},
+        "headers": {"authorization": "[hidden]", "x-a": "b", "content-type": "application/json",
+                    "content-length": "7", "host": "localhost"},
+        "body": {"n": 1}}
