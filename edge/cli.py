@@ -479,16 +479,16 @@ def cmd_state(args) -> int:
     else:
         from ._state import StateStore
 
-        on_change = None
+        steps = None
         if args.action == "set":  # the project's state triggers fire as the server's would
             from .queues import QueueService
 
             discovery = discover_project(settings)
             _print_discovery_problems(discovery)
+            steps = discovery.steps
         with opened_store(settings, create=args.action == "set", write=args.action == "set") as store:
-            if args.action == "set":
-                on_change = QueueService(store, discovery.steps).on_state_change  # stored with the change
-            state = StateStore(store, on_change=on_change)
+            # their runs are stored with the change, and run when the server starts
+            state = StateStore(store, on_change=None if steps is None else QueueService(store, steps).on_state_change)
             if args.action == "get":
                 result = state.get_nowait(args.group, args.key)
                 if result is None:

@@ -82,12 +82,11 @@ def _hoist(schema: dict, components: dict, seen: dict) -> dict:
 
     def rewrite(node):
         if isinstance(node, dict):
-            return {k: (refs.get(v, v) if k == "$ref" and isinstance(v, str) else rewrite(v))
-                    for k, v in node.items() if k not in ("$defs", "definitions") or node is not schema}
+            return {k: (refs.get(v, v) if k == "$ref" and isinstance(v, str) else rewrite(v)) for k, v in node.items()}
         if isinstance(node, list):
             return [rewrite(v) for v in node]
         return node
 
     for name, definition in defs.items():
         components[renamed[name]] = rewrite(definition)
-    return rewrite(schema)
+    return rewrite({k: v for k, v in schema.items() if k not in ("$defs", "definitions")})

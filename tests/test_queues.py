@@ -735,15 +735,24 @@ def test_emit_endpoint_cli_and_dlq_over_a_real_server(tmp_path):
         server.kill()
 
 
-def test_a_redrive_that_skips_everything_it_was_asked_for_exits_1(tmp_path):
-    # Before: `redriven: 0`, the reason on stderr, and exit code 0 (a script saw success).
+def dead_poison(tmp_path: Path, id: str, *, fixed: bool = False) -> tuple[Path, Path]:
+    """SERVER_PROJECT with one dead letter of step Poison (``fixed``: and Poison then mended);
+    ``(project, data dir)``, no server running."""
     project = write_project(tmp_path / "app", SERVER_PROJECT)
     data = tmp_path / "data"
     server = EdgeServer(project, data).start()
     with server.client() as client:
-        client.post("/__edge/emit", json={"topic": "poison", "data": {"id": "p3"}})
+        client.post("/__edge/emit", json={"topic": "poison", "data": {"id": id}})
         wait_for(lambda: client.get("/__edge/health").json()["queues"]["dead_letters"] == 1)
+        if fixed:
+            client.post("/__edge/state", json={"group": "fixed", "key": "poison", "value": True})
     assert server.stop() == 0
+    return project, data
+
+
+def test_a_redrive_that_skips_everything_it_was_asked_for_exits_1(tmp_path):
+    # Before: `redriven: 0`, the reason on stderr, and exit code 0 (a script saw success).
+    project, data = dead_poison(tmp_path, "p3")
     step = project / "steps" / "poison_step.py"
     step.write_text(step.read_text().replace('"name": "Poison"', '"name": "Antidote"'))
     server = EdgeServer(project, data).start()
@@ -756,14 +765,7 @@ def test_a_redrive_that_skips_everything_it_was_asked_for_exits_1(tmp_path):
 
 
 def test_emit_and_dlq_without_a_server_work_on_the_data_dir(tmp_path):
-    project = write_project(tmp_path / "app", SERVER_PROJECT)
-    data = tmp_path / "data"
-    server = EdgeServer(project, data).start()
-    with server.client() as client:
-        client.post("/__edge/emit", json={"topic": "poison", "data": {"id": "p2"}})
-        wait_for(lambda: client.get("/__edge/health").json()["queues"]["dead_letters"] == 1)
-        client.post("/__edge/state", json={"group": "fixed", "key": "poison", "value": True})
-    assert server.stop() == 0
+    project, data = dead_poison(tmp_path, "p2", fixed=True)
 
     out = edge_cli("dlq", "list", data_dir=data, project=project)
     assert out.returncode == 0 and "Poison" in out.stdout and "ValueError: still broken" in out.stdout

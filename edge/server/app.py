@@ -111,9 +111,8 @@ class EdgeApp:
             if self.runtime.stopping:
                 status, headers, body = error_response(503, detail="edge is shutting down; retry shortly")
             elif origin is not None and method == "OPTIONS" and req_headers.get("access-control-request-method") \
-                    and (path.startswith("/__edge/") or "OPTIONS" not in self.router.allowed(path)):
-                # (a step that declares OPTIONS on the path answers its preflights itself)
-                status, headers, body = self._preflight(path, req_headers, origin)
+                    and (preflight := self._preflight(path, req_headers, origin)) is not None:
+                status, headers, body = preflight
             else:
                 status, headers, body = await self._dispatch(scope, proto, req_headers, method, path, trace_id)
             self.add_answer_headers(headers, trace_id, origin)
@@ -245,6 +244,8 @@ class EdgeApp:
         return await read_chunked(proto, self.max_body, lambda: _too_large(self.max_body))
 
     def _preflight(self, path, headers, origin):
+        """A CORS preflight's answer; None when a step declares OPTIONS on ``path`` (it answers
+        its preflights itself)."""
         if path.startswith("/__edge/"):
             misdirected = self.access.host_refusal(headers)  # a foreign Host learns not even the methods
             if misdirected is not None:
@@ -252,6 +253,8 @@ class EdgeApp:
             allowed = self._endpoint_methods(path)
         else:
             allowed = self.router.allowed(path)
+            if "OPTIONS" in allowed:
+                return None
         if not allowed:
             return error_response(404, path=path)
         methods = ", ".join(allowed + ["OPTIONS"])

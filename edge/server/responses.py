@@ -90,7 +90,8 @@ def _envelope(result: dict) -> bool:
 
 def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """``{"status", "body", "headers"?}`` / ``ApiResponse`` / bare body -> a response triple."""
-    if type(result) is dict and "status" in result and _envelope(result):  # the common case first
+    if type(result) is dict and "status" in result and (type(result["status"]) is int or _envelope(result)):
+        # the common case first
         status, body = result["status"], result.get("body")
         if (type(body) is dict or type(body) is list) and type(status) is int and 200 <= status <= 599 \
                 and "headers" not in result:  # the commonest: a JSON body, no headers

@@ -14,7 +14,8 @@ _json = msgspec.json.Encoder()
 
 #: ``(stream, group)`` timestamp entries kept before stale ones are pruned.
 _MAX_CLOCKS = 10_000
-#: While timestamps run ahead of the wall clock, the lead is reported every this many ms.
+#: A lead over the wall clock this large (ms) is reported, and again each time it grows by as
+#: much; a smaller one never is (a restart takes longer than that, so it is gone by then).
 AHEAD_REPORT_MS = 100
 
 
@@ -30,7 +31,8 @@ class Hub:
                  on_ahead: Callable[[int], None] | None = None):
         """``floor``: no timestamp at or below it (what an earlier run may have sent).
         ``on_ahead(ts)``: told when timestamps run ahead of the wall clock (more than 1,000
-        frames a second to a group), every 100 ms of lead, so the next run can start above them."""
+        frames a second to a group) by AHEAD_REPORT_MS, and every AHEAD_REPORT_MS more, so the
+        next run can start above them; two frames in one millisecond tell it nothing."""
         self.rooms: dict[tuple, set] = {}
         self._clock = clock
         self._last: dict[tuple[str, str], int] = {}
@@ -58,7 +60,8 @@ class Hub:
             ts = now
         else:  # ahead of the wall clock: clients keep the last timestamp across a restart
             ts = last + 1
-            if self._on_ahead is not None and ts >= self._reported + AHEAD_REPORT_MS:
+            lead = ts - now
+            if self._on_ahead is not None and lead >= AHEAD_REPORT_MS and ts >= self._reported + AHEAD_REPORT_MS:
                 self._reported = ts
                 self._on_ahead(ts)
         if len(self._last) >= _MAX_CLOCKS and key not in self._last:
