@@ -31,6 +31,7 @@ import os
 import re
 import hashlib
 import logging
+import shlex
 import shutil
 import subprocess
 import sys
@@ -82,7 +83,7 @@ _EXCLUDES = (
 #: and no asserts, ~1.4 MB less RSS and 0.6 MB less binary. The project's own files are
 #: still compiled from source at start, by the normal (not optimised) interpreter.
 _OPTIMIZE = 2
-# A name for dist/<name>: a plain file name.
+# A name for <out>/<name>: a plain file name.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 # Packages collected whole by build/hooks (their submodules are found without scanning).
 _RUNTIME_PACKAGES = ("edge", "motia")
@@ -675,12 +676,18 @@ _HARDENING = (
 
 
 def write_unit(plan: Plan) -> Path:
-    """Write ``out/<name>.service``: install the binary as /opt/<name>/<name> to use it as is."""
+    """Write ``out/<name>.service``: install the binary as /opt/<name>/<name> to use it as is.
+
+    Its install commands copy from where the build put the files (``--out``, absolute: the
+    unit is read later, from any folder) to where ``ExecStart`` runs the binary.
+    """
     name = plan.name
+    built = plan.out / name
+    copy = f"cp -r {shlex.quote(f'{built}/.')}" if plan.onedir else f"cp {shlex.quote(str(built))}"
     lines = [
         "# systemd unit written by `edge build`. Install:",
-        f"#   sudo mkdir -p /opt/{name} && sudo cp -r {'dist/' + name + '/.' if plan.onedir else 'dist/' + name} /opt/{name}/",
-        f"#   sudo cp dist/{name}.service /etc/systemd/system/ && sudo systemctl enable --now {name}",
+        f"#   sudo mkdir -p /opt/{name} && sudo {copy} /opt/{name}/",
+        f"#   sudo cp {shlex.quote(str(plan.unit))} /etc/systemd/system/ && sudo systemctl enable --now {name}",
         f"# Settings: edit the Environment= lines; secrets (EDGE_TOKEN) go in /etc/default/{name}, mode 0600:",
         f"#   sudo install -m 0600 /dev/null /etc/default/{name}",
         f'#   echo "EDGE_TOKEN=$(openssl rand -hex 16)" | sudo tee /etc/default/{name} >/dev/null',
@@ -740,7 +747,7 @@ def token_note(plan: Plan) -> str:
 # -- the subcommand ---------------------------------------------------------------------------
 
 def _add_parsers(sub, common) -> None:
-    p = sub.add_parser("build", help="freeze the runtime and the steps into one executable (dist/NAME)")
+    p = sub.add_parser("build", help="freeze the runtime and the steps into one executable (OUT/NAME, default dist/NAME)")
     p.add_argument("--dir", help="project directory (EDGE_DIR, default .)")
     p.add_argument("--name", help="file name of the binary (default: the project folder's name)")
     p.add_argument("--out", help="output folder (default <dir>/dist)")

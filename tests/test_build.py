@@ -193,8 +193,10 @@ def served(built):
 
 def test_build_reports_what_it_built(built):
     size = (built["dist"] / "counter").stat().st_size
-    assert re.fullmatch(r"built \S+/counter \(onefile, [\d.]+ MB\) in [\d.]+ s; systemd unit \S+/counter\.service\n",
-                        built["stdout"]), built["stdout"]
+    # --out is outside the working directory: the summary names it, absolute
+    dist = re.escape(str(built["dist"]))
+    assert re.fullmatch(rf"built {dist}/counter \(onefile, [\d.]+ MB\) in [\d.]+ s; "
+                        rf"systemd unit {dist}/counter\.service\n", built["stdout"]), built["stdout"]
     assert f"edge build: {3 + HAVE_QUEUES} steps, 1 stream, 1 included file from" in built["stderr"]
     assert size < 25_000_000
 
@@ -206,6 +208,11 @@ def test_systemd_unit_beside_the_binary(built):
                  "Environment=TMPDIR=/var/lib/counter/tmp", "StateDirectory=counter counter/tmp",
                  "KillMode=mixed", "Restart=on-failure", "WantedBy=multi-user.target"):
         assert line in unit.splitlines(), line
+    # the install comment copies from where --out put the binary, not from dist/
+    assert unit.splitlines()[1:3] == [
+        f"#   sudo mkdir -p /opt/counter && sudo cp {built['dist']}/counter /opt/counter/",
+        f"#   sudo cp {built['dist']}/counter.service /etc/systemd/system/ && sudo systemctl enable --now counter",
+    ]
 
 
 def test_the_binary_lists_its_bundled_steps(built):
@@ -527,6 +534,35 @@ def test_the_plan_bundles_helpers_and_includes_and_trims_the_stdlib(tmp_path):
     assert {"tkinter", "unittest", "pydoc", "pip", "PyInstaller"} <= set(plan.excludes)
     # The project imports them, so they and what they need stay in.
     assert not {"pydantic", "pydantic_core", "annotated_types", "httpx", "httpcore", "anyio"} & set(plan.excludes)
+
+
+def test_the_unit_installs_from_out_under_name(tmp_path):
+    """The install commands in the unit name the binary where `--out` and `--name` put it
+    (they said dist/<name> whatever --out was); the unit runs it from where they install it."""
+    from edge.build import plan_build, write_unit
+
+    project = write_project(tmp_path / "p", OK_STEP)
+    out = tmp_path / "release" / "bin"
+    plan = plan_build(project, name="sensor", out=out, work=tmp_path / "work")
+    unit = write_unit(plan)
+    lines = unit.read_text().splitlines()
+    assert unit == out / "sensor.service"
+    assert lines[:3] == [
+        "# systemd unit written by `edge build`. Install:",
+        f"#   sudo mkdir -p /opt/sensor && sudo cp {out}/sensor /opt/sensor/",
+        f"#   sudo cp {out}/sensor.service /etc/systemd/system/ && sudo systemctl enable --now sensor",
+    ]
+    assert "ExecStart=/opt/sensor/sensor start" in lines
+
+    # --onedir: the folder's contents go to /opt/<name>; a space in --out is quoted for the shell
+    out = tmp_path / "my builds"
+    plan = plan_build(project, name="sensor", out=out, work=tmp_path / "work", onedir=True)
+    lines = write_unit(plan).read_text().splitlines()
+    assert lines[1:3] == [
+        f"#   sudo mkdir -p /opt/sensor && sudo cp -r '{out}/sensor/.' /opt/sensor/",
+        f"#   sudo cp '{out}/sensor.service' /etc/systemd/system/ && sudo systemctl enable --now sensor",
+    ]
+    assert "ExecStart=/opt/sensor/sensor start" in lines
 
 
 def test_pydantic_is_left_out_unless_the_project_imports_it(tmp_path):
