@@ -1,5 +1,11 @@
 import os
+import pwd
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import trio
@@ -85,6 +91,63 @@ def test_unwritable_data_dir_names_the_directory(tmp_path):
         return
     with pytest.raises(StoreError, match="cannot write to the data directory"):
         Store.open(ro / "data")
+
+
+@pytest.fixture
+def nobody_dir():
+    """A folder the unprivileged user ``nobody`` can reach (pytest's tmp_path is root's, 0700)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: files of another user are made by root, then opened as nobody")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("this machine has no user nobody to run edge as")
+    folder = Path(tempfile.mkdtemp(prefix="edge-store-perm-"))
+    folder.chmod(0o755)
+    yield folder, nobody
+    shutil.rmtree(folder)
+
+
+def _open_as(user: pwd.struct_passwd, data: Path) -> str:
+    """Store.open(data) in a real subprocess running as ``user``; the StoreError it says.
+
+    The child starts as root and drops to ``user`` with setuid after its imports: this
+    Python lives under /root, which nobody may read, so nobody could not start it.
+    """
+    code = ("import os, sys\nfrom edge.errors import StoreError\nfrom edge.store import Store\n"
+            "os.setgroups([]); os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))\n"
+            "try:\n    Store.open(sys.argv[1]).close()\nexcept StoreError as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(data), str(user.pw_uid), str(user.pw_gid)],
+                          cwd=data.parent, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.rstrip("\n")
+
+
+def test_store_files_of_another_user_are_named_with_the_chown(nobody_dir):
+    # `sudo edge start` once, then the service runs as nobody: the folder is nobody's (it can
+    # write there), the files root made are not.
+    folder, nobody = nobody_dir
+    data = folder / "data"
+    Store.open(data).close()
+    for name in ("data.mdb", "lock.mdb"):
+        (data / name).chmod(0o644)
+    os.chown(data, nobody.pw_uid, nobody.pw_gid)
+    assert _open_as(nobody, data) == (
+        f"cannot open the store in {data}: {data}/data.mdb and {data}/lock.mdb belong to root, and edge runs "
+        f"as nobody, who may not write them; give the data directory to nobody (sudo chown -R nobody {data}) "
+        "or run edge as root")
+
+
+def test_a_read_only_store_file_is_named_with_the_chmod(nobody_dir):
+    folder, nobody = nobody_dir
+    data = folder / "data"
+    Store.open(data).close()
+    for path in (data, data / "data.mdb", data / "lock.mdb"):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    (data / "data.mdb").chmod(0o400)
+    assert _open_as(nobody, data) == (
+        f"cannot open the store in {data}: {data}/data.mdb is read-only (mode 0400); "
+        f"make it writable (chmod u+rw {data}/data.mdb)")
 
 
 def test_groups_lists_each_group_once_in_order(store):

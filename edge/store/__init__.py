@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import queue
+import shlex
 import shutil
 import threading
 from pathlib import Path
@@ -152,6 +154,54 @@ class _Op:
         self.after: list = []
 
 
+#: LMDB's files in the data directory, which it opens read-write.
+_LMDB_FILES = ("data.mdb", "lock.mdb")
+
+
+def _unopenable_files(path: Path) -> str | None:
+    """Which of LMDB's files this process may not open read-write, and the fix (None: all open).
+
+    A folder the service user owns may hold files made by root (``sudo edge start`` once):
+    then the fix is chown. A file of this user's that is read-only needs chmod.
+    """
+    denied = []
+    for name in _LMDB_FILES:
+        file = path / name
+        try:
+            os.close(os.open(file, os.O_RDWR))
+        except PermissionError:
+            denied.append((file, file.stat()))
+        except OSError:
+            continue
+    if not denied:
+        return None
+    files = " and ".join(str(file) for file, _ in denied)
+    them = "them" if len(denied) > 1 else "it"
+    me = os.geteuid()
+    others = {st.st_uid for _, st in denied if st.st_uid != me}
+    if others:
+        owner = " and ".join(_user(uid) for uid in sorted(others))
+        user = _user(me)
+        return (f"{files} {'belong' if len(denied) > 1 else 'belongs'} to {owner}, and edge runs as {user}, "
+                f"who may not write {them}; give the data directory to {user} "
+                f"(sudo chown -R {shlex.quote(user)} {shlex.quote(str(path))}) or run edge as {owner}")
+    modes = {f"{st.st_mode & 0o7777:04o}" for _, st in denied}
+    if len(modes) == 1:
+        what = f"{files} {'are' if len(denied) > 1 else 'is'} read-only (mode {modes.pop()})"
+    else:
+        what = " and ".join(f"{file} (mode {st.st_mode & 0o7777:04o})" for file, st in denied) + " are read-only"
+    return (f"{what}; make {them} writable "
+            f"(chmod u+rw {' '.join(shlex.quote(str(file)) for file, _ in denied)})")
+
+
+def _user(uid: int) -> str:
+    """The user name of ``uid``, else the number (chown takes either)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 class Store:
     """The LMDB environment under the data directory, with its writer thread.
 
@@ -214,7 +264,10 @@ class Store:
                 lock=True,
             )
         except lmdb.Error as exc:
-            raise StoreError(f"cannot open the store in {path}: {exc}; {fix}") from None
+            # LMDB says "<dir>: Permission denied" when a file inside it is the problem (a
+            # folder it could not write was refused above)
+            reason = _unopenable_files(path) if isinstance(exc, lmdb.ReadonlyError) else None
+            raise StoreError(f"cannot open the store in {path}: {reason or f'{exc}; {fix}'}") from None
         return cls(env, path, durability)
 
     # -- reads ----------------------------------------------------------------------------
