@@ -102,10 +102,30 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Commands:
+    """The subcommands, added through this (extensions too), which keeps each one's parser by
+    name: argparse's own map of them is private."""
+
+    def __init__(self, subparsers):
+        self._subparsers = subparsers
+        self.parsers: dict[str, argparse.ArgumentParser] = {}
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        parser = self._subparsers.add_parser(name, **kwargs)
+        for alias in (name, *kwargs.get("aliases", ())):
+            self.parsers[alias] = parser
+        return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
+    return _build_parser()[0]
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``edge`` parser, and each subcommand's parser by name (to say its usage)."""
     parser = argparse.ArgumentParser(prog=prog_name(), description="A Step runtime for small machines.")
     parser.add_argument("--version", action=_VersionAction, help="print edge's version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = _Commands(parser.add_subparsers(dest="command", metavar="COMMAND"))
 
     p = sub.add_parser("start", help="serve the app (JSON logs; refuses to start with broken steps)")
     _common(p, server=True)
@@ -147,10 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     for extend in _EXTENSIONS:
         extend(sub, _common)
-    return parser
+    return parser, sub.parsers
 
 
-#: Later layers (queues, build, ...) add subcommands: ``fn(subparsers, add_common)``.
+#: Later layers (queues, build, ...) add subcommands: ``fn(commands, add_common)``, where
+#: ``commands.add_parser(name, help=...)`` is argparse's.
 _EXTENSIONS: list = []
 #: ``command -> fn(args) -> int`` for those subcommands.
 _HANDLERS: dict = {}
@@ -161,25 +182,17 @@ def extend(add_parsers, **handlers) -> None:
     _HANDLERS.update(handlers)
 
 
-def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
-    for action in parser._subparsers._group_actions if parser._subparsers else ():
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices.get(command)
-    return None
-
-
 def run(argv: list[str]) -> int:
     if not argv or argv[0] not in ("start", "dev"):
         # Serving needs no extension commands: skip importing them (memory of a long run).
         _load_extensions()
-    parser = build_parser()
+    parser, commands = _build_parser()
     if not argv:
         argv = ["start"] if getattr(sys, "frozen", False) else argv
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # say it with the command's usage, not the top level's
-            command = _subparser(parser, args.command) if args.command else None
-            (command or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+            (commands.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:
         return 2 if exc.code else 0
     if args.command is None:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from edge._format import access_line
+from edge.cli import run
 from edge.devserver import snapshot
 
 from .conftest import EdgeServer, free_port, wait_for, write_project
@@ -182,6 +183,18 @@ def test_usage_errors_exit_2(tmp_path):
     result = edge("start", "--dir", tmp_path, env={"EDGE_LOG_LEVEL": "verbose"})
     assert (result.returncode, result.stderr.strip()) == (
         2, 'edge start: EDGE_LOG_LEVEL: expected one of debug, info, warn, error, got "verbose"')
+
+
+def test_an_unknown_option_of_an_extension_command_shows_that_commands_usage(capsys):
+    # `build` is added by edge.build through the extension hook, not by build_parser itself
+    assert run(["build", "--no-such-flag"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: edge build [-h] [--dir DIR] [--name NAME] [--out OUT]")
+    assert err.endswith("edge build: error: unrecognized arguments: --no-such-flag\n")
+    assert run(["state", "get", "g", "k", "--no-such-flag"]) == 2  # a nested command: its command's usage
+    err = capsys.readouterr().err
+    assert err.startswith("usage: edge state [-h] ACTION ...\n")
+    assert err.endswith("edge state: error: unrecognized arguments: --no-such-flag\n")
 
 
 @pytest.mark.parametrize("env, message", [
