@@ -77,6 +77,11 @@ MAX_CRON_SLOTS = 100_000
 #: Where the wall clock starts when the test does not say: a fixed instant, so that runs repeat.
 DEFAULT_START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
+#: The queue delivery under way in this context: a list the handler's record goes into (see
+#: ``App._watch_timeouts``). A timeout is seen only by the caller of the handler, not by the
+#: handler (which sees a cancellation, or, in a thread, nothing at all).
+_attempt: contextvars.ContextVar[list | None] = contextvars.ContextVar("edge_testing_attempt", default=None)
+
 
 class InjectedFailure(Exception):
     """Raised in place of a handler by :meth:`App.fail`."""
@@ -133,7 +138,7 @@ class Invocation(msgspec.Struct):
     input: Any
     trace_id: str
     outcome: str = "running"  # "ok", "error" or "running"
-    error: str | None = None  # "TypeName: message" when the handler raised
+    error: str | None = None  # "TypeName: message" when the handler raised or timed out
 
 
 class Clock:
@@ -379,6 +384,7 @@ class App:
         self._temp: str | None = None
         self._messages: list[tuple[Enqueued, Any]] = []  # (entry, ctx of the enqueuing invocation)
         self._failed_ctx: set[int] = set()  # ids of contexts whose handler raised
+        self._timed_out: set[int] = set()  # ids of the records of attempts that timed out
         self._invocations: list[Invocation] = []
         self._failures: dict[str, list] = {}  # step -> [remaining (None: always), error]
         self._lock = threading.Lock()  # sync handlers run in threads
@@ -404,6 +410,8 @@ class App:
 
         self.runtime = Runtime.open(settings, discovery, out=self._sink, wall_clock=self.clock.time)
         self.runtime.queues.on_outgoing = self._record_enqueue
+        queues = self.runtime.queues
+        queues._invoke = self._watch_timeouts(queues._invoke)
         self._cron_seen = self.clock.now()
         try:
             if library == "asyncio" and not _has_guest(asyncio.get_running_loop()):
@@ -532,6 +540,35 @@ class App:
         with self._lock:
             self._messages.append((entry, ctx))
 
+    def _watch_timeouts(self, invoke):
+        """The queue service's ``invoke`` (``fn(step, trigger, input, *, limit, ...)``, which raises
+        TimeoutError past ``limit`` seconds), wrapped so that the record of an attempt that timed
+        out says so, as the runtime logs it. Only the caller sees the timeout: the handler sees
+        a cancellation, and one in a thread runs on after the attempt has failed."""
+        async def invoke_watched(step, trigger, input, *, limit=None, **kw):
+            attempt: list = []
+            token = _attempt.set(attempt)
+            try:
+                return await invoke(step, trigger, input, limit=limit, **kw)
+            except TimeoutError:
+                self._attempt_timed_out(attempt, limit)
+                raise
+            finally:
+                _attempt.reset(token)
+
+        return invoke_watched
+
+    def _attempt_timed_out(self, attempt: list, limit: float | None) -> None:
+        # The message edge.queues.service logs and stores with the retry or the dead letter.
+        error = f"TimeoutError: the handler did not finish within {limit:g} s" if limit is not None \
+            else "TimeoutError: the handler did not finish in time"
+        with self._lock:
+            for record, ctx in attempt:
+                record.outcome, record.error = "error", error
+                self._timed_out.add(id(record))
+                if ctx is not None:  # what it enqueued, even later from its thread, is discarded
+                    self._failed_ctx.add(id(ctx))
+
     def _wrap(self, step):
         """The step with its handler wrapped: injected failures and the invocation record."""
         call = step.call
@@ -544,8 +581,11 @@ class App:
             kind = "invoke" if ctx is None or ctx.trigger_model is None else ctx.trigger_model.type
             record = Invocation(name, kind, ctx.input if ctx is not None else None,
                                 ctx.trace_id if ctx is not None else "")
+            attempt = _attempt.get()
             with app._lock:
                 app._invocations.append(record)
+                if attempt is not None and not attempt:  # the delivery's own handler, not a ctx.invoke callee
+                    attempt.append((record, ctx))
                 plan = app._failures.get(name)
                 error = None
                 if plan is not None:
@@ -561,13 +601,15 @@ class App:
             return record
 
         def end(record: Invocation, exc: BaseException | None) -> None:
-            if exc is None:
-                record.outcome = "ok"
-                return
-            record.outcome, record.error = "error", f"{type(exc).__name__}: {exc}"
-            ctx = current_context.get()
-            if ctx is not None:
-                with app._lock:
+            with app._lock:
+                if id(record) in app._timed_out:  # the attempt failed already (a thread returning late)
+                    return
+                if exc is None:
+                    record.outcome = "ok"
+                    return
+                record.outcome, record.error = "error", f"{type(exc).__name__}: {exc}"
+                ctx = current_context.get()
+                if ctx is not None:
                     app._failed_ctx.add(id(ctx))
 
         if call.is_async:

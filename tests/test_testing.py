@@ -6,6 +6,7 @@ Tests marked ``anyio`` run once per backend (see conftest.py); the rest are plai
 from __future__ import annotations
 
 import re
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -175,6 +176,66 @@ async def test_started_lets_a_test_move_the_clock_past_a_running_handlers_timeou
         with pytest.raises(DrainTimeout) as caught:
             await app.started("Nobody", timeout=0.05)
         assert str(caught.value) == "app.started: no handler of step 'Nobody' ran within 0.05 s"
+
+
+
+async def test_invocations_report_a_timed_out_attempt_as_a_timeout(tmp_path):
+    # Before: the record said "CancelledError: " (what the handler saw), not why the attempt failed.
+    files = {"steps/hang_step.py": """
+        import asyncio
+        config = {"name": "Hang", "triggers": [{"type": "queue", "topic": "hang",
+                                                 "config": {"timeout": 5, "maxRetries": 1}}],
+                  "enqueues": ["after"]}
+        attempts = []
+
+        async def handler(data, ctx):
+            attempts.append(1)
+            await ctx.enqueue({"topic": "after", "data": {"attempt": len(attempts)}})
+            if len(attempts) == 1:
+                await asyncio.sleep(3600)
+    """}
+    async with App(write_project(tmp_path / "app", files)) as app:
+        await app.emit("hang", {})
+        await app.started("Hang")
+        app.clock.advance(5)
+        await app.drain()  # the retry, 1 s later, returns at once
+        assert [(i.outcome, i.error) for i in app.invocations("Hang")] == [
+            ("error", "TimeoutError: the handler did not finish within 5 s"), ("ok", None)]
+        assert [r["msg"] for r in app.logs if r["level"] == "error"] == [
+            "Hang: TimeoutError: the handler did not finish within 5 s"]
+        assert app.enqueued("after") == [{"attempt": 2}]  # the timed-out attempt's was discarded
+        assert app.clock.elapsed() == 6
+
+
+async def test_a_sync_handler_that_outlives_its_timeout_stays_a_timed_out_attempt(tmp_path):
+    # A sync handler's thread cannot be cancelled: it runs on after the attempt failed. Before,
+    # its record said "running" until the thread returned, and then "ok".
+    files = {"steps/block_step.py": """
+        import threading
+        config = {"name": "Block", "triggers": [{"type": "queue", "topic": "block",
+                                                  "config": {"timeout": 5, "maxRetries": 0}}]}
+        GATE = threading.Event()
+
+        def handler(data, ctx):
+            GATE.wait(30)
+    """}
+    async with App(write_project(tmp_path / "app", files), threads=1) as app:
+        await app.emit("block", {"n": 1})
+        await app.started("Block")
+        app.clock.advance(5)
+        await app.drain()
+        timed_out = ("error", "TimeoutError: the handler did not finish within 5 s")
+        assert [(i.outcome, i.error) for i in app.invocations("Block")] == [timed_out]
+        [dead] = await app.dead_letters()
+        assert dead["error"] == timed_out[1]
+
+        step_module = next(m for m in list(sys.modules.values())
+                           if (getattr(m, "__file__", None) or "").endswith("block_step.py"))
+        step_module.GATE.set()  # the first thread returns now
+        await app.emit("block", {"n": 2})  # one thread: this runs once the first one is done
+        await app.drain()
+        assert [(i.input, i.outcome, i.error) for i in app.invocations("Block")] == [
+            ({"n": 1}, *timed_out), ({"n": 2}, "ok", None)]
 
 
 # -- cron --------------------------------------------------------------------------------------------
