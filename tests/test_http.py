@@ -198,7 +198,8 @@ def test_malformed_json(client):
 def test_wrong_content_type_for_schema(client):
     r = client.post("/echo", content=b"name=ada", headers={"content-type": "text/plain"})
     assert r.status_code == 415
-    assert r.json() == {"error": "Unsupported Media Type", "detail": "this endpoint takes application/json, got text/plain"}
+    assert r.json() == {"error": "Unsupported Media Type", "detail":
+                        "this endpoint takes application/json or application/x-www-form-urlencoded, got text/plain"}
 
 
 def test_body_over_max_body(client):

@@ -26,6 +26,7 @@ from .._json import JSONTooDeep, decode as decode_json  # faults hook (issue 10 
 from ..runtime import HandlerError, Runtime, Skipped
 from ..tracing import new_id
 from .access import AccessPolicy
+from .bodies import FORM, BadBody as _BadBody, charset_of, decode_text, parse_form
 from .bodies import ended_early, read_chunked  # faults hook (issue 10 item 5)
 from .responses import JSON, build_response, error_response, json_body, storage_full
 from .routing import Router
@@ -190,9 +191,12 @@ class EdgeApp:
                 return problem
         schema = match.schema if match else None
         if raw or schema is not None:
-            content_type = (req_headers.get("content-type") or "").split(";")[0].strip().lower()
+            header = req_headers.get("content-type")
+            content_type = (header or "").split(";")[0].strip().lower()
+            if endpoint is not None and raw and not _is_json(content_type):
+                return _takes_json(method, path, content_type)
             try:
-                body = _parse_body(raw, content_type, schema)
+                body = _parse_body(raw, content_type, schema, header)
             except _BadBody as bad:
                 return bad.response
         else:
@@ -332,20 +336,29 @@ class EdgeApp:
             task.cancel()
 
 
-class _BadBody(Exception):
-    def __init__(self, response):
-        self.response = response
+def _is_json(content_type: str) -> bool:
+    return content_type in ("application/json", "") or content_type.endswith("+json")
 
 
-def _parse_body(raw: bytes, content_type: str, schema):
-    """The request body as the handler sees it; raises _BadBody with the error response."""
-    is_json = content_type in ("application/json", "") or content_type.endswith("+json")
+def _parse_body(raw: bytes, content_type: str, schema, header: str | None = None):
+    """The request body as the handler sees it; raises _BadBody with the error response.
+
+    ``content_type`` is the media type alone, lower-case; ``header`` the whole Content-Type,
+    read only off the JSON path (its charset: text and forms; JSON that failed as UTF-8).
+    """
+    is_json = content_type in ("application/json", "") or content_type.endswith("+json")  # _is_json, inline
     if schema is not None:
         if raw and not is_json:
-            raise _BadBody(error_response(415, detail=f"this endpoint takes application/json, got {content_type}"))
+            if content_type == FORM:  # Motia gave such a step the parsed form: validate that
+                return _validated(schema, parse_form(raw, header))
+            raise _BadBody(error_response(
+                415, detail=f"this endpoint takes application/json or {FORM}, got {content_type}"))
         try:
             return schema.decode_json(raw) if raw else schema.validate(None)
         except MalformedJSON as exc:
+            utf8 = _utf8_json(raw, header)
+            if utf8 is not None:
+                return _parse_body(utf8, content_type, schema)
             raise _BadBody(error_response(400, error="Malformed JSON", detail=exc.errors[0]["message"])) from None
         except SchemaError as exc:
             errors = exc.errors if raw else [{"path": "$", "message": "body is empty; expected JSON"}]
@@ -360,10 +373,47 @@ def _parse_body(raw: bytes, content_type: str, schema):
         except msgspec.DecodeError as exc:
             if content_type == "":  # no content type and not JSON: hand over the text
                 return raw.decode("utf-8", "replace")
+            utf8 = _utf8_json(raw, header)
+            if utf8 is not None:
+                return _parse_body(utf8, content_type, None)
             raise _BadBody(error_response(400, error="Malformed JSON", detail=str(exc))) from None
-    if content_type.startswith("text/") or content_type == "application/x-www-form-urlencoded":
-        return raw.decode("utf-8", "replace")
+    if content_type.startswith("text/"):
+        return decode_text(raw, header)
+    if content_type == FORM:
+        return parse_form(raw, header)
     return raw
+
+
+def _validated(schema, data):
+    try:
+        return schema.validate(data)
+    except SchemaError as exc:
+        raise _BadBody(error_response(400, error="Invalid request body", errors=exc.errors)) from None
+
+
+def _utf8_json(raw: bytes, header: str | None) -> bytes | None:
+    """JSON that declares UTF-16 or UTF-32, re-encoded as UTF-8; None for any other.
+
+    RFC 8259 has JSON in UTF-8 and no charset parameter, so a declared charset is ignored and
+    this runs only once the body failed as UTF-8 (the JSON path pays nothing). body-parser.json
+    (Motia 0.x) decoded a declared ``utf-16``/``utf-32``, so such a body parses here too.
+    """
+    charset = (charset_of(header) or "").lower().replace("_", "-")
+    if not charset.startswith(("utf-16", "utf-32", "utf16", "utf32")):
+        return None
+    try:
+        return raw.decode(charset).encode()
+    except (LookupError, UnicodeError):
+        return None
+
+
+def _takes_json(method: str, path: str, content_type: str):
+    """415 for a runtime endpoint's body that is not JSON (it took it as text and said only
+    what shape it wanted; a form must not become the dict it wants either)."""
+    detail = f"{method} {path} takes application/json, got {content_type}"
+    if content_type == FORM:
+        detail += " (curl -d sends that: add -H 'content-type: application/json')"
+    return error_response(415, detail=detail)
 
 
 def _query(query_string: str) -> dict:
