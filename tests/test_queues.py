@@ -333,6 +333,30 @@ async def test_backlog_beyond_the_window_keeps_fifo_order(tmp_path, autojump_clo
     assert order == list(range(300))
 
 
+async def test_a_message_stored_behind_the_windows_back_is_delivered_before_the_next_commit(tmp_path, autojump_clock):
+    # A committed batch goes to the window from memory; a message some other writer stored
+    # in between (another process, a trigger run staged by a state change) must not be
+    # skipped by that, nor delivered out of FIFO order.
+    from edge.queues import records as R
+
+    order = []
+    step = queue_step("Seq", "s", lambda d: order.append(d), config={"type": "fifo"})
+    async with running(tmp_path, step) as app:
+        await app.emit("s", 1)
+        await settle(app)  # the window has read everything stored
+        out = app.queues.outgoing("s", 2, None, "trace-2")
+
+        def another_writer(txn):  # what `edge emit` in another process writes; nobody is told
+            seq = R.next_seq(txn, R.SEQ_KEY, 1)
+            for sub, record in out.records:
+                txn.put("queue", sub.prefix + seq.to_bytes(8, "big"), record)
+
+        app.runtime.store.write_sync(another_writer)
+        await app.emit("s", 3)
+        await settle(app)
+    assert order == [1, 2, 3]
+
+
 async def test_a_blocked_group_with_a_backlog_beyond_the_window_does_not_starve_others(tmp_path, autojump_clock):
     handled = []
 

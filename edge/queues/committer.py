@@ -5,6 +5,13 @@ open :class:`Batch` and wait for it; workers add acks, retries and dead letters 
 waiting (nobody needs to hear that an ack is on disk). The committer hands the batch to the
 store as ONE write function while the next batch fills up, so however many producers and
 workers there are, the disk sees one transaction and one fsync per round trip.
+
+The messages a commit stored go to their subscriptions' windows straight from memory when
+nothing else can have been stored before them unseen: the queue's seq counter is shared by
+every writer, so the committer keeps the run of seqs since which it allocated every one
+(``chain_from`` .. ``seq_top``), and a subscription knows the counter its last full scan of
+LMDB saw (``Subscription.horizon``). Otherwise (a state change staged a trigger run, `edge
+emit` ran in another process) the subscription reads LMDB again.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ MAX_PENDING = 20_000
 class Batch:
     """Everything the committer writes in its next transaction."""
 
-    __slots__ = ("writes", "inserts", "dead", "redrives", "redriving", "removed", "counts", "done", "error", "size")
+    __slots__ = ("writes", "inserts", "dead", "redrives", "redriving", "removed", "counts", "done", "error", "size",
+                 "placed")
 
     def __init__(self):
         self.writes: dict[bytes, bytes | None] = {}  # queue key -> new record, None: delete
-        self.inserts: list[tuple[bytes, bytes]] = []  # (subscription prefix, record)
+        self.inserts: list[tuple] = []  # (subscription, record)
         self.dead: list[bytes] = []  # dead letters to add
         self.redrives: list[tuple] = []  # (dlq key, subscription, record)
         self.redriving: set[bytes] = set()  # their dlq keys
@@ -40,12 +48,13 @@ class Batch:
         self.done: Completion | None = None  # set once committed, with the dlq keys moved
         self.error: BaseException | None = None
         self.size = 0
+        self.placed: list[tuple] = []  # (subscription, key, record) of the inserts, as committed
 
     def __bool__(self) -> bool:
         return self.size > 0
 
     def insert(self, sub, record: bytes) -> None:
-        self.inserts.append((sub.prefix, record))
+        self.inserts.append((sub, record))
         self.counts[sub] = self.counts.get(sub, 0) + 1
         self.size += 1
 
@@ -88,11 +97,14 @@ class Batch:
             else:
                 put("queue", key, value)
         moved = [(k, sub, r) for k, sub, r in self.redrives if delete("dlq", k)]
-        inserts = self.inserts + [(sub.prefix, r) for _, sub, r in moved] if moved else self.inserts
+        inserts = self.inserts + [(sub, r) for _, sub, r in moved] if moved else self.inserts
+        self.placed = placed = []
         if inserts:
             seq = R.next_seq(txn, R.SEQ_KEY, len(inserts))
-            for prefix, record in inserts:
-                put("queue", prefix + seq.to_bytes(8, "big"), record)
+            for sub, record in inserts:
+                key = sub.prefix + seq.to_bytes(8, "big")
+                put("queue", key, record)
+                placed.append((sub, key, record))
                 seq += 1
         if self.dead:
             first = R.next_seq(txn, R.DLQ_SEQ_KEY, len(self.dead))
@@ -114,13 +126,18 @@ class Committer:
         self.batch = Batch()
         self.running = False
         self.commits = 0  # transactions written (for the benchmark)
+        #: Every queue seq from ``chain_from`` to ``seq_top`` was allocated by this committer
+        #: (None: nothing committed yet). A gap (another writer allocated) restarts the run.
+        self.chain_from: int | None = None
+        self.seq_top: int | None = None
         self._log = log
         self._work = trio.lowlevel.ParkingLot()
         self._space = trio.lowlevel.ParkingLot()
 
     def kick(self) -> None:
         """Something was added to the batch."""
-        self._work.unpark()
+        if self._work:  # (unpark builds a list even when nobody waits; this runs per ack)
+            self._work.unpark()
 
     @property
     def full(self) -> bool:
@@ -145,7 +162,7 @@ class Committer:
             return done
         if batch.done is None:
             batch.done = Completion()
-        self._work.unpark()
+        self.kick()
         return batch.done
 
     async def durable(self) -> list[bytes]:
@@ -196,10 +213,24 @@ class Committer:
             sub.stored -= 1
         for sub, count in batch.counts.items():
             sub.stored += count
-            if self.running:
-                sub.reload()
-            else:
-                sub.caught_up = False
+        placed = batch.placed
+        if placed:
+            first = int.from_bytes(placed[0][1][4:], "big")
+            if self.seq_top is None or first != self.seq_top + 1:
+                self.chain_from = first  # another writer allocated seqs since our last commit
+            self.seq_top = top = first + len(placed) - 1
+            by_sub: dict = {}
+            for sub, key, record in placed:
+                items = by_sub.get(sub)
+                if items is None:
+                    by_sub[sub] = [(key, record)]
+                else:
+                    items.append((key, record))
+            for sub, items in by_sub.items():
+                if self.running:
+                    sub.take_committed(items, top, self.chain_from)
+                else:
+                    sub.caught_up = False
         if batch.done is not None:
             batch.done.set(list(moved))
 

@@ -312,6 +312,7 @@ class QueueService:
         while True:
             while not ready:
                 await lot.park()
+                sub.woken = False
             if committer.full:
                 await committer.wait_for_space()
                 continue
@@ -326,6 +327,8 @@ class QueueService:
         ready, committer = sub.ready, self.committer
         while ready and not committer.full:
             msg = ready.popleft()
+            if ready:
+                sub.wake()  # in case this handler waits: the next worker takes the next message
             sub.in_flight += 1
             try:
                 await self._deliver(sub, msg)

@@ -22,7 +22,7 @@ from typing import Callable
 import msgspec
 import trio
 
-from .records import Message, backoff_delay, decode_message
+from .records import SEQ_KEY, Message, backoff_delay, decode_message
 
 __all__ = ["Subscription", "WINDOW", "MAX_SCAN"]
 
@@ -89,8 +89,12 @@ class Subscription:
         self.loaded: dict[bytes, _Msg] = {}
         self.ready: deque[_Msg] = deque()
         self.lot = trio.lowlevel.ParkingLot()  # idle workers
+        self.woken = False  # a worker was unparked and has not looked at ``ready`` yet
         self.scan_from = self.prefix  # the first key the loader has not examined
         self.caught_up = False  # nothing in LMDB at or after scan_from, as of the last scan
+        #: The queue's seq counter in the snapshot of the last scan that reached the end: every
+        #: message of this subscription with a lower seq is loaded or was handled.
+        self.horizon: int | None = None
         self.rescan_from: bytes | None = None  # FIFO: lowest key skipped for a blocked group
         self.refill_at: float | None = None  # when a delayed first delivery becomes due
         self.groups: dict[str, deque[_Msg]] = {}  # FIFO: group -> its loaded messages, head first
@@ -127,12 +131,13 @@ class Subscription:
                 if key not in loaded and key not in done:
                     out.append((key, value))
                     if len(out) >= room:
-                        return out, last, False
+                        return out, last, None
                 if examined >= MAX_SCAN:
-                    return out, last, False
-            return out, last, True
+                    return out, last, None
+            seq = txn.get("meta", SEQ_KEY)  # reached the end: the counter this snapshot holds
+            return out, last, int.from_bytes(seq, "big") if seq else 0
 
-        items, last, end = self._store.read(scan)
+        items, last, horizon = self._store.read(scan)
         now_ms = self._now_ms()
         for key, value in items:
             rec = decode_message(value)
@@ -146,20 +151,43 @@ class Subscription:
                     self.refill_at = when
                     self._timers.at(wait, self._refill)
                 return
-            msg = _Msg(key, rec)
-            if self.fifo and msg.group in self.blocked:
-                if self.rescan_from is None or key < self.rescan_from:
-                    self.rescan_from = key
-                continue
-            loaded[key] = msg
-            self._admit(msg, now_ms)
+            self._load(key, rec, now_ms)
         if last is not None:
             self.scan_from = last + b"\x00"
-        self.caught_up = end
-        if not end and len(self.loaded) - self.waiting < self.window:
+        self.caught_up = horizon is not None
+        if self.caught_up:
+            self.horizon = horizon
+        elif len(self.loaded) - self.waiting < self.window:
             # Stopped after MAX_SCAN keys, or skipped blocked FIFO groups: go on once the
             # other tasks have had the event loop.
             self._timers.at(0, self.fill)
+
+    def _load(self, key: bytes, rec: Message, now_ms: int) -> None:
+        msg = _Msg(key, rec)
+        if self.fifo and msg.group in self.blocked:
+            if self.rescan_from is None or key < self.rescan_from:
+                self.rescan_from = key
+            return
+        self.loaded[key] = msg
+        self._admit(msg, now_ms)
+
+    def take_committed(self, placed: list[tuple[bytes, bytes]], top: int, chain_from: int) -> None:
+        """The committer stored ``placed`` (this subscription's new ``(key, record)`` pairs, in
+        key order), ending the seq counter at ``top``; it allocated every seq from
+        ``chain_from`` on. Admit them from memory when the last scan saw everything before
+        that run and the window has room for them; else look at LMDB again."""
+        if not (self.caught_up and self.horizon is not None and self.horizon >= chain_from - 1
+                and not self.delay_ms and len(placed) <= self.window - (len(self.loaded) - self.waiting)):
+            self.reload()
+            return
+        now_ms, scan_from = self._now_ms(), self.scan_from
+        for key, record in placed:
+            if key >= scan_from:  # (a scan that ran after the commit has loaded it already)
+                self._load(key, decode_message(record), now_ms)
+        last = placed[-1][0] + b"\x00"
+        if last > scan_from:
+            self.scan_from = last
+        self.horizon = top
 
     def reload(self) -> None:
         """Something was written for this subscription: look at LMDB again."""
@@ -213,6 +241,15 @@ class Subscription:
             self.hold(msg, wait)
         else:
             self.ready.append(msg)
+            self.wake()
+
+    def wake(self) -> None:
+        """Messages are ready: wake one idle worker, unless one is woken and not yet running.
+        A worker that starts on them wakes the next while more are ready (``QueueService._drain``),
+        so a burst costs one hop to the handlers' loop when they are quick, and still reaches
+        ``concurrency`` handlers at once when they wait."""
+        if not self.woken and self.lot:
+            self.woken = True
             self.lot.unpark()
 
     def hold(self, msg: _Msg, wait: float) -> None:
@@ -225,7 +262,7 @@ class Subscription:
     def _release(self, msg: _Msg) -> None:
         self.waiting -= 1
         self.ready.append(msg)
-        self.lot.unpark()
+        self.wake()
         if self.fifo:
             self.blocked.discard(msg.group)
             if self.rescan_from is not None:  # messages of blocked groups were skipped: re-read
