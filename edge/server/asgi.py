@@ -58,14 +58,20 @@ class _Scope:
 
 class _StreamTransport:
     """RSGI's ``response_stream`` transport over ASGI: the start message goes out with the
-    first chunk (or at the end); :func:`wrap` sends the closing empty body."""
+    first chunk (or at the end); :func:`wrap` sends the closing empty body, unless the stream
+    was aborted: then the app returns without it, and Granian cuts the connection off."""
 
-    __slots__ = ("_send", "_start")
+    __slots__ = ("_send", "_start", "aborted")
 
     def __init__(self, send, status, headers):
         self._send = send
         self._start = {"type": "http.response.start", "status": status,
                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]}
+        self.aborted = False
+
+    def abort(self) -> None:
+        """The response will not be finished (its handler failed part-way): see :func:`wrap`."""
+        self.aborted = True
 
     async def _started(self) -> None:
         if self._start is not None:
@@ -216,7 +222,11 @@ def wrap(app):
             proto = _HttpProto(receive, send)
             await rsgi(_Scope(scope), proto)
             if proto.stream is not None:
-                await proto.stream.end()
+                # Aborted: no closing `more_body: False`. Granian 2.8.9 then closes the connection
+                # without the last chunk (0\r\n\r\n), as it does when the app raises; returning
+                # keeps its log free of a second traceback (edge logged the handler's already).
+                if not proto.stream.aborted:
+                    await proto.stream.end()
                 return
             status, headers, body = proto.response
             await send({"type": "http.response.start", "status": status,

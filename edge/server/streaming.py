@@ -11,6 +11,10 @@ normal path pays one attribute check.
 Granian's RSGI ``proto.response_stream(status, headers)`` starts the response with the first
 write; writes never block the handler: they are queued and sent in order by one task on the
 host loop. The response ends when the handler returns (``close()`` only refuses more writes).
+One that fails after the first write (or that shutdown cancels) is cut off instead: what it
+wrote is sent, then the connection closes without the last chunk, so the client knows the answer
+is incomplete (the status went out with the first write and cannot say so). Only Granian's ASGI
+interface can do that (``edge.server.asgi``); its RSGI stream ends as if complete (docs/streams.md).
 Once the response has started, a client that goes away cancels the handler (an endless
 event stream would otherwise run for nobody); a write after that raises ``ConnectionError``.
 A handler that writes nothing and returns a normal result (a dict, an ``ApiResponse``) is
@@ -126,15 +130,29 @@ class _Sink:
         else:
             await asyncio.sleep(0)
 
-    async def finish(self) -> None:
-        """Once the handler returned: start the response if nothing was written, send the rest."""
+    async def finish(self, *, complete: bool = True) -> None:
+        """Once the handler returned: start the response if nothing was written, send the rest.
+        ``complete=False`` (the handler failed after the response started): what it wrote goes
+        out, then the response is aborted, so the client cannot take it for a whole one."""
         await asyncio.sleep(0)  # callbacks a worker thread scheduled before returning run first
         if not self.started:
             self.start(self.status, self.headers)
         while self._pump is not None and not self._pump.done():
             await self._pump
-        # Granian ends the response when its transport is freed; drop ours now (a traceback
-        # of a failed handler may keep this sink alive for a while).
+        self.let_go(complete=complete)
+
+    def let_go(self, *, complete: bool) -> None:
+        """Be done with the response now, abort it first unless ``complete``: the connection
+        then closes without the last chunk (``0\\r\\n\\r\\n``), so the client cannot take what
+        it got for the whole answer. Only Granian's ASGI interface can abort
+        (``edge.server.asgi``); its RSGI stream has nothing to abort with and ends with the last
+        chunk all the same (docs/streams.md)."""
+        abort = getattr(self._transport, "abort", None)
+        if not complete and abort is not None:
+            abort()
+        # Granian ends an RSGI response when its transport is freed; drop ours now (a traceback
+        # of a failed handler may keep this sink alive for a while, and until then the
+        # connection stays open and the server cannot stop).
         self._transport = None
         self.disconnected = True
 
@@ -215,6 +233,7 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     sink = _Sink(proto, _extra_headers(app, trace_id, origin), asyncio.get_running_loop())
     response = ResponseStream(sink)
     args = HttpStreamArgs(request, response)
+    failed = False
     try:
         result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,
                                                                     finish=_as_it_is))
@@ -227,7 +246,12 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
             if isinstance(exc.original, StorageFull):
                 return storage_full(exc.original, error_id=exc.error_id)
             return error_response(500, error_id=exc.error_id)
-        result = None  # already logged; the client sees the stream end
+        # Already logged (with its error_id). The status went out with the first write and
+        # cannot change: what is left is to cut the response off, not to end it as if whole.
+        result, failed = None, True
+    except asyncio.CancelledError:  # shutdown ran out of grace: the stream did not finish either
+        sink.let_go(complete=False)
+        raise
     if not sink.started and result is not None:
         try:
             return build_response(result)
@@ -238,7 +262,7 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
             return error_response(500, error_id=error_id)
     if not sink.started:
         sink.status, sink.headers = response._status, response._headers
-    await sink.finish()
+    await sink.finish(complete=not failed)
     return None, [], sink.status
 
 
