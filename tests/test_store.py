@@ -158,3 +158,45 @@ def test_groups_lists_each_group_once_in_order(store):
     store.write_sync(fill)
     assert store.read(lambda t: list(t.groups("state"))) == [b"a", b"ab", b"s/x", b"s/y"]
     assert store.read(lambda t: list(t.groups("state", b"s/x\x00"))) == [b"g1", b"g2"]
+
+
+def _lock_twice_as(user: pwd.struct_passwd, data: Path) -> str:
+    """In a subprocess running as ``user``: take the data dir's lock, then try again (as a
+    second edge would); what the second attempt says."""
+    code = ("import os, sys\nfrom edge.errors import StoreError\nfrom edge._lock import DataDirLock\n"
+            "os.setgroups([]); os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))\n"
+            "try:\n    first = DataDirLock.acquire(sys.argv[1])\n    second = DataDirLock.acquire(sys.argv[1])\n"
+            "    print('first', first is not None, 'second', second is not None)\n"
+            "except StoreError as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(data), str(user.pw_uid), str(user.pw_gid)],
+                          cwd=data.parent, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.rstrip("\n")
+
+
+def test_a_lock_file_root_made_still_keeps_a_second_edge_out(nobody_dir):
+    # `sudo edge state set ...` once made edge.lock (root's, 0644); the service runs as nobody.
+    # It could not open the file for writing and served without the lock: two of them both
+    # delivered every message and fired every cron slot.
+    from edge._lock import DataDirLock
+
+    folder, nobody = nobody_dir
+    data = folder / "data"
+    DataDirLock.acquire(data).release()
+    os.chown(data, nobody.pw_uid, nobody.pw_gid)
+    assert _lock_twice_as(nobody, data) == (
+        f"the data directory {data} is in use by another edge (pid unknown); "
+        "stop that one first, or pass another --data-dir (or EDGE_DATA_DIR)")
+
+
+def test_a_lock_file_edge_may_not_read_is_named_with_the_chown(nobody_dir):
+    from edge._lock import DataDirLock
+
+    folder, nobody = nobody_dir
+    data = folder / "data"
+    DataDirLock.acquire(data).release()
+    (data / "edge.lock").chmod(0o600)
+    os.chown(data, nobody.pw_uid, nobody.pw_gid)
+    assert _lock_twice_as(nobody, data) == (
+        f"cannot open the lock file {data}/edge.lock: it belongs to root (mode 0600) and edge runs as nobody; "
+        f"give it to nobody (sudo chown nobody {data}/edge.lock) or delete it while no edge runs")
