@@ -218,9 +218,10 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
         raw, problem = await app._read_body(proto, req_headers)
         if problem is not None:
             return problem
-        content_type = (req_headers.get("content-type") or "").split(";")[0].strip().lower()
+        header = req_headers.get("content-type")
+        content_type = (header or "").split(";")[0].strip().lower()
         try:
-            body = _parse_body(raw, content_type, match.schema)
+            body = _parse_body(raw, content_type, match.schema, header)  # (the header: its charset)
         except _BadBody as bad:
             return bad.response
         chunks = _replay(raw)
