@@ -411,7 +411,7 @@ class App:
         self.runtime = Runtime.open(settings, discovery, out=self._sink, wall_clock=self.clock.time)
         self.runtime.queues.on_outgoing = self._record_enqueue
         queues = self.runtime.queues
-        queues._invoke = self._watch_timeouts(queues._invoke)
+        queues.invoke = self._watch_timeouts(queues.invoke)
         self._cron_seen = self.clock.now()
         try:
             if library == "asyncio" and not _has_guest(asyncio.get_running_loop()):

@@ -106,7 +106,8 @@ class QueueService:
                  trigger_inputs: dict[str, Callable] | None = None):
         self.store = store
         self.tracer = tracer
-        self._invoke = invoke
+        #: What each delivery calls (``invoke`` above); edge.testing wraps it to see timeouts.
+        self.invoke = invoke
         self._run_for = run_for or _here
         self._skipped = skipped
         self._failed = failed
@@ -355,7 +356,7 @@ class QueueService:
         error = error_id = delay = None
         timed_out = False
         try:
-            _, ctx = await self._invoke(sub.step, sub.trigger, data, trace_id=rec.trace, parent=rec.parent,
+            _, ctx = await self.invoke(sub.step, sub.trigger, data, trace_id=rec.trace, parent=rec.parent,
                                         limit=sub.limit)
             outbox = ctx.outbox
         except self._skipped:
@@ -468,7 +469,7 @@ class QueueService:
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run the committer, the timers and every subscription's workers until cancelled."""
-        if self._invoke is None:
+        if self.invoke is None:
             raise RuntimeError("QueueService.serve needs invoke")
         self._count_stored()
         async with trio.open_nursery() as nursery:
