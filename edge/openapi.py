@@ -40,9 +40,10 @@ def build_openapi(steps, *, title: str = "edge app", version: str = "0.1.0") -> 
                 operation["parameters"] = params
             if trigger.body_schema is not None:
                 schema = compile_schema(trigger.body_schema, where=f"{step.file}: triggers[{trigger.index}].bodySchema")
-                operation["requestBody"] = {
+                body = {"schema": _hoist(schema.json_schema(), components, seen)}
+                operation["requestBody"] = {  # a form is checked against the schema too (docs/http.md)
                     "required": True,
-                    "content": {"application/json": {"schema": _hoist(schema.json_schema(), components, seen)}},
+                    "content": {"application/json": body, "application/x-www-form-urlencoded": body},
                 }
             responses: dict[str, Any] = {}
             for status, spec in (trigger.response_schema or {}).items():

@@ -357,6 +357,8 @@ def test_health_and_openapi(client):
     assert doc["openapi"] == "3.1.0"
     echo = doc["paths"]["/echo"]["post"]
     assert echo["requestBody"]["content"]["application/json"]["schema"]["required"] == ["name"]
+    # a form body is taken and checked against the same schema
+    assert echo["requestBody"]["content"]["application/x-www-form-urlencoded"] == echo["requestBody"]["content"]["application/json"]
     assert echo["tags"] == ["demo"]
     params = doc["paths"]["/items/{id}/parts/{part}"]["get"]["parameters"]
     assert [p["name"] for p in params] == ["id", "part"]
