@@ -200,3 +200,31 @@ def test_a_lock_file_edge_may_not_read_is_named_with_the_chown(nobody_dir):
     assert _lock_twice_as(nobody, data) == (
         f"cannot open the lock file {data}/edge.lock: it belongs to root (mode 0600) and edge runs as nobody; "
         f"give it to nobody (sudo chown nobody {data}/edge.lock) or delete it while no edge runs")
+
+
+def test_a_process_killed_while_reading_no_longer_makes_the_file_grow(tmp_path):
+    # `kill -9` (or the OOM killer) during an offline `edge dlq list` left its reader slot in
+    # lock.mdb: LMDB reused no page freed after that snapshot, and data.mdb grew by every
+    # write (a tester: 31 MB -> 1.17 GB in 60 s) until the server restarted.
+    data = tmp_path / "data"
+    store = Store.open(data)
+    notices = []
+    store.on_notice = lambda level, message: notices.append((level, message))
+    store.reader_check_interval = 0.0  # look before every commit (5 s in a server)
+    store.write_sync(lambda t: t.put("state", b"big", b"v" * 65536))
+    code = ("import lmdb, sys, time\nenv = lmdb.open(sys.argv[1], max_dbs=16)\ntxn = env.begin()\n"
+            "txn.get(b'x')\nprint('reading', flush=True)\ntime.sleep(60)\n")
+    reader = subprocess.Popen([sys.executable, "-c", code, str(data)], stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline() == "reading\n"
+    reader.kill()
+    reader.wait()
+    before = (data / "data.mdb").stat().st_size
+    for i in range(300):
+        value = bytes([i % 256]) * 65536
+        store.write_sync(lambda t: t.put("state", b"big", value))
+    grown = (data / "data.mdb").stat().st_size - before
+    store.close()
+    assert grown < 1 << 20, f"data.mdb grew by {grown} bytes for 300 overwrites of one 64 KiB value"
+    assert notices == [("warn", f"{data}: cleared 1 read slot(s) left by a process that died while reading the store "
+                                "(killed during an `edge` command?); until then no space freed since it began was "
+                                "reused, so data.mdb grew with every write")]

@@ -10,6 +10,12 @@ commits, and the hooks it registered are dropped with it.
 The map grows by itself; growth waits until no read transaction is open (LMDB forbids
 ``set_mapsize`` while one is), and reads that start meanwhile wait for it.
 
+A process that dies inside a read transaction (``kill -9`` or the OOM killer during an
+offline ``edge dlq list``) leaves its slot in ``lock.mdb``, and LMDB reuses no page freed after
+that reader's snapshot: the file grows with every write until each process lets go. The writer
+clears such slots (``mdb_reader_check``) when the store opens and every
+:data:`READER_CHECK_INTERVAL` seconds, and says so when it found one.
+
 Only this package imports ``lmdb``.
 """
 
@@ -22,6 +28,7 @@ import queue
 import shlex
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -47,6 +54,8 @@ MAX_GROWTH = 1 << 30
 RECOVERED_FREE = 2 << 20
 #: Upper bound of functions per transaction: keeps one batch's latency bounded under load.
 MAX_BATCH = 2048
+#: Seconds between looks for reader slots of processes that died while reading.
+READER_CHECK_INTERVAL = 5.0
 
 _STOP = object()
 
@@ -230,6 +239,9 @@ class Store:
         #: Figures for `GET /__edge/health` and the benchmarks.
         self.commits = 0
         self.ops_committed = 0
+        #: Seconds between looks for dead readers' slots (see the module's docstring).
+        self.reader_check_interval = READER_CHECK_INTERVAL
+        self._readers_checked = 0.0  # time.monotonic() of the last look (0: at the first commit)
 
     @classmethod
     def open(cls, path: str | os.PathLike, durability: str = "durable") -> "Store":
@@ -407,6 +419,8 @@ class Store:
                         self.on_hook_error(f"an after-commit hook failed: {type(exc).__name__}: {exc}", exc)
 
     def _commit(self, batch: list[_Op]) -> None:
+        if time.monotonic() - self._readers_checked >= self.reader_check_interval:
+            self._clear_dead_readers()
         while True:
             try:
                 with self._env.begin(write=True) as txn:
@@ -445,6 +459,17 @@ class Store:
                     self._notice("error", f"{error}. Until then writes answer 507 and queue messages wait; "
                                           "reads go on")
                 return
+
+    def _clear_dead_readers(self) -> None:
+        self._readers_checked = time.monotonic()
+        try:
+            cleared = self._env.reader_check()
+        except lmdb.Error:
+            return
+        if cleared:
+            self._notice("warn", f"{self.path}: cleared {cleared} read slot(s) left by a process that died while "
+                                 "reading the store (killed during an `edge` command?); until then no space freed "
+                                 "since it began was reused, so data.mdb grew with every write")
 
     def _notice(self, level: str, message: str) -> None:
         """Tell ``on_notice``, on the loop thread when there is one (the tracer is not thread-safe)."""
