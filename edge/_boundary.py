@@ -37,7 +37,7 @@ import trio
 
 from ._loops import current_invocation, current_library, invoked_from_thread, maybe_await, register_host
 from .context import Context
-from .errors import BadResult, Retry
+from .errors import BadResult, Retry, StorageFull
 from .tracing import Span, new_id
 
 __all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES", "cancelled_from_outside"]
@@ -53,9 +53,10 @@ class Skipped(Exception):
 
 
 class HandlerError(Exception):
-    """A handler raised; ``error_id`` ties the response or DLQ entry to the logged traceback."""
+    """A handler raised; ``error_id`` ties the response or DLQ entry to the logged traceback
+    (None for :class:`~edge.errors.StorageFull`, which is not logged per invocation)."""
 
-    def __init__(self, original: BaseException, error_id: str):
+    def __init__(self, original: BaseException, error_id: str | None):
         super().__init__(f"{type(original).__name__}: {original}")
         self.original = original
         self.error_id = error_id
@@ -348,6 +349,12 @@ class Boundary:
             if cancelled_from_outside(exc):  # a timeout, the runtime stopping: not the handler's doing
                 status, error = "error", "cancelled"
                 raise
+            if isinstance(exc, StorageFull):
+                # Not the handler's fault, and the store says it once (and again once space is
+                # back): a traceback per request and per queue retry filled the journal, often
+                # on the same full card (a tester: 27 MB of log in 20 s).
+                status, error = "error", f"StorageFull: {exc}"
+                raise HandlerError(exc, None) from exc
             # Anything else the handler raised is its outcome, SystemExit, KeyboardInterrupt
             # (edge handles SIGINT itself: Python never raises it into a handler),
             # GeneratorExit and a CancelledError of its own making included.

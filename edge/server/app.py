@@ -220,7 +220,7 @@ class EdgeApp:
             return error_response(422, error="Request condition not met", skipped=True)
         except HandlerError as exc:
             if isinstance(exc.original, StorageFull):
-                return storage_full(exc.original, error_id=exc.error_id)
+                return storage_full(exc.original)  # (said once by the store, no error_id)
             return error_response(500, error_id=exc.error_id)
 
     # -- request pieces -------------------------------------------------------------------
