@@ -491,7 +491,8 @@ class Decision:
 
     fire_slot: datetime | None  # run this slot now; None: nothing to run
     next_slot: datetime | None  # the next slot to wake up for; None: never fires again
-    missed_slot: datetime | None = None  # latest slot missed (downtime, clock jump), if any
+    missed_slot: datetime | None = None  # latest slot missed (downtime, clock jump), if any;
+    # before ``fire_slot`` when that one is on time and slots before it were missed
 
 
 def plan(
@@ -527,6 +528,10 @@ def plan(
     if latest is not None:
         if now - latest <= grace:
             fire = latest
+            if last_fired is not None:  # on time, after a downtime longer than the interval?
+                before = prev_fire_at_or_before(schedule, latest - timedelta(microseconds=1))
+                if before is not None and before > last_fired:
+                    missed_slot = before
         elif last_fired is not None:
             missed_slot = latest
             if missed == "once":
@@ -633,28 +638,34 @@ class CronLoop:
         job = st.job
         zone = job.schedule.zone
         last = st.last_fired
+        corrected = None
         if last is not None and last > now + GRACE and (jumped or not st.planned):
             if last - now > correction_margin(job.schedule, last):
                 # A corrected clock (it ran ahead, now it is right): slots are real again from
                 # now on. Forgetting the last slot fires nothing missed (no burst); the next
                 # run persists the real slot in its place, so a restart sees the same.
-                upcoming = next_fire_after(job.schedule, now)
-                self._log.warning(
-                    "cron %s: the clock (%s) is %s behind the last fired slot %s: taken as a corrected clock; "
-                    "the next slot is %s", job.key, now.astimezone(zone).isoformat(), last - now,
-                    last.astimezone(zone).isoformat(), "none" if upcoming is None else upcoming.astimezone(zone).isoformat(),
-                )
-                st.last_fired = last = None
+                corrected, st.last_fired, last = last, None, None
             else:
                 self._log.warning(
                     "cron %s: the clock (%s) is behind the last fired slot %s; slots up to it will not fire again",
                     job.key, now.astimezone(zone).isoformat(), last.astimezone(zone).isoformat(),
                 )
         decision = plan(job.schedule, last, now, job.missed, grace=grace)
+        if corrected is not None:
+            upcoming = decision.fire_slot or decision.next_slot  # (one just past counts as on time)
+            self._log.warning(
+                "cron %s: the clock (%s) is %s behind the last fired slot %s: taken as a corrected clock; "
+                "the next slot is %s", job.key, now.astimezone(zone).isoformat(), corrected - now,
+                corrected.astimezone(zone).isoformat(), "none" if upcoming is None else upcoming.astimezone(zone).isoformat(),
+            )
         if decision.missed_slot is not None:
-            if decision.fire_slot is None:
-                self._log.warning("cron %s: missed slots up to %s skipped (missed=\"skip\")",
-                                  job.key, decision.missed_slot.astimezone(zone).isoformat())
+            missed_up_to = decision.missed_slot.astimezone(zone).isoformat()
+            if decision.fire_slot is None or (decision.fire_slot != decision.missed_slot and job.missed == "skip"):
+                self._log.warning("cron %s: missed slots up to %s skipped (missed=\"skip\")", job.key, missed_up_to)
+            elif decision.fire_slot != decision.missed_slot:  # missed ones, then an on-time slot
+                self._log.warning("cron %s: missed slots up to %s; the run of slot %s stands for them "
+                                  "(missed=\"once\")", job.key, missed_up_to,
+                                  decision.fire_slot.astimezone(zone).isoformat())
             else:
                 self._log.warning("cron %s: running once for missed slots up to %s (missed=\"once\")",
                                   job.key, decision.missed_slot.astimezone(zone).isoformat())

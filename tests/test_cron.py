@@ -291,6 +291,28 @@ def test_plan_fires_on_time_and_within_grace_only():
     assert (late.fire_slot, late.missed_slot, late.next_slot) == (None, SLOT, SLOT + timedelta(days=1))
 
 
+def test_plan_names_the_slots_missed_before_an_on_time_one():
+    # A job every 10 s, down from 10:00:00 to 10:00:29: 10:00:30 is on time, 10:00:10 and
+    # 10:00:20 were missed (and were not logged: the on-time slot hid them).
+    every10 = sched("*/10 * * * * *")
+    last = berlin(2026, 6, 1, 10, 0, 0).astimezone(UTC)
+    decision = plan(every10, last, last + timedelta(seconds=30, milliseconds=400))
+    assert (decision.fire_slot, decision.missed_slot) == (last + timedelta(seconds=30), last + timedelta(seconds=20))
+    on_time = plan(every10, last, last + timedelta(seconds=10, milliseconds=400))  # nothing missed
+    assert (on_time.fire_slot, on_time.missed_slot) == (last + timedelta(seconds=10), None)
+
+
+async def test_a_restart_after_a_downtime_logs_the_missed_slots_though_the_next_is_on_time(autojump_clock, caplog):
+    persisted = {"s#0": berlin(2026, 6, 1, 10, 0, 0), "o#0": berlin(2026, 6, 1, 10, 0, 0)}
+    h = Harness(berlin(2026, 6, 1, 10, 0, 29, 500000), persisted)  # down for 29 s
+    await run_for(h, [job("s#0", "* * * * * *"), job("o#0", "* * * * * *", "once")], 0.9)
+    assert shown(h.slots("s#0")) == ["10:00:29+0200", "10:00:30+0200"]
+    assert caplog.text.count("missed slots up to") == 2  # once each, at the restart
+    assert 'cron s#0: missed slots up to 2026-06-01T10:00:28+02:00 skipped (missed="skip")' in caplog.text
+    assert ('cron o#0: missed slots up to 2026-06-01T10:00:28+02:00; the run of slot 2026-06-01T10:00:29+02:00 '
+            'stands for them (missed="once")') in caplog.text
+
+
 def test_plan_once_fires_one_run_for_all_missed_slots():
     now = SLOT + timedelta(days=3, hours=5)  # down for three days and a bit
     decision = plan(DAILY, YESTERDAY, now, "once")
@@ -529,7 +551,7 @@ async def test_a_corrected_clock_across_a_restart(autojump_clock, caplog):
     assert h.persisted["m#0"] == berlin(2026, 6, 1, 10, 2)  # the real slots replace tomorrow's
     assert "cron m#0: the clock (2026-06-01T10:00:00.500000+02:00) is 23:59:59.500000 behind the last " \
            "fired slot 2026-06-02T10:00:00+02:00: taken as a corrected clock; the next slot is " \
-           "2026-06-01T10:01:00+02:00" in caplog.text
+           "2026-06-01T10:00:00+02:00" in caplog.text  # the one just past: it fires, on time
     # Restarted again, it sees its own real slots: nothing fires twice.
     again = Harness(berlin(2026, 6, 1, 10, 2, 0, 600000), h.persisted)
     await run_for(again, jobs, 30)
