@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
+from contextlib import ExitStack
 
 from .cli import (UsageError, _print_discovery_problems, _server_error, call_server, discover_project, extend,
                   opened_store, settings_from)
@@ -23,10 +25,12 @@ def _add_parsers(sub, common) -> None:
 
     p = sub.add_parser("dlq", help="list or redrive dead letters (messages whose handler kept failing)")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    q = actions.add_parser("list", help="list dead letters, oldest first")
+    q = actions.add_parser("list", help="list dead letters, oldest first (the first 100; then says how many more)")
     q.add_argument("--json", action="store_true", help="one JSON object per line")
     q.add_argument("--step", help="only this step's")
-    q.add_argument("--limit", type=int, help="at most this many")
+    q.add_argument("--limit", type=int, help="at most this many (default 100)")
+    q.add_argument("--after", help="those after this id (the last one a page showed)")
+    q.add_argument("--all", action="store_true", help="every one (read page by page)")
     common(q)
     q = actions.add_parser("redrive", help="put dead letters back on their queue (attempts reset)")
     q.add_argument("--step", help="only this step's")
@@ -77,14 +81,7 @@ def cmd_dlq(args) -> int:
         raise UsageError("say list or redrive: `edge dlq list`")
     if args.action == "list":
         return _dlq_list(args, settings)
-    dlq_id = None
-    if args.id is not None:
-        try:
-            dlq_id = int(args.id)
-            if dlq_id < 1:
-                raise ValueError(args.id)
-        except ValueError:
-            raise UsageError(f'--id: expected a dead-letter id such as 17 (see `edge dlq list`), got "{args.id}"') from None
+    dlq_id = None if args.id is None else _id_arg(args.id, "--id", low=1)
     body = {k: v for k, v in (("step", args.step), ("id", dlq_id)) if v is not None}
     answer = call_server(settings, "POST", "/__edge/dlq/redrive", body)
     if answer is not None:
@@ -93,7 +90,7 @@ def cmd_dlq(args) -> int:
             raise EdgeError(result.get("detail", "not found"))
         if status >= 400:
             raise _server_error(status, result)
-        redriven, skipped = result["redriven"], result["skipped"]
+        redriven, skipped = len(result["redriven"]), result["skipped"]
     else:
         from .queues.dlq import redrive_offline
         from .queues.service import unknown_step
@@ -107,37 +104,86 @@ def cmd_dlq(args) -> int:
                 t.type == "queue" for t in s.triggers)}
             if args.step not in known:
                 raise EdgeError(unknown_step(args.step, known))
-    print(f"redriven: {len(redriven)}")
+    print(f"redriven: {redriven}")
     for item in skipped:
         print(f"skipped {item['id']}: {item['reason']}", file=sys.stderr)
     return 1 if skipped and not redriven else 0  # nothing asked for could be redriven
 
 
-def _dlq_list(args, settings) -> int:
-    answer = call_server(settings, "GET", "/__edge/dlq", query={"step": args.step, "limit": args.limit})
-    if answer is not None:
-        status, body = answer
-        if status >= 400:
-            raise _server_error(status, body)
-        entries = body["dead_letters"]
-    else:
-        from .queues.dlq import list_dead
+def _id_arg(value: str, flag: str, low: int) -> int:
+    try:
+        number = int(value)
+        if number < low:
+            raise ValueError(value)
+    except ValueError:
+        raise UsageError(f'{flag}: expected a dead-letter id such as 17 (see `edge dlq list`), got "{value}"') from None
+    return number
 
-        with opened_store(settings) as store:
-            entries = list_dead(store, step=args.step, limit=args.limit)
-    for entry in entries:
-        if args.json:
-            print(json.dumps(entry))
-            continue
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["failed_at"]))
-        data = json.dumps(entry["data"])
-        if len(data) > 60:
-            data = data[:57] + "..."
-        print(f"{entry['id']:>6}  {stamp}  {entry['step']} <- {entry['topic']}  "
-              f"attempts {entry['attempts']}  {entry['error']}  data {data}  trace {entry['trace_id']}")
-    if not args.json and not entries:
-        print("no dead letters")
+
+#: Dead letters `edge dlq list` asks for at a time when it shows more than one page's worth
+#: (--all, a large --limit): what it holds in memory at once.
+_PAGE = 500
+
+
+def _dlq_list(args, settings) -> int:
+    from .queues.dlq import DEFAULT_LIMIT, list_page
+
+    if args.all and args.limit is not None:
+        raise UsageError("--all shows every dead letter; leave out --limit")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit: expected at least 1, got {args.limit} (--all shows every one)")
+    after = None if args.after is None else _id_arg(args.after, "--after", low=0)
+    wanted = None if args.all else args.limit or DEFAULT_LIMIT
+    with ExitStack() as stack:
+        store = None
+
+        def fetch(after: int | None, limit: int) -> dict:
+            """A page from the server when it answers, else from --data-dir (one read each)."""
+            nonlocal store
+            if store is None:
+                answer = call_server(settings, "GET", "/__edge/dlq",
+                                     query={"step": args.step, "limit": limit, "after": after})
+                if answer is not None:
+                    status, body = answer
+                    if status >= 400:
+                        raise _server_error(status, body)
+                    return body
+                store = stack.enter_context(opened_store(settings))
+            return list_page(store, step=args.step, limit=limit, after=after)
+
+        shown, last = 0, after
+        while True:
+            body = fetch(last, _PAGE if wanted is None else min(_PAGE, wanted - shown))
+            entries = body["dead_letters"]
+            for entry in entries:
+                _print_dead(entry, args.json)
+            shown += len(entries)
+            if entries:
+                last = entries[-1]["id"]
+            if not entries or not body.get("more") or (wanted is not None and shown >= wanted):
+                break
+    more, total = body.get("more") or 0, body.get("total", shown)
+    if not shown:
+        if not args.json:
+            print(f"no dead letters after id {after} ({total:,} in all)" if after and total else "no dead letters")
+    elif more:
+        step = f" --step {shlex.quote(args.step)}" if args.step else ""
+        limit = f" --limit {args.limit}" if args.limit else ""
+        print(f"... and {more:,} more ({total:,} in all): edge dlq list{step} --after {last}{limit} shows the next "
+              f"{min(more, wanted):,}, edge dlq list{step} --all every one", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _print_dead(entry: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(entry))
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["failed_at"]))
+    data = json.dumps(entry["data"])
+    if len(data) > 60:
+        data = data[:57] + "..."
+    print(f"{entry['id']:>6}  {stamp}  {entry['step']} <- {entry['topic']}  "
+          f"attempts {entry['attempts']}  {entry['error']}  data {data}  trace {entry['trace_id']}")
 
 
 extend(_add_parsers, emit=cmd_emit, dlq=cmd_dlq)

@@ -1,8 +1,14 @@
-"""Dead letters: reading them, and putting them back on their queue without a running server.
+"""Dead letters: reading them a page at a time, deleting them, and putting them back on their
+queue without a running server.
 
 With a server running, ``edge dlq redrive`` goes through :meth:`QueueService.redrive` (so the
-running loaders see the messages at once); these functions serve ``edge dlq`` when it works
-on the data directory directly.
+running loaders see the messages at once); :func:`redrive_offline` serves ``edge dlq`` when it
+works on the data directory directly.
+
+Memory stays bounded whatever the number of dead letters (a handler that fails for weeks
+makes tens of thousands): a read returns one page and counts the rest without decoding it;
+deletes and offline redrives run in transactions of :data:`CHUNK` entries (an LMDB write
+transaction keeps every page it dirties in memory until it commits).
 """
 
 from __future__ import annotations
@@ -14,11 +20,53 @@ import msgspec
 from . import records as R
 from .records import decode_dead, encode_redriven
 
-__all__ = ["select", "list_dead", "as_dict", "redrive_offline", "delete_dead"]
+__all__ = ["select", "page", "list_page", "list_dead", "as_dict", "redrive_offline", "delete_dead",
+           "delete_dead_counted", "DEFAULT_LIMIT", "MAX_LIMIT"]
+
+#: Dead letters a page holds when no limit is asked for (`GET /__edge/dlq`, `edge dlq list`).
+DEFAULT_LIMIT = 100
+#: The largest page `GET /__edge/dlq` hands out; beyond it, page on with ``after``.
+MAX_LIMIT = 1000
+#: A page also ends once its records reach this size (it holds at least one): a dead letter
+#: keeps its message's data, and one message may be as large as the request that sent it.
+MAX_PAGE_BYTES = 4 << 20
+#: Dead letters one write transaction deletes or moves (~0.5 MB of dirty pages for messages
+#: of a few hundred bytes), and the most entries one scans for a step filter (so it does not
+#: hold the writer for long).
+CHUNK = 1000
+SCAN = 20 * CHUNK
+_LAST_KEY = (1 << 64) - 1
 
 
-def select(txn, *, step: str | None = None, dlq_id: int | None = None, limit: int | None = None):
-    """``[(key, DeadLetter)]`` oldest first, filtered by step and/or id (a read function)."""
+class _StepOnly(msgspec.Struct):
+    """The one field a step filter reads: msgspec skips the others (the data) undecoded."""
+
+    step: str
+
+
+_decode_step = msgspec.msgpack.Decoder(_StepOnly).decode
+
+
+def _start(after: int | None) -> bytes | None:
+    """The first key after id ``after`` (None: from the first; b"": past the last)."""
+    if not after:
+        return None
+    return b"" if after >= _LAST_KEY else R.dlq_key(after + 1)
+
+
+def _matching(txn, step: str | None, start: bytes | None):
+    """``(key, raw)`` of the dead letters from key ``start``, of ``step`` when given."""
+    if start == b"":
+        return
+    for key, value in txn.scan("dlq", start=start):
+        if step is None or _decode_step(value).step == step:
+            yield key, value
+
+
+def select(txn, *, step: str | None = None, dlq_id: int | None = None, limit: int | None = None,
+           after: int | None = None):
+    """``[(key, DeadLetter)]`` oldest first, filtered by step and/or id, from the id after
+    ``after`` (a read function). Decodes only the entries it returns."""
     if dlq_id is not None:
         raw = txn.get("dlq", R.dlq_key(dlq_id)) if 0 < dlq_id < 1 << 64 else None
         if raw is None:
@@ -26,14 +74,61 @@ def select(txn, *, step: str | None = None, dlq_id: int | None = None, limit: in
         dead = decode_dead(raw)
         return [] if step is not None and dead.step != step else [(R.dlq_key(dlq_id), dead)]
     out = []
-    for key, value in txn.scan("dlq"):
-        dead = decode_dead(value)
-        if step is not None and dead.step != step:
-            continue
-        out.append((key, dead))
+    for key, value in _matching(txn, step, _start(after)):
+        out.append((key, decode_dead(value)))
         if limit is not None and len(out) >= limit:
             break
     return out
+
+
+def page(txn, *, step: str | None = None, limit: int = DEFAULT_LIMIT, after: int | None = None):
+    """One page of dead letters and how many there are (a read function).
+
+    Returns:
+        ``(entries, total, more)``: up to ``limit`` ``(key, DeadLetter)`` after id ``after``
+        (fewer when they pass :data:`MAX_PAGE_BYTES`); ``total`` of ``step`` (or all of them);
+        ``more`` after the last one returned. Only the returned entries are decoded: the
+        count comes from LMDB's entry count, or with a step filter from each entry's step.
+    """
+    start = _start(after)
+    entries, size, full = [], 0, False
+    rest = _matching(txn, step, start)
+    for key, value in rest:
+        if len(entries) >= limit or (entries and size + len(value) > MAX_PAGE_BYTES):
+            full = True  # (this one is not returned: counted below)
+            break
+        entries.append((key, decode_dead(value)))
+        size += len(value)
+    if step is None and start is None:  # LMDB's entry count says what follows
+        total = txn.count("dlq")
+        return entries, total, total - len(entries)
+    more = 1 + sum(1 for _ in rest) if full else 0
+    total = txn.count("dlq") if step is None else _count_before(txn, step, start) + len(entries) + more
+    return entries, total, more
+
+
+def _count_before(txn, step: str, start: bytes | None) -> int:
+    """Dead letters of ``step`` before key ``start`` (None: none; b"": all of them)."""
+    if start is None:
+        return 0
+    n = 0
+    for key, value in txn.scan("dlq"):
+        if start and key >= start:
+            break
+        n += _decode_step(value).step == step
+    return n
+
+
+def list_page(store, *, step: str | None = None, limit: int = DEFAULT_LIMIT, after: int | None = None) -> dict:
+    """What `GET /__edge/dlq` answers: ``{"dead_letters": [...], "total", "more", "next_after"}``
+    (``next_after``: the ``after`` that asks for the next page; None on the last one)."""
+
+    def read(txn):
+        entries, total, more = page(txn, step=step, limit=limit, after=after)
+        return {"dead_letters": [as_dict(k, d) for k, d in entries], "total": total, "more": more,
+                "next_after": R.dlq_id(entries[-1][0]) if more else None}
+
+    return store.read(read)
 
 
 def as_dict(key: bytes, dead) -> dict[str, Any]:
@@ -57,23 +152,46 @@ def as_dict(key: bytes, dead) -> dict[str, Any]:
 
 
 def list_dead(store, *, step: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every dead letter (of ``step``), or the first ``limit``: for tests and ``edge.testing``;
+    the CLI and the endpoint read pages (:func:`list_page`)."""
     return store.read(lambda t: [as_dict(k, d) for k, d in select(t, step=step, limit=limit)])
 
 
-def redrive_offline(store, *, step: str | None = None, dlq_id: int | None = None) -> list[int]:
-    """Move dead letters back to their queue in one transaction (the server is not running).
+def _last_key(txn) -> bytes | None:
+    return next((key for key, _ in txn.scan("dlq", reverse=True)), None)
+
+
+def _chunk(txn, step: str | None, start: bytes | None, stop: bytes):
+    """Up to :data:`CHUNK` ``(key, raw)`` of ``step`` from ``start`` through ``stop``, and the key
+    to go on from (None: done). Scans at most :data:`SCAN` entries."""
+    found, scanned = [], 0
+    for key, value in txn.scan("dlq", start=start):
+        if key > stop:
+            return found, None
+        if len(found) >= CHUNK or scanned >= SCAN:
+            return found, key
+        scanned += 1
+        if step is None or _decode_step(value).step == step:
+            found.append((key, value))
+    return found, None
+
+
+def redrive_offline(store, *, step: str | None = None, dlq_id: int | None = None) -> int:
+    """Move dead letters back to their queue (the server is not running).
 
     The subscription is looked up (or registered) by step and topic; the server delivers
-    the messages when it starts, if the step still subscribes to the topic.
+    the messages when it starts, if the step still subscribes to the topic. Each transaction
+    moves up to :data:`CHUNK` of them, and each dead letter moves in the transaction that
+    deletes it: once, even if the command is killed halfway (the rest stay dead letters).
+    Only the dead letters there were when it started move.
 
     Returns:
-        The ids moved (empty when ``dlq_id`` does not exist).
+        How many moved (0 when ``dlq_id`` does not exist).
     """
 
-    def move(txn):
-        entries = select(txn, step=step, dlq_id=dlq_id)
+    def move(entries, txn) -> int:
         if not entries:
-            return []
+            return 0
         ids = R.register_subscriptions(txn, sorted({(d.step, d.topic) for _, d in entries}))
         seq = R.next_seq(txn, R.SEQ_KEY, len(entries))
         for key, dead in entries:
@@ -81,22 +199,64 @@ def redrive_offline(store, *, step: str | None = None, dlq_id: int | None = None
             txn.put("queue", prefix + seq.to_bytes(8, "big"), encode_redriven(dead))
             txn.delete("dlq", key)
             seq += 1
-        return [R.dlq_id(k) for k, _ in entries]
+        return len(entries)
 
-    return store.write_sync(move)
+    if dlq_id is not None:
+        return store.write_sync(lambda txn: move(select(txn, step=step, dlq_id=dlq_id), txn))
+    stop = store.read(_last_key)
+    moved, start = 0, None
+    while stop is not None:
+        def chunk(txn, start=start):
+            found, resume = _chunk(txn, step, start, stop)
+            return move([(k, decode_dead(v)) for k, v in found], txn), resume
+
+        count, start = store.write_sync(chunk)
+        moved += count
+        if start is None:
+            break
+    return moved
+
+
+async def delete_dead_counted(store, *, step: str | None = None, dlq_id: int | None = None,
+                              keep: int | None = MAX_LIMIT) -> tuple[int, list[int]]:
+    """Remove dead letters for good: one id, one step's, or all of them (those there were when
+    it started), :data:`CHUNK` per transaction, without decoding them (a step filter reads
+    each one's step).
+
+    Returns:
+        ``(how many were removed, the first keep of their ids)`` (``keep`` None: every id).
+    """
+    if dlq_id is not None:
+        key = R.dlq_key(dlq_id) if 0 < dlq_id < 1 << 64 else None
+
+        def remove_one(txn):
+            raw = txn.get("dlq", key) if key else None
+            if raw is None or (step is not None and _decode_step(raw).step != step):
+                return []
+            txn.delete("dlq", key)
+            return [dlq_id]
+
+        ids = await store.write(remove_one)
+        return len(ids), ids
+    stop = store.read(_last_key)
+    count, ids, start = 0, [], None
+    while stop is not None:
+        def remove(txn, start=start):
+            found, resume = _chunk(txn, step, start, stop)
+            for key, _ in found:
+                txn.delete("dlq", key)
+            return [key for key, _ in found], resume
+
+        keys, start = await store.write(remove)
+        count += len(keys)
+        if keep is None or len(ids) < keep:
+            ids.extend(R.dlq_id(k) for k in keys[:None if keep is None else keep - len(ids)])
+        if start is None:
+            break
+    return count, ids
 
 
 async def delete_dead(store, *, step: str | None = None, dlq_id: int | None = None) -> list[int]:
-    """Remove dead letters for good (the console's delete): one id, one step's, or all of them.
-
-    Returns:
-        The ids removed (empty when ``dlq_id`` does not exist).
-    """
-
-    def remove(txn):
-        entries = select(txn, step=step, dlq_id=dlq_id)
-        for key, _ in entries:
-            txn.delete("dlq", key)
-        return [R.dlq_id(k) for k, _ in entries]
-
-    return await store.write(remove)
+    """:func:`delete_dead_counted` with every id: what ``DELETE /__edge/dlq`` answers today
+    (``{"deleted": [ids]}``; the console shows how many). Holds the ids, never the entries."""
+    return (await delete_dead_counted(store, step=step, dlq_id=dlq_id, keep=None))[1]

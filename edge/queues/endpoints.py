@@ -1,7 +1,8 @@
 """The queue endpoints of the runtime's own API (what `edge emit` and `edge dlq` call).
 
     POST /__edge/emit            {"topic", "data", "messageGroupId"?}  -> 202 once durable
-    GET  /__edge/dlq             ?step=S&limit=N                        -> {"dead_letters": [...]}
+    GET  /__edge/dlq             ?step=S&limit=N&after=ID               -> {"dead_letters": [...], "total",
+                                                                            "more", "next_after"}
     POST /__edge/dlq/redrive     {"step"?, "id"?}                       -> {"redriven", "skipped"}
 """
 
@@ -11,7 +12,7 @@ import re
 
 from ..errors import EdgeError
 from ..tracing import new_id
-from .dlq import list_dead
+from .dlq import DEFAULT_LIMIT, MAX_LIMIT, list_page
 from .enqueue import parse_event
 from .service import NotFound
 
@@ -59,9 +60,16 @@ def int_param(value, name: str, low: int | None = None) -> int | None:
 
 
 async def dlq_list(app, request):
+    """A page of dead letters, oldest first: ``limit`` (default 100, at most 1000) after id
+    ``after``, with ``total`` (of ``step``), ``more`` (after this page) and ``next_after`` (the
+    ``after`` of the next page, None on the last)."""
     q = request.query_params
     limit = int_param(q.get("limit"), "limit", low=1)
-    return 200, {"dead_letters": list_dead(app.runtime.store, step=q.get("step") or None, limit=limit)}
+    if limit is not None and limit > MAX_LIMIT:
+        raise EdgeError(f"limit: expected an integer of at most {MAX_LIMIT}, got {limit} "
+                        "(page on with after=<the last id>)")
+    after = int_param(q.get("after"), "after", low=0)
+    return 200, list_page(app.runtime.store, step=q.get("step") or None, limit=limit or DEFAULT_LIMIT, after=after)
 
 
 async def dlq_redrive(app, request):
