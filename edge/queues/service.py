@@ -56,6 +56,8 @@ INTERNAL_TYPES = ("state", "stream")
 INTERNAL_CONFIG = QueueConfig(type="fifo")
 
 _RETRY = "retry requested by the handler (Retry)"
+#: Dead letters one redrive reads and moves per commit (it never holds them all at once).
+REDRIVE_PAGE = 1000
 #: Seconds a message waits when its handler met a full disk: not an attempt, never a dead letter.
 STORAGE_FULL_WAIT = 5.0
 _pack = msgspec.msgpack.Encoder().encode
@@ -436,31 +438,48 @@ class QueueService:
         """
         from .dlq import select
 
-        entries = self.store.read(lambda t: select(t, step=step, dlq_id=dlq_id))
         missing = NotFound(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
-        if dlq_id is not None and not entries:
-            raise missing
-        if step is not None and not entries:
-            known = {name for name, _ in self.by_name}
-            if step not in known:
-                raise NotFound(unknown_step(step, known))
-        batch = self.committer.batch
-        redriven, skipped = [], []
-        now = self._now_ms()
-        for key, dead in entries:
-            sub = self.by_name.get((dead.step, dead.topic))
-            if sub is None:
-                skipped.append({"id": R.dlq_id(key), "reason": f'step "{dead.step}" no longer subscribes to "{dead.topic}"'})
-                continue
-            due = now + sub.delay_ms if sub.delay_ms else 0
-            if batch.redrive(key, sub, encode_redriven(dead, due)):
-                redriven.append(R.dlq_id(key))
-        if redriven:
-            # A dead letter moves once, however many redrives ask for it at the same time: one
-            # batch takes it once (Batch.redrive), a later batch finds it gone (Batch.apply).
-            # Report the ones this call moved (issue 10 item 9).
-            moved = set(await self.committer.durable())
-            redriven = [i for i in redriven if R.dlq_key(i) in moved]
+        # In pages, each durable before the next is read: memory stays bounded however many
+        # there are, and only those stored when the redrive began move (one that fails again
+        # gets a new id past ``last``).
+        raw_last = self.store.read(lambda t: t.get("meta", R.DLQ_SEQ_KEY))  # the last dlq id given out
+        last = int.from_bytes(raw_last, "big") if raw_last else 0
+        redriven, skipped, after, first = [], [], None, True
+        while True:
+            entries = self.store.read(lambda t: select(t, step=step, dlq_id=dlq_id, after=after,
+                                                       limit=REDRIVE_PAGE))
+            entries = [(key, dead) for key, dead in entries if R.dlq_id(key) <= last]
+            if first:
+                first = False
+                if dlq_id is not None and not entries:
+                    raise missing
+                if step is not None and not entries:
+                    known = {name for name, _ in self.by_name}
+                    if step not in known:
+                        raise NotFound(unknown_step(step, known))
+            if not entries:
+                break
+            batch = self.committer.batch
+            asked = []
+            now = self._now_ms()
+            for key, dead in entries:
+                sub = self.by_name.get((dead.step, dead.topic))
+                if sub is None:
+                    skipped.append({"id": R.dlq_id(key),
+                                    "reason": f'step "{dead.step}" no longer subscribes to "{dead.topic}"'})
+                    continue
+                due = now + sub.delay_ms if sub.delay_ms else 0
+                if batch.redrive(key, sub, encode_redriven(dead, due)):
+                    asked.append(R.dlq_id(key))
+            if asked:
+                # A dead letter moves once, however many redrives ask for it at the same time:
+                # one batch takes it once (Batch.redrive), a later batch finds it gone
+                # (Batch.apply). Report the ones this call moved (issue 10 item 9).
+                moved = set(await self.committer.durable())
+                redriven += [i for i in asked if R.dlq_key(i) in moved]
+            if dlq_id is not None or len(entries) < REDRIVE_PAGE:
+                break
+            after = R.dlq_id(entries[-1][0])
         if dlq_id is not None and not redriven and not skipped:
             raise missing
         return {"redriven": redriven, "skipped": skipped}
