@@ -54,8 +54,11 @@ class DataDirLock:
             # Not O_TRUNC: the file may hold the pid of the process that has the lock.
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except PermissionError:
-            if not path.exists():
-                return None  # the directory is not writable: the store says so
+            try:
+                if not path.exists():
+                    return None  # the directory is not writable: the store says so
+            except OSError:
+                return None  # nor searchable: the store says so
             try:
                 fd, writable = os.open(path, os.O_RDONLY), False
             except OSError:
@@ -90,6 +93,8 @@ def _read_pid(fd: int) -> int | None:
     try:
         pid = int(os.pread(fd, 32, 0).decode().strip())
     except (OSError, ValueError):
+        return None
+    if pid <= 0:  # (kill(0) and kill(-1) mean process groups)
         return None
     try:
         os.kill(pid, 0)

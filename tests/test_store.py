@@ -228,3 +228,16 @@ def test_a_process_killed_while_reading_no_longer_makes_the_file_grow(tmp_path):
     assert notices == [("warn", f"{data}: cleared 1 read slot(s) left by a process that died while reading the store "
                                 "(killed during an `edge` command?); until then no space freed since it began was "
                                 "reused, so data.mdb grew with every write")]
+
+
+def test_a_data_dir_edge_may_not_enter_is_the_stores_message_not_a_traceback(nobody_dir):
+    from edge._lock import DataDirLock
+
+    folder, nobody = nobody_dir
+    data = folder / "data"
+    DataDirLock.acquire(data).release()
+    data.chmod(0o700)  # root's, and nobody may not even look inside
+    assert _lock_twice_as(nobody, data) == "first False second False"  # no lock: Store.open says why
+    assert _open_as(nobody, data) == (
+        f"cannot write to the data directory {data}: Permission denied; pass --data-dir (or EDGE_DATA_DIR) "
+        "naming a writable directory")

@@ -14,6 +14,7 @@ import subprocess
 import threading
 
 import pytest
+import trio
 
 from .conftest import EdgeServer, state_value, wait_for, write_project
 
@@ -262,3 +263,31 @@ def test_a_small_write_that_fits_on_a_disk_with_nothing_free_is_no_recovery(smal
         assert notices[1:] == [("info", f"the disk holding {data_dir} has space again; writes succeed")]
     finally:
         store.close()
+
+
+async def test_a_message_whose_ack_met_a_full_disk_runs_again_once_there_is_space(small_disk, autojump_clock):
+    # The ack (and what the handler enqueued with it) did not fit: the message stays stored
+    # and "will be delivered again", but it was only once another message came for its queue
+    # (or at a restart): the heal every 5 s skipped the subscription whose ack had failed.
+    from .test_queues import queue_step, running
+
+    runs = []
+
+    async def handler(data, ctx):
+        runs.append(data)
+        await ctx.enqueue({"topic": "big", "data": "x" * 3_000_000})  # committed with the ack
+
+    producer = queue_step("A", "a", handler, enqueues=["big"])
+    sink = queue_step("B", "big", lambda data: None)
+    filler = small_disk / "filler"
+    async with running(small_disk, producer, sink) as app:
+        filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 1024 * 1024))  # 1 MiB left
+        await app.emit("a", 1)  # small: stored
+        while not any("will be delivered again" in r["msg"] for r in app.logs("error")):
+            await trio.sleep(0.1)
+        await trio.sleep(30)  # six heal intervals: the disk is still full, it does not run again
+        assert runs == [1]
+        filler.unlink()
+        await trio.sleep(30)
+        assert runs == [1, 1]
+        assert app.depth() == 0

@@ -46,7 +46,8 @@ from .window import WINDOW, Subscription, _Msg
 __all__ = ["QueueService", "Outgoing", "NotFound", "HEAL_INTERVAL", "INTERNAL_TYPES", "unknown_step"]
 
 #: Every so often each subscription looks at LMDB for messages it was not told about
-#: (written by `edge emit` from another process, or after a failed commit).
+#: (written by `edge emit` from another process) or could not ack (a failed commit; after a
+#: full disk, once it has room again).
 HEAL_INTERVAL = 5.0
 #: Trigger types whose invocations go through the queue machinery (SPEC 3.4): each such
 #: trigger is an internal subscription named "@<type>:<index>" (not a topic users can use).
@@ -507,8 +508,12 @@ class QueueService:
                 self._serving = False
 
     def _heal(self) -> None:
+        # Caught up or not: one whose ack failed was rewound (not caught up) and has nothing
+        # else to make it look again (``fill`` itself checks for room). Not while the disk is
+        # still full, though: its handler ran, and would run again every 5 s until then.
+        waiting_for_space = self.store.full and not self.store.has_room_again()
         for sub in self.subscriptions:
-            if sub.caught_up:
+            if sub.caught_up or not waiting_for_space:
                 sub.reload()
         self.timers.at(HEAL_INTERVAL, self._heal)
 

@@ -441,7 +441,7 @@ class Store:
                             child.commit()
                 self.commits += 1
                 self.ops_committed += len(batch)
-                if self.full and self._has_room_again():
+                if self.full and self.has_room_again():
                     # (on a nearly full disk small commits fit in freed pages while big ones do
                     # not: without the margin the log would flap between full and not)
                     self.full = False
@@ -516,7 +516,7 @@ class Store:
         except OSError:
             return None
 
-    def _has_room_again(self) -> bool:
+    def has_room_again(self) -> bool:
         """Enough free space to call the disk recovered (0 free is full, not "cannot tell")."""
         free = self._free_bytes()
         return free is None or free >= RECOVERED_FREE
