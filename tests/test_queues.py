@@ -812,3 +812,22 @@ def test_emit_and_dlq_without_a_server_work_on_the_data_dir(tmp_path):
         assert (health["depth"], health["dead_letters"]) == (0, 0)
     finally:
         server.kill()
+
+
+async def test_messages_stored_under_a_delay_the_step_dropped_are_due_at_once(tmp_path):
+    # delaySeconds 3600 removed from the step while delayed messages are stored: the loader
+    # waited min(due - now, 0) = 0 s at a time, rescanning LMDB ~12,000 times a second on the
+    # loop thread for the hour, and delivered nothing until then. (Real clock: that spin never
+    # lets a virtual one advance.)
+    got = []
+    delayed = queue_step("D", "d", lambda d: got.append(d), config={"delaySeconds": 3600})
+    settings = Settings.from_env(env={}, dir=tmp_path, data_dir=tmp_path / "data")
+    runtime = Runtime.open(settings, Discovery(project_dir=tmp_path, steps=(delayed,)), out=io.StringIO())
+    await runtime.queues.emit("d", 1, trace_id="t")
+    runtime.close()
+    plain = queue_step("D", "d", lambda d: got.append(d))  # the same step, without delaySeconds
+    async with running(tmp_path, plain):
+        with trio.move_on_after(10):
+            while not got:
+                await trio.sleep(0.01)
+    assert got == [1]

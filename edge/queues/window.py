@@ -141,9 +141,10 @@ class Subscription:
         now_ms = self._now_ms()
         for key, value in items:
             rec = decode_message(value)
-            if rec.due > now_ms and rec.attempts == 0:
+            if rec.due > now_ms and rec.attempts == 0 and self.delay_ms:
                 # A delayed first delivery (delaySeconds): the messages after it were enqueued
-                # later with the same delay, so none of them is due before it.
+                # later with the same delay, so none of them is due before it. (Stored under a
+                # delay the step no longer has: due now; waiting 0 s at a time spun the loop.)
                 self.scan_from = key
                 wait = min(rec.due - now_ms, self.delay_ms) / 1000
                 when = trio.current_time() + wait
