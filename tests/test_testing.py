@@ -546,3 +546,34 @@ async def test_logging_the_request_shows_what_it_carries_without_its_credentials
         "headers": {"authorization": "[hidden]", "x-a": "b", "content-type": "application/json",
                     "content-length": "7", "host": "localhost"},
         "body": {"n": 1}}
+
+
+async def test_enqueued_keeps_the_messages_of_every_successful_attempt(tmp_path):
+    # Failed attempts were remembered by id(ctx) alone; CPython reused those ids for later
+    # contexts, whose enqueues then went missing: 271 of 300 listed.
+    files = {
+        "steps/a_step.py": """
+            config = {"name": "A", "triggers": [{"type": "queue", "topic": "in",
+                      "config": {"maxRetries": 3, "backoffType": "fixed", "backoffDelayMs": 10}}],
+                      "enqueues": ["out"]}
+            seen = set()
+
+            async def handler(data, ctx):
+                if data["n"] not in seen:
+                    seen.add(data["n"])
+                    raise ValueError("the first attempt fails before it enqueues anything")
+                await ctx.enqueue({"topic": "out", "data": data})
+        """,
+        "steps/b_step.py": """
+            config = {"name": "B", "triggers": [{"type": "queue", "topic": "out"}]}
+
+            async def handler(data, ctx):
+                pass
+        """,
+    }
+    async with App(write_project(tmp_path / "app", files)) as app:
+        for n in range(300):
+            await app.emit("in", {"n": n})
+        await app.drain()
+        assert len(app.invocations("B")) == 300
+        assert sorted(d["n"] for d in app.enqueued("out")) == list(range(300))

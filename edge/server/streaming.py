@@ -247,8 +247,9 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
             if isinstance(exc.original, StorageFull):
                 return storage_full(exc.original)  # (said once by the store, no error_id)
             return error_response(500, error_id=exc.error_id)
-        # Already logged (with its error_id). The status went out with the first write and
-        # cannot change: what is left is to cut the response off, not to end it as if whole.
+        # Already logged with its error_id (a full disk: said once by the store). The status
+        # went out with the first write and cannot change: what is left is to cut the
+        # response off, not to end it as if whole.
         result, failed = None, True
     except asyncio.CancelledError:  # shutdown ran out of grace: the stream did not finish either
         sink.let_go(complete=False)

@@ -13,8 +13,9 @@ The map grows by itself; growth waits until no read transaction is open (LMDB fo
 A process that dies inside a read transaction (``kill -9`` or the OOM killer during an
 offline ``edge dlq list``) leaves its slot in ``lock.mdb``, and LMDB reuses no page freed after
 that reader's snapshot: the file grows with every write until each process lets go. The writer
-clears such slots (``mdb_reader_check``) when the store opens and every
-:data:`READER_CHECK_INTERVAL` seconds, and says so when it found one.
+clears such slots (``mdb_reader_check``) before its first commit and then before a commit at
+most every :data:`READER_CHECK_INTERVAL` seconds (no writes, no growth), and says so when it
+found one.
 
 Only this package imports ``lmdb``.
 """
