@@ -5,7 +5,7 @@ Imports nothing from edge (any layer may use it).
 
 from __future__ import annotations
 
-__all__ = ["plural", "access_line"]
+__all__ = ["plural", "access_line", "user_name"]
 
 
 def plural(n: int, noun: str) -> str:
@@ -30,3 +30,13 @@ def _ms(value: float) -> str:
     if value < 10:
         return f"{value:.1f} ms"
     return f"{value:.0f} ms"
+
+
+def user_name(uid: int) -> str:
+    """The user name of ``uid``, else the number (chown takes either)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -13,6 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from ._format import user_name
 from .errors import StoreError
 
 __all__ = ["DataDirLock", "DataDirInUse", "LOCK_FILE"]
@@ -106,16 +107,7 @@ def _read_pid(fd: int) -> int | None:
 
 
 def _unreadable(path: Path) -> str:
-    import pwd
-
     stat = path.stat()
-    try:
-        owner = pwd.getpwuid(stat.st_uid).pw_name
-    except KeyError:
-        owner = f"uid {stat.st_uid}"
-    try:
-        me = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        me = f"uid {os.geteuid()}"
+    owner, me = user_name(stat.st_uid), user_name(os.geteuid())
     return (f"cannot open the lock file {path}: it belongs to {owner} (mode {stat.st_mode & 0o777:04o}) and edge "
             f"runs as {me}; give it to {me} (sudo chown {me} {path}) or delete it while no edge runs")

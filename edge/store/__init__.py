@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pwd
 import queue
 import shlex
 import shutil
@@ -36,6 +35,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import lmdb
 import trio
 
+from .._format import user_name
 from .._loops import Completion
 from ..errors import StorageFull, StoreError
 
@@ -190,8 +190,8 @@ def _unopenable_files(path: Path) -> str | None:
     me = os.geteuid()
     others = {st.st_uid for _, st in denied if st.st_uid != me}
     if others:
-        owner = " and ".join(_user(uid) for uid in sorted(others))
-        user = _user(me)
+        owner = " and ".join(user_name(uid) for uid in sorted(others))
+        user = user_name(me)
         return (f"{files} {'belong' if len(denied) > 1 else 'belongs'} to {owner}, and edge runs as {user}, "
                 f"who may not write {them}; give the data directory to {user} "
                 f"(sudo chown -R {shlex.quote(user)} {shlex.quote(str(path))}) or run edge as {owner}")
@@ -202,14 +202,6 @@ def _unopenable_files(path: Path) -> str | None:
         what = " and ".join(f"{file} (mode {st.st_mode & 0o7777:04o})" for file, st in denied) + " are read-only"
     return (f"{what}; make {them} writable "
             f"(chmod u+rw {' '.join(shlex.quote(str(file)) for file, _ in denied)})")
-
-
-def _user(uid: int) -> str:
-    """The user name of ``uid``, else the number (chown takes either)."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 class Store:
