@@ -318,6 +318,16 @@ def test_state_delete_and_dead_letter_delete(server, page, tmp_path):
     with server.client() as http:
         assert http.get("/__edge/dlq").json()["dead_letters"] == []
 
+        http.post("/__edge/state", json={"group": "config", "key": "shipping", "value": "down"})
+        http.post("/orders", json={"item": "chair"})
+        http.post("/orders", json={"item": "lamp"})
+        wait_for(lambda: http.get("/__edge/dlq").json()["total"] == 2, timeout=30)
+        http.post("/__edge/state", json={"group": "config", "key": "shipping", "value": "up"})
+    expect(page.locator("table.dead")).to_contain_text("o-lamp")
+    page.get_by_role("button", name="Delete all").click()
+    expect(page.locator(".form-msg")).to_have_text("deleted 2")  # the count the answer carries
+    expect(page.locator("table.dead")).to_contain_text("No dead letters.")
+
 
 def test_stream_group_live_view(server, page, tmp_path):
     from playwright.sync_api import expect

@@ -20,7 +20,7 @@ import msgspec
 from . import records as R
 from .records import decode_dead, encode_redriven
 
-__all__ = ["select", "page", "list_page", "list_dead", "as_dict", "redrive_offline", "delete_dead",
+__all__ = ["select", "page", "list_page", "list_dead", "as_dict", "redrive_offline",
            "delete_dead_counted", "DEFAULT_LIMIT", "MAX_LIMIT"]
 
 #: Dead letters a page holds when no limit is asked for (`GET /__edge/dlq`, `edge dlq list`).
@@ -254,9 +254,3 @@ async def delete_dead_counted(store, *, step: str | None = None, dlq_id: int | N
         if start is None:
             break
     return count, ids
-
-
-async def delete_dead(store, *, step: str | None = None, dlq_id: int | None = None) -> list[int]:
-    """:func:`delete_dead_counted` with every id: what ``DELETE /__edge/dlq`` answers today
-    (``{"deleted": [ids]}``; the console shows how many). Holds the ids, never the entries."""
-    return (await delete_dead_counted(store, step=step, dlq_id=dlq_id, keep=None))[1]

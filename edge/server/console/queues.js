@@ -34,7 +34,7 @@ export async function render(el, args, signal) {
     (out) => `redriven ${out.redriven.length}${out.skipped.length ? `, skipped ${out.skipped.length}` : ""}`));
   deleteAll.addEventListener("click", () => {
     if (!confirm("Delete every dead letter for good?")) return;
-    act(() => api("/__edge/dlq", { method: "DELETE", query: { all: "true" } }), (out) => `deleted ${out.deleted.length}`);
+    act(() => api("/__edge/dlq", { method: "DELETE", query: { all: "true" } }), (out) => `deleted ${out.count}`);
   });
 
   const refresh = async () => {
