@@ -26,8 +26,9 @@ from .._json import JSONTooDeep, decode as decode_json  # faults hook (issue 10 
 from ..runtime import HandlerError, Runtime, Skipped
 from ..tracing import new_id
 from .access import AccessPolicy
-from .bodies import FORM, BadBody as _BadBody, charset_of, decode_text, parse_form
+from .bodies import BadBody as _BadBody, charset_codec, charset_of, decode_text
 from .bodies import ended_early, read_chunked  # faults hook (issue 10 item 5)
+from .forms import FORM, parse_form
 from .responses import JSON, build_response, error_response, json_body, storage_full
 from .routing import Router
 
@@ -401,9 +402,12 @@ def _utf8_json(raw: bytes, header: str | None) -> bytes | None:
     charset = (charset_of(header) or "").lower().replace("_", "-")
     if not charset.startswith(("utf-16", "utf-32", "utf16", "utf32")):
         return None
+    codec = charset_codec(charset)  # None for "utf-16<junk>", without a lookup of the junk
+    if codec is None:
+        return None
     try:
-        return raw.decode(charset).encode()
-    except (LookupError, UnicodeError):
+        return raw.decode(codec).encode()
+    except UnicodeError:
         return None
 
 
