@@ -22,11 +22,6 @@ HEADER = FORM  # the Content-Type app.py hands parse_form: no charset, so UTF-8,
 #: body-parser's error types and the status edge answers them with (forms.py: FORM_PARAMETERS, FORM_DEPTH)
 ERRORS = {"parameters.too.many": 413, "querystring.parse.rangeError": 400}
 
-#: fixture name -> why edge answers otherwise than qs. Each is an expected failure (strict: a fix
-#: shows up as XPASS). Empty: on every fixture edge agrees with qs.
-KNOWN_DISAGREEMENTS: dict[str, str] = {}
-
-
 def _raw(case: dict) -> bytes:
     return case["body"].encode("utf-8") if "body" in case else bytes.fromhex(case["body_hex"])
 
@@ -56,7 +51,6 @@ def test_the_fixture_is_qs_6_14_under_body_parser_1_20_4():
     assert "qs 6.14.1" in DATA["generated_by"] and "body-parser 1.20.4" in DATA["generated_by"]
     names = [case["name"] for case in CASES]
     assert len(names) == len(set(names)) and len(names) >= 300
-    assert set(KNOWN_DISAGREEMENTS) <= set(names)
     assert sum(name.startswith("random ") for name in names) >= 200
     # both refusals are in it, with body-parser's own words
     errors = {(c["error"]["status"], c["error"]["type"]) for c in CASES if "error" in c}
@@ -66,8 +60,7 @@ def test_the_fixture_is_qs_6_14_under_body_parser_1_20_4():
 
 
 def test_edge_parses_every_fixture_as_qs_did():
-    differences = [d for case in CASES if case["name"] not in KNOWN_DISAGREEMENTS
-                   for d in [_difference(case)] if d]
+    differences = [d for case in CASES for d in [_difference(case)] if d]
     assert not differences, f"{len(differences)} of {len(CASES)} forms differ from qs; the first:\n{differences[0]}"
 
 
@@ -81,12 +74,3 @@ def test_edge_refuses_what_body_parser_refused():
         assert status == case["error"]["status"], case["name"]
         if status == 400:
             assert json.loads(body)["error"] == "Malformed form body", case["name"]
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
-    for name, reason in KNOWN_DISAGREEMENTS.items()
-] or [pytest.param(None, marks=pytest.mark.skip(reason="edge agrees with qs on every fixture"))])
-def test_known_disagreement(name):
-    case = next(case for case in CASES if case["name"] == name)
-    assert _difference(case) is None
