@@ -383,9 +383,9 @@ class App:
         self._trio_done: asyncio.Future | None = None
         self._temp: str | None = None
         self._messages: list[tuple[Enqueued, Any]] = []  # (entry, ctx of the enqueuing invocation)
-        # Contexts whose handler raised, by id; kept referenced, or CPython would reuse an id
-        # for a later context and its enqueues would vanish from enqueued().
-        self._failed_ctx: dict[int, Any] = {}
+        # Contexts whose handler raised (the objects: their ids alone were reused by CPython for
+        # later contexts, whose enqueues then vanished from enqueued()).
+        self._failed_ctx: set = set()
         self._timed_out: set[int] = set()  # ids of the records of attempts that timed out
         self._invocations: list[Invocation] = []
         self._failures: dict[str, list] = {}  # step -> [remaining (None: always), error]
@@ -569,7 +569,7 @@ class App:
                 record.outcome, record.error = "error", error
                 self._timed_out.add(id(record))
                 if ctx is not None:  # what it enqueued, even later from its thread, is discarded
-                    self._failed_ctx[id(ctx)] = ctx
+                    self._failed_ctx.add(ctx)
 
     def _wrap(self, step):
         """The step with its handler wrapped: injected failures and the invocation record."""
@@ -612,7 +612,7 @@ class App:
                 record.outcome, record.error = "error", f"{type(exc).__name__}: {exc}"
                 ctx = current_context.get()
                 if ctx is not None:
-                    app._failed_ctx[id(ctx)] = ctx
+                    app._failed_ctx.add(ctx)
 
         if call.is_async:
             async def wrapped(*args):
@@ -864,7 +864,7 @@ class App:
         out: they were discarded with its attempt, as in the server."""
         with self._lock:
             kept = [e for e, ctx in self._messages
-                    if ctx is None or ctx.outbox is None or id(ctx) not in self._failed_ctx]
+                    if ctx is None or ctx.outbox is None or ctx not in self._failed_ctx]
         if topic is None:
             return kept
         return [e.data for e in kept if e.topic == topic]

@@ -236,10 +236,10 @@ async def test_delete_counts_all_and_keeps_the_first_ids(tmp_path):
     fill_dead(tmp_path / "data", 2500, record_every=10)  # 3 transactions of up to 1000
     store = Store.open(tmp_path / "data")
     try:
-        assert await dlq_module.delete_dead_counted(store, step="Record", keep=3) == (250, [10, 20, 30])
-        assert await dlq_module.delete_dead_counted(store, dlq_id=11, step="Record") == (0, [])
-        assert await dlq_module.delete_dead_counted(store, keep=2) == (2250, [1, 2])
-        assert await dlq_module.delete_dead_counted(store) == (0, [])
+        assert await dlq_module.delete_dead(store, step="Record", keep=3) == (250, [10, 20, 30])
+        assert await dlq_module.delete_dead(store, dlq_id=11, step="Record") == (0, [])
+        assert await dlq_module.delete_dead(store, keep=2) == (2250, [1, 2])
+        assert await dlq_module.delete_dead(store) == (0, [])
         assert store.read(lambda t: t.count("dlq")) == 0
     finally:
         store.close()
@@ -275,89 +275,83 @@ def status(pid: int) -> dict[str, int]:
         return {x.split(":")[0]: int(x.split()[1]) for x in f if x.startswith(("VmHWM:", "RssAnon:"))}
 
 
-def test_the_endpoint_pages_and_counts_and_the_server_stays_small(many, tmp_path):
+@pytest.fixture
+def warm(many, tmp_path):
+    """A real server on a copy of the N dead letters, and a client, once a first small GET
+    has warmed it up (what is measured after that is the request under test)."""
     project, data = many
     data = copy_of(data, tmp_path)
     server = EdgeServer(project, data).start()
     try:
         with server.client() as client:
-            assert client.get("/__edge/dlq", params={"limit": 1}).status_code == 200  # warm
-            before = status(server.proc.pid)["VmHWM"]
-            body = client.get("/__edge/dlq").json()  # before: all 20,000 (a 10 MB body, VmHWM +63 MB)
-            grown = status(server.proc.pid)["VmHWM"] - before
-            assert grown < SERVER_MARGIN_KB, grown
-            assert [d["id"] for d in body["dead_letters"]] == list(range(1, 101))
-            assert body["dead_letters"][0] == {
-                "id": 1, "topic": "poison", "step": "Poison", "data": {"id": pad(1)},
-                "error": "ValueError: still broken", "attempts": 1, "failed_at": T0,
-                "trace_id": f"{1:032x}", "enqueued_at": T0 - 1}
-            assert {k: body[k] for k in ("total", "more", "next_after")} == {"total": N, "more": N - 100, "next_after": 100}
-
-            body = client.get("/__edge/dlq", params={"limit": 200}).json()  # what the console asks
-            assert (len(body["dead_letters"]), body["more"]) == (200, N - 200)
-            body = client.get("/__edge/dlq", params={"after": 19_998}).json()
-            assert ([d["id"] for d in body["dead_letters"]], body["total"], body["more"], body["next_after"]) == (
-                [19_999, 20_000], N, 0, None)
-            r = client.get("/__edge/dlq", params={"limit": 1001})
-            assert (r.status_code, r.json()["detail"]) == (
-                400, "limit: expected an integer of at most 1000, got 1001 (page on with after=<the last id>)")
-            r = client.get("/__edge/dlq", params={"after": "x"})
-            assert (r.status_code, r.json()["detail"]) == (400, "after: expected an integer, got 'x'")
-
-            # the CLI through the server: same answer, same bounded memory
-            small = cli("dlq", "list", "--limit", "1", data=data, project=project, port=server.port)
-            out = cli("dlq", "list", "--all", data=data, project=project, port=server.port)
-            assert (out.returncode, out.stderr) == (0, "")
-            lines = out.stdout.splitlines()
-            assert (len(lines), lines[0], lines[-1]) == (N, line(1), line(N))
-            assert out.anon_kb - small.anon_kb < CLI_MARGIN_KB, (out.anon_kb, small.anon_kb)
-            out = cli("dlq", "list", "--json", "--limit", "1500", data=data, project=project, port=server.port)
-            assert [msgspec.json.decode(x)["id"] for x in out.stdout.splitlines()] == list(range(1, 1501))
-            assert (out.returncode, out.stderr) == (0, (
-                "... and 18,500 more (20,000 in all): edge dlq list --after 1500 --limit 1500 shows the next 1,500, "
-                "edge dlq list --all every one\n"))
+            assert client.get("/__edge/dlq", params={"limit": 1}).status_code == 200
+            yield server, client, project, data
     finally:
         server.kill()
 
 
-def test_deleting_every_dead_letter_holds_ids_not_entries(many, tmp_path):
-    project, data = many
-    data = copy_of(data, tmp_path)
-    server = EdgeServer(project, data).start()
-    try:
-        with server.client() as client:
-            assert client.get("/__edge/dlq", params={"limit": 1}).status_code == 200  # warm
-            before = status(server.proc.pid)["RssAnon"]
-            r = client.delete("/__edge/dlq", params={"all": "true"})
-            grown = status(server.proc.pid)["RssAnon"] - before  # before: +12 MB, for good
-            assert grown < SERVER_MARGIN_KB, grown
-            assert r.status_code == 200
-            assert r.json() == {"count": N, "deleted": list(range(1, 1001))}  # the count, and the first ids
-            assert client.get("/__edge/dlq").json() == {"dead_letters": [], "total": 0, "more": 0, "next_after": None}
-            assert client.get("/__edge/health").json()["queues"]["dead_letters"] == 0
-            assert client.delete("/__edge/dlq", params={"all": "true"}).json() == {"count": 0, "deleted": []}
-    finally:
-        server.kill()
+def test_the_endpoint_pages_and_counts_and_the_server_stays_small(warm):
+    server, client, project, data = warm
+    before = status(server.proc.pid)["VmHWM"]
+    body = client.get("/__edge/dlq").json()  # before: all 20,000 (a 10 MB body, VmHWM +63 MB)
+    grown = status(server.proc.pid)["VmHWM"] - before
+    assert grown < SERVER_MARGIN_KB, grown
+    assert [d["id"] for d in body["dead_letters"]] == list(range(1, 101))
+    assert body["dead_letters"][0] == {
+        "id": 1, "topic": "poison", "step": "Poison", "data": {"id": pad(1)},
+        "error": "ValueError: still broken", "attempts": 1, "failed_at": T0,
+        "trace_id": f"{1:032x}", "enqueued_at": T0 - 1}
+    assert {k: body[k] for k in ("total", "more", "next_after")} == {"total": N, "more": N - 100, "next_after": 100}
+
+    body = client.get("/__edge/dlq", params={"limit": 200}).json()  # what the console asks
+    assert (len(body["dead_letters"]), body["more"]) == (200, N - 200)
+    body = client.get("/__edge/dlq", params={"after": 19_998}).json()
+    assert ([d["id"] for d in body["dead_letters"]], body["total"], body["more"], body["next_after"]) == (
+        [19_999, 20_000], N, 0, None)
+    r = client.get("/__edge/dlq", params={"limit": 1001})
+    assert (r.status_code, r.json()["detail"]) == (
+        400, "limit: expected an integer of at most 1000, got 1001 (page on with after=<the last id>)")
+    r = client.get("/__edge/dlq", params={"after": "x"})
+    assert (r.status_code, r.json()["detail"]) == (400, "after: expected an integer, got 'x'")
+
+    # the CLI through the server: same answer, same bounded memory
+    small = cli("dlq", "list", "--limit", "1", data=data, project=project, port=server.port)
+    out = cli("dlq", "list", "--all", data=data, project=project, port=server.port)
+    assert (out.returncode, out.stderr) == (0, "")
+    lines = out.stdout.splitlines()
+    assert (len(lines), lines[0], lines[-1]) == (N, line(1), line(N))
+    assert out.anon_kb - small.anon_kb < CLI_MARGIN_KB, (out.anon_kb, small.anon_kb)
+    out = cli("dlq", "list", "--json", "--limit", "1500", data=data, project=project, port=server.port)
+    assert [msgspec.json.decode(x)["id"] for x in out.stdout.splitlines()] == list(range(1, 1501))
+    assert (out.returncode, out.stderr) == (0, (
+        "... and 18,500 more (20,000 in all): edge dlq list --after 1500 --limit 1500 shows the next 1,500, "
+        "edge dlq list --all every one\n"))
 
 
-def test_redrive_through_the_server_moves_every_one_once_in_pages(many, tmp_path):
-    project, data = many
-    data = copy_of(data, tmp_path)
-    server = EdgeServer(project, data).start()
-    try:
-        with server.client() as client:
-            assert client.get("/__edge/dlq", params={"limit": 1}).status_code == 200  # warm
-            before = status(server.proc.pid)["RssAnon"]
-            r = client.post("/__edge/dlq/redrive", json={"step": "Poison"}, timeout=120)
-            grown = status(server.proc.pid)["RssAnon"] - before  # before: +56 MB (all read, one batch); now ~9 MB
-            assert r.status_code == 200
-            assert r.json() == {"redriven": list(range(1, N + 1)), "skipped": []}
-            assert grown < 3 * SERVER_MARGIN_KB, grown
-            # They fail again (Poison is still broken) and come back with new ids, which this
-            # redrive did not take again: each moved once.
-            def settled():
-                body = client.get("/__edge/dlq", params={"limit": 1}).json()
-                return body if body["total"] == N and body["dead_letters"][0]["id"] > N else None
-            assert wait_for(settled, timeout=120)["dead_letters"][0]["id"] == N + 1
-    finally:
-        server.kill()
+def test_deleting_every_dead_letter_holds_ids_not_entries(warm):
+    server, client = warm[:2]
+    before = status(server.proc.pid)["RssAnon"]
+    r = client.delete("/__edge/dlq", params={"all": "true"})
+    grown = status(server.proc.pid)["RssAnon"] - before  # before: +12 MB, for good
+    assert grown < SERVER_MARGIN_KB, grown
+    assert r.status_code == 200
+    assert r.json() == {"count": N, "deleted": list(range(1, 1001))}  # the count, and the first ids
+    assert client.get("/__edge/dlq").json() == {"dead_letters": [], "total": 0, "more": 0, "next_after": None}
+    assert client.get("/__edge/health").json()["queues"]["dead_letters"] == 0
+    assert client.delete("/__edge/dlq", params={"all": "true"}).json() == {"count": 0, "deleted": []}
+
+
+def test_redrive_through_the_server_moves_every_one_once_in_pages(warm):
+    server, client = warm[:2]
+    before = status(server.proc.pid)["RssAnon"]
+    r = client.post("/__edge/dlq/redrive", json={"step": "Poison"}, timeout=120)
+    grown = status(server.proc.pid)["RssAnon"] - before  # before: +56 MB (all read, one batch); now ~9 MB
+    assert r.status_code == 200
+    assert r.json() == {"redriven": list(range(1, N + 1)), "skipped": []}
+    assert grown < 3 * SERVER_MARGIN_KB, grown
+    # They fail again (Poison is still broken) and come back with new ids, which this
+    # redrive did not take again: each moved once.
+    def settled():
+        body = client.get("/__edge/dlq", params={"limit": 1}).json()
+        return body if body["total"] == N and body["dead_letters"][0]["id"] > N else None
+    assert wait_for(settled, timeout=120)["dead_letters"][0]["id"] == N + 1

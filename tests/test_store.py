@@ -108,19 +108,26 @@ def nobody_dir():
     shutil.rmtree(folder)
 
 
-def _open_as(user: pwd.struct_passwd, data: Path) -> str:
-    """Store.open(data) in a real subprocess running as ``user``; the StoreError it says.
+def _run_as(user: pwd.struct_passwd, data: Path, imports: str, body: str) -> str:
+    """``body`` (Python, ``sys.argv[1]`` is ``data``) in a real subprocess running as ``user``;
+    what it prints, or the StoreError it raised.
 
     The child starts as root and drops to ``user`` with setuid after its imports: this
     Python lives under /root, which nobody may read, so nobody could not start it.
     """
-    code = ("import os, sys\nfrom edge.errors import StoreError\nfrom edge.store import Store\n"
+    code = (f"import os, sys\nfrom edge.errors import StoreError\n{imports}\n"
             "os.setgroups([]); os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))\n"
-            "try:\n    Store.open(sys.argv[1]).close()\nexcept StoreError as exc:\n    print(exc)\n")
+            "try:\n" + "".join(f"    {line}\n" for line in body.splitlines())
+            + "except StoreError as exc:\n    print(exc)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(data), str(user.pw_uid), str(user.pw_gid)],
                           cwd=data.parent, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.rstrip("\n")
+
+
+def _open_as(user: pwd.struct_passwd, data: Path) -> str:
+    """Store.open(data) as ``user``; the StoreError it says."""
+    return _run_as(user, data, "from edge.store import Store", "Store.open(sys.argv[1]).close()")
 
 
 def test_store_files_of_another_user_are_named_with_the_chown(nobody_dir):
@@ -161,17 +168,11 @@ def test_groups_lists_each_group_once_in_order(store):
 
 
 def _lock_twice_as(user: pwd.struct_passwd, data: Path) -> str:
-    """In a subprocess running as ``user``: take the data dir's lock, then try again (as a
-    second edge would); what the second attempt says."""
-    code = ("import os, sys\nfrom edge.errors import StoreError\nfrom edge._lock import DataDirLock\n"
-            "os.setgroups([]); os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))\n"
-            "try:\n    first = DataDirLock.acquire(sys.argv[1])\n    second = DataDirLock.acquire(sys.argv[1])\n"
-            "    print('first', first is not None, 'second', second is not None)\n"
-            "except StoreError as exc:\n    print(exc)\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(data), str(user.pw_uid), str(user.pw_gid)],
-                          cwd=data.parent, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.rstrip("\n")
+    """As ``user``: take the data dir's lock, then try again (as a second edge would); what
+    the second attempt says."""
+    return _run_as(user, data, "from edge._lock import DataDirLock",
+                   "first = DataDirLock.acquire(sys.argv[1])\nsecond = DataDirLock.acquire(sys.argv[1])\n"
+                   "print('first', first is not None, 'second', second is not None)")
 
 
 def test_a_lock_file_root_made_still_keeps_a_second_edge_out(nobody_dir):

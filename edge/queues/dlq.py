@@ -21,7 +21,7 @@ from . import records as R
 from .records import decode_dead, encode_redriven
 
 __all__ = ["select", "page", "list_page", "list_dead", "as_dict", "redrive_offline",
-           "delete_dead_counted", "DEFAULT_LIMIT", "MAX_LIMIT"]
+           "delete_dead", "last_key", "DEFAULT_LIMIT", "MAX_LIMIT"]
 
 #: Dead letters a page holds when no limit is asked for (`GET /__edge/dlq`, `edge dlq list`).
 DEFAULT_LIMIT = 100
@@ -157,7 +157,8 @@ def list_dead(store, *, step: str | None = None, limit: int | None = None) -> li
     return store.read(lambda t: [as_dict(k, d) for k, d in select(t, step=step, limit=limit)])
 
 
-def _last_key(txn) -> bytes | None:
+def last_key(txn) -> bytes | None:
+    """The newest dead letter's key (None: there is none); a read function."""
     return next((key for key, _ in txn.scan("dlq", reverse=True)), None)
 
 
@@ -203,7 +204,7 @@ def redrive_offline(store, *, step: str | None = None, dlq_id: int | None = None
 
     if dlq_id is not None:
         return store.write_sync(lambda txn: move(select(txn, step=step, dlq_id=dlq_id), txn))
-    stop = store.read(_last_key)
+    stop = store.read(last_key)
     moved, start = 0, None
     while stop is not None:
         def chunk(txn, start=start):
@@ -217,14 +218,14 @@ def redrive_offline(store, *, step: str | None = None, dlq_id: int | None = None
     return moved
 
 
-async def delete_dead_counted(store, *, step: str | None = None, dlq_id: int | None = None,
-                              keep: int | None = MAX_LIMIT) -> tuple[int, list[int]]:
+async def delete_dead(store, *, step: str | None = None, dlq_id: int | None = None,
+                      keep: int = MAX_LIMIT) -> tuple[int, list[int]]:
     """Remove dead letters for good: one id, one step's, or all of them (those there were when
     it started), :data:`CHUNK` per transaction, without decoding them (a step filter reads
     each one's step).
 
     Returns:
-        ``(how many were removed, the first keep of their ids)`` (``keep`` None: every id).
+        ``(how many were removed, the first keep of their ids)``.
     """
     if dlq_id is not None:
         key = R.dlq_key(dlq_id) if 0 < dlq_id < 1 << 64 else None
@@ -238,7 +239,7 @@ async def delete_dead_counted(store, *, step: str | None = None, dlq_id: int | N
 
         ids = await store.write(remove_one)
         return len(ids), ids
-    stop = store.read(_last_key)
+    stop = store.read(last_key)
     count, ids, start = 0, [], None
     while stop is not None:
         def remove(txn, start=start):
@@ -249,8 +250,7 @@ async def delete_dead_counted(store, *, step: str | None = None, dlq_id: int | N
 
         keys, start = await store.write(remove)
         count += len(keys)
-        if keep is None or len(ids) < keep:
-            ids.extend(R.dlq_id(k) for k in keys[:None if keep is None else keep - len(ids)])
+        ids.extend(R.dlq_id(k) for k in keys[:max(0, keep - len(ids))])
         if start is None:
             break
     return count, ids

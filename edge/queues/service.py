@@ -437,14 +437,14 @@ class QueueService:
         Raises:
             NotFound: ``dlq_id`` names no dead letter.
         """
-        from .dlq import select
+        from .dlq import last_key, select
 
         missing = NotFound(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
         # In pages, each durable before the next is read: memory stays bounded however many
         # there are, and only those stored when the redrive began move (one that fails again
         # gets a new id past ``last``).
-        raw_last = self.store.read(lambda t: t.get("meta", R.DLQ_SEQ_KEY))  # the last dlq id given out
-        last = int.from_bytes(raw_last, "big") if raw_last else 0
+        newest = self.store.read(last_key)
+        last = R.dlq_id(newest) if newest is not None else 0
         redriven, skipped, after, first = [], [], None, True
         while True:
             entries = self.store.read(lambda t: select(t, step=step, dlq_id=dlq_id, after=after,

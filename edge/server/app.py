@@ -26,7 +26,7 @@ from .._json import JSONTooDeep, decode as decode_json  # faults hook (issue 10 
 from ..runtime import HandlerError, Runtime, Skipped
 from ..tracing import new_id
 from .access import AccessPolicy
-from .bodies import BadBody as _BadBody, charset_codec, charset_of, decode_text
+from .bodies import BadBody, charset_codec, charset_of, decode_text
 from .bodies import ended_early, read_chunked  # faults hook (issue 10 item 5)
 from .forms import FORM, parse_form
 from .responses import JSON, build_response, error_response, json_body, storage_full
@@ -198,7 +198,7 @@ class EdgeApp:
                 return _takes_json(method, path, content_type)
             try:
                 body = _parse_body(raw, content_type, schema, header)
-            except _BadBody as bad:
+            except BadBody as bad:
                 return bad.response
         else:
             body = None
@@ -342,17 +342,17 @@ def _is_json(content_type: str) -> bool:
 
 
 def _parse_body(raw: bytes, content_type: str, schema, header: str | None = None):
-    """The request body as the handler sees it; raises _BadBody with the error response.
+    """The request body as the handler sees it; raises BadBody with the error response.
 
     ``content_type`` is the media type alone, lower-case; ``header`` the whole Content-Type,
     read only off the JSON path (its charset: text and forms; JSON that failed as UTF-8).
     """
-    is_json = content_type in ("application/json", "") or content_type.endswith("+json")  # _is_json, inline
+    is_json = _is_json(content_type)
     if schema is not None:
         if raw and not is_json:
             if content_type == FORM:  # Motia gave such a step the parsed form: validate that
                 return _validated(schema, parse_form(raw, header))
-            raise _BadBody(error_response(
+            raise BadBody(error_response(
                 415, detail=f"this endpoint takes application/json or {FORM}, got {content_type}"))
         try:
             return schema.decode_json(raw) if raw else schema.validate(None)
@@ -360,24 +360,24 @@ def _parse_body(raw: bytes, content_type: str, schema, header: str | None = None
             utf8 = _utf8_json(raw, header)
             if utf8 is not None:
                 return _parse_body(utf8, content_type, schema)
-            raise _BadBody(error_response(400, error="Malformed JSON", detail=exc.errors[0]["message"])) from None
+            raise BadBody(error_response(400, error="Malformed JSON", detail=exc.errors[0]["message"])) from None
         except SchemaError as exc:
             errors = exc.errors if raw else [{"path": "$", "message": "body is empty; expected JSON"}]
-            raise _BadBody(error_response(400, error="Invalid request body", errors=errors)) from None
+            raise BadBody(error_response(400, error="Invalid request body", errors=errors)) from None
     if not raw:
         return None
     if is_json:
         try:
             return decode_json(raw)  # faults hook (issue 10 item 6): the depth limit of edge._json
         except JSONTooDeep as exc:
-            raise _BadBody(error_response(400, error="Malformed JSON", detail=exc.errors[0]["message"])) from None
+            raise BadBody(error_response(400, error="Malformed JSON", detail=exc.errors[0]["message"])) from None
         except msgspec.DecodeError as exc:
             if content_type == "":  # no content type and not JSON: hand over the text
                 return raw.decode("utf-8", "replace")
             utf8 = _utf8_json(raw, header)
             if utf8 is not None:
                 return _parse_body(utf8, content_type, None)
-            raise _BadBody(error_response(400, error="Malformed JSON", detail=str(exc))) from None
+            raise BadBody(error_response(400, error="Malformed JSON", detail=str(exc))) from None
     if content_type.startswith("text/"):
         return decode_text(raw, header)
     if content_type == FORM:
@@ -389,7 +389,7 @@ def _validated(schema, data):
     try:
         return schema.validate(data)
     except SchemaError as exc:
-        raise _BadBody(error_response(400, error="Invalid request body", errors=exc.errors)) from None
+        raise BadBody(error_response(400, error="Invalid request body", errors=exc.errors)) from None
 
 
 def _utf8_json(raw: bytes, header: str | None) -> bytes | None:

@@ -334,7 +334,7 @@ async def state_delete(app, request):
 
 async def dlq_delete(app, request):
     """``?id=N`` one dead letter, ``?step=S`` all of one step, ``?all=true`` every one."""
-    from ..queues.dlq import delete_dead_counted
+    from ..queues.dlq import delete_dead
 
     q = request.query_params
     raw_id, step, every = q.get("id"), q.get("step") or None, q.get("all") in ("1", "true", "yes")
@@ -347,7 +347,7 @@ async def dlq_delete(app, request):
         except ValueError:
             raise EdgeError(f"id: expected an integer, got {raw_id!r}") from None
     # The count, and the first 1000 ids (not all: 20,000 ids were 2 MB of server memory)
-    count, deleted = await delete_dead_counted(app.runtime.store, step=step, dlq_id=dlq_id)
+    count, deleted = await delete_dead(app.runtime.store, step=step, dlq_id=dlq_id)
     if dlq_id is not None and not count:
         return 404, {"error": "Not Found", "detail": f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids"}
     return 200, {"count": count, "deleted": deleted}

@@ -115,11 +115,9 @@ class _Array(dict):
 
     __slots__ = ("length",)
 
-
-def _array(items: dict, length: int) -> _Array:
-    out = _Array(items)
-    out.length = length
-    return out
+    def __init__(self, items: dict, length: int):
+        super().__init__(items)
+        self.length = length
 
 
 def _push(array: _Array, item) -> None:
@@ -128,13 +126,14 @@ def _push(array: _Array, item) -> None:
 
 
 class _Overflow(dict):
+    """What qs makes of an array past the array limit: an object keyed "0", "1", ...; ``top`` is
+    its highest index."""
+
     __slots__ = ("top",)
 
-
-def _overflow(items: dict, top: int) -> _Overflow:
-    out = _Overflow(items)
-    out.top = top
-    return out
+    def __init__(self, items: dict, top: int):
+        super().__init__(items)
+        self.top = top
 
 
 def _combine(a, b, array_limit: int):
@@ -144,7 +143,7 @@ def _combine(a, b, array_limit: int):
         a.top += 1
         a[str(a.top)] = b
         return a
-    result = a if isinstance(a, _Array) else _array({0: a}, 1)
+    result = a if isinstance(a, _Array) else _Array({0: a}, 1)
     if isinstance(b, _Array):
         base = result.length
         for i, item in b.items():
@@ -153,7 +152,7 @@ def _combine(a, b, array_limit: int):
     else:
         _push(result, b)
     if result.length > array_limit:
-        return _overflow(_as_object(result), result.length - 1)
+        return _Overflow(_as_object(result), result.length - 1)
     return result
 
 
@@ -180,12 +179,12 @@ def _nest(chain: list[str], leaf, array_limit: int):
     """qs parseObject: the value ``leaf`` at the path ``chain``."""
     for root in reversed(chain):
         if root == "[]":
-            obj = leaf if isinstance(leaf, _Overflow) else _combine(_array({}, 0), leaf, array_limit)
+            obj = leaf if isinstance(leaf, _Overflow) else _combine(_Array({}, 0), leaf, array_limit)
         else:
             bracketed = root[:1] == "[" and root[-1:] == "]"
             name = root[1:-1] if bracketed else root
             if bracketed and _is_index(name) and int(name) <= array_limit:
-                obj = _array({int(name): leaf}, int(name) + 1)  # JS: obj = []; obj[index] = leaf
+                obj = _Array({int(name): leaf}, int(name) + 1)  # JS: obj = []; obj[index] = leaf
             elif name != "__proto__":
                 obj = {name: leaf}
             else:
@@ -209,14 +208,14 @@ def _merge(target, source):
         elif isinstance(target, dict):
             target[source] = True
         else:
-            return _array({0: target, 1: source}, 2)
+            return _Array({0: target, 1: source}, 2)
         return target
     if not isinstance(target, dict):  # a string (an _Array and an _Overflow are dicts too)
         if isinstance(source, _Overflow):
-            return _overflow({"0": target, **{str(int(k) + 1): v for k, v in source.items()}}, source.top + 1)
+            return _Overflow({"0": target, **{str(int(k) + 1): v for k, v in source.items()}}, source.top + 1)
         if isinstance(source, _Array):  # [target].concat(source)
-            return _array({0: target, **{i + 1: v for i, v in source.items()}}, source.length + 1)
-        return _array({0: target, 1: source}, 2)
+            return _Array({0: target, **{i + 1: v for i, v in source.items()}}, source.length + 1)
+        return _Array({0: target, 1: source}, 2)
     if isinstance(target, _Array) and isinstance(source, _Array):
         for i in sorted(source):  # source.forEach: ascending, past the holes
             item = source[i]

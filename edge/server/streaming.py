@@ -206,7 +206,8 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     """Run a streaming handler. Returns a normal ``(status, headers, body)`` triple when nothing
     was streamed (errors before the first write, a handler that returned a plain result), or
     ``(None, [], status)`` when the response has been sent through ``response_stream``."""
-    from .app import _BadBody, _parse_body, _query
+    from .app import _parse_body, _query
+    from .bodies import BadBody
 
     runtime = app.runtime
     step, trigger = match.step, match.trigger
@@ -222,7 +223,7 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
         content_type = (header or "").split(";")[0].strip().lower()
         try:
             body = _parse_body(raw, content_type, match.schema, header)  # (the header: its charset)
-        except _BadBody as bad:
+        except BadBody as bad:
             return bad.response
         chunks = _replay(raw)
         finished = getattr(proto, "body_finished", None)  # the ASGI adapter: the body is done with
