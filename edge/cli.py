@@ -162,6 +162,14 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
                        help="keep printing new ones as they come (Ctrl-C stops)")
         _common(p)
 
+    p = sub.add_parser("backup", help="write a consistent copy of the data directory (safe while edge runs)")
+    p.add_argument("dest", help="directory to create for the copy (a data directory edge can start on)")
+    _common(p, local=True)
+    p.add_argument("--data-dir", help="LMDB directory (EDGE_DATA_DIR, default <dir>/.edge)")
+    p = sub.add_parser("compact", help="shrink data.mdb to its live data (stop edge first)")
+    _common(p, local=True)
+    p.add_argument("--data-dir", help="LMDB directory (EDGE_DATA_DIR, default <dir>/.edge)")
+
     p = sub.add_parser("new", help="scaffold a project: steps, a test, README")
     p.add_argument("name", help="directory to create")
 
@@ -443,7 +451,7 @@ def opened_store(settings, *, create: bool = False, write: bool = False):
             lock.release()
 
 
-def _cli_lock(settings):
+def _cli_lock(settings, *, doing: str | None = None):
     from ._lock import DataDirInUse, DataDirLock
 
     waited_until = time.monotonic() + CLI_LOCK_WAIT
@@ -455,6 +463,9 @@ def _cli_lock(settings):
                 time.sleep(0.05)
                 continue
             holder = f"pid {exc.pid}" if exc.pid is not None else "pid unknown"
+            if doing is not None:
+                raise EdgeError(f"{settings.data_dir} is in use by another edge process ({holder}); stop it "
+                                f"first: {doing} needs the data directory to itself") from None
             raise EdgeError(f"{settings.data_dir} is in use by another edge process ({holder}); if it is the "
                             f"server, it did not answer on port {settings.port}: pass its --port (or EDGE_PORT) "
                             "and the change goes through it") from None
@@ -594,6 +605,54 @@ def _span_line(span: dict) -> str:
     error = f"  {span['error']}" if span.get("error") else ""
     return (f"{stamp} {span['trace_id']} {span['step']:24} {span['trigger']:6} "
             f"{span['duration_ms']:9.3f} ms  {span['status']}{error}")
+
+
+def cmd_backup(args) -> int:
+    import shlex
+    import shutil
+
+    from .store import Store
+
+    settings = settings_from(args)
+    source, dest = Path(settings.data_dir), Path(args.dest)
+    if not (source / "data.mdb").exists():
+        raise EdgeError(f"no store in {source} (no data.mdb): pass the --data-dir edge runs with")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UsageError(f"{dest} already exists and is not an empty directory; name a new one")
+    dest.mkdir(parents=True, exist_ok=True)
+    partial = dest / ".partial"  # data.mdb appears only once it is whole
+    partial.mkdir()
+    store = Store.open(source, settings.durability)
+    try:
+        size = store.copy_to(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        store.close()
+    os.replace(partial / "data.mdb", dest / "data.mdb")
+    partial.rmdir()
+    print(f"copied {source} to {dest} ({_size(size)}); to restore it, stop edge and start it "
+          f"with --data-dir {shlex.quote(str(dest))}, or put {dest} in place of {source}")
+    return 0
+
+
+def cmd_compact(args) -> int:
+    from .store import compact
+
+    settings = settings_from(args)
+    lock = _cli_lock(settings, doing="compact")
+    try:
+        before, after = compact(settings.data_dir, settings.durability)
+    finally:
+        if lock is not None:
+            lock.release()
+    print(f"compacted {settings.data_dir}: data.mdb {_size(before)} -> {_size(after)}")
+    return 0
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"
 
 
 def cmd_logs(args) -> int:

@@ -23,6 +23,7 @@ Only this package imports ``lmdb``.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import queue
 import shlex
@@ -39,7 +40,7 @@ from .._format import user_name
 from .._loops import Completion
 from ..errors import StorageFull, StoreError
 
-__all__ = ["Store", "Txn", "TABLES"]
+__all__ = ["Store", "Txn", "TABLES", "compact"]
 
 T = TypeVar("T")
 
@@ -537,3 +538,107 @@ class Store:
         info = self._env.info()
         return {"path": str(self.path), "map_size": info["map_size"], "durability": self.durability}
 
+
+    # -- copies ---------------------------------------------------------------------------
+
+    def copy_to(self, directory: str | os.PathLike) -> int:
+        """Write a compacted copy of the store as ``directory``/data.mdb; return its size.
+
+        The copy is one read transaction: consistent, and safe while a server writes (it
+        sees the last commit before it began). Free pages are left out, so the copy holds
+        only live data. ``directory`` must exist and hold no data.mdb. The file is fsynced.
+        """
+        directory = Path(directory)
+        gate = self._gate
+        with gate:
+            while self._growing:
+                gate.wait()
+            self._readers += 1
+        try:
+            self._env.copy(str(directory), compact=True)
+        except lmdb.Error as exc:
+            raise self._copy_error(exc, directory) from None
+        finally:
+            with gate:
+                self._readers -= 1
+                if not self._readers:
+                    gate.notify_all()
+        copy = directory / "data.mdb"
+        _fsync(copy)
+        _fsync(directory)
+        return copy.stat().st_size
+
+    def _copy_error(self, exc: lmdb.Error, directory: Path) -> StoreError:
+        text = str(exc)
+        if "No space left" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+            return StorageFull(f"the disk holding {directory} has no room for a copy of the store "
+                               f"({_mib(self.live_bytes())} or less); free space there or copy to another "
+                               "disk", str(directory))
+        return StoreError(f"copying the store in {self.path} to {directory} failed: {text}")
+
+    def live_bytes(self) -> int:
+        """An upper bound of what the store holds: its pages up to the last one in use."""
+        return (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
+
+
+def compact(path: str | os.PathLike, durability: str = "durable") -> tuple[int, int]:
+    """Shrink the store in ``path`` to its live data; return the file's (old, new) size.
+
+    ``data.mdb`` never shrinks by itself: pages freed by deletes are reused, but the file
+    keeps the size of its busiest day (or of the weeks a dead reader held old pages). This
+    writes a compacted copy next to it and renames it over the original, so a crash at any
+    point leaves one complete store. The caller holds the data directory's lock (no edge
+    serves it); this also makes sure no other process has LMDB's environment open (an
+    offline ``edge dlq list`` in another shell): it would go on reading the old file.
+
+    Raises:
+        StoreError: another process has the store open, or the copy failed (the store is
+            as it was). StorageFull: no room on that disk for the copy.
+    """
+    path = Path(path)
+    data_file = path / "data.mdb"
+    if not data_file.exists():
+        raise StoreError(f"no store in {path} (no data.mdb): pass the --data-dir edge runs with")
+    before = data_file.stat().st_size
+    work = path / ".compact"
+    shutil.rmtree(work, ignore_errors=True)  # what a compaction killed halfway left
+    work.mkdir()
+    try:
+        store = Store.open(path, durability)
+        try:
+            after = store.copy_to(work)
+        finally:
+            store.close()
+        # LMDB keeps its reader table and last transaction id in lock.mdb; the compacted copy
+        # restarts the ids at 1. The first process to open an environment resets lock.mdb;
+        # holding the byte LMDB locks to find out (fcntl, byte 0) proves that nobody has it
+        # open, and whoever opens it next is first: it resets lock.mdb for the new file.
+        lock_fd = os.open(path / "lock.mdb", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.lockf(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            except OSError:
+                raise StoreError(f"another process has the store in {path} open (an edge command in another "
+                                 "shell?); let it finish, then compact again. Nothing was changed") from None
+            os.replace(work / "data.mdb", data_file)
+            _fsync(path)
+            # Opened here while the byte is held, LMDB sees itself first (fcntl locks are per
+            # process) and resets lock.mdb now, before anyone waiting for the byte gets in.
+            Store.open(path, durability).close()
+        finally:
+            os.close(lock_fd)  # (after close(): closing any descriptor of a file drops the locks)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return before, after
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
