@@ -176,3 +176,34 @@ def test_a_stream_that_shutdown_cuts_is_aborted_and_edge_still_stops(edge_server
         assert terminated  # if this fails, Granian's RSGI stream can abort now: use it
         pytest.xfail(RSGI_CANNOT_ABORT.kwargs["reason"])
     assert not terminated
+
+
+def test_a_response_a_sync_handler_starts_after_the_sink_let_go_never_starts():
+    """Shutdown lets go of a sync handler's response while the handler's thread still runs: a
+    start it asks for afterwards (queued onto the loop from its thread) must not open a
+    response no one will end (under RSGI the connection would then stay open for good)."""
+    import asyncio
+    import threading
+
+    from edge.server.streaming import _Sink
+
+    class Proto:  # Granian's side: records what edge asks of it
+        def __init__(self):
+            self.streams = []
+
+        def response_stream(self, status, headers):
+            self.streams.append(status)
+            return object()
+
+    async def main():
+        proto = Proto()
+        sink = _Sink(proto, [], asyncio.get_running_loop())
+        thread = threading.Thread(target=sink.start, args=(200, {}))  # the handler's thread
+        thread.start()
+        thread.join()  # its _start is queued on the loop, not run yet
+        sink.let_go(complete=False)  # shutdown's grace ran out first
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return proto.streams
+
+    assert asyncio.run(main()) == []

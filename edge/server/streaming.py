@@ -82,6 +82,8 @@ class _Sink:
         self._on_loop(self._start)
 
     def _start(self) -> None:
+        if self.disconnected:  # let go meanwhile (shutdown cut a sync handler's response short)
+            return
         headers = [(name, value) for name, values in self.headers.items() for value in values] + self._extra
         try:
             self._transport = self._proto.response_stream(self.status, headers)
