@@ -75,6 +75,10 @@ class ApiRequest(MutableMapping):
     def headers(self, value: dict) -> None:
         self._headers = value
 
+    def header(self, name: str) -> str | None:
+        """One request header (lower-case ``name``), without copying them all as ``headers`` does."""
+        return self._headers.get(name)
+
     def model_dump(self, **_: Any) -> dict:
         """The request as a dict (the name Motia's pydantic ``ApiRequest`` has); what a log
         line shows for ``ctx.logger.info("...", req)``, its credentials left out."""

@@ -181,6 +181,21 @@ def test_an_address_added_after_start_is_found_again_at_most_every_5_seconds():
     assert scans == [100.0, 105.0]  # names are never a reason to read the addresses again
 
 
+def test_an_address_the_machine_lost_is_refused_once_the_addresses_are_read_again():
+    """Host headers that name the machine are remembered, but not its DHCP addresses."""
+    now = [100.0]
+    known = ["192.168.1.23"]
+    p = policy(addresses=lambda: list(known), clock=lambda: now[0])
+    for _ in range(2):
+        assert get(p, "127.0.0.1:1", {"host": "192.168.1.23:3000"}) is None
+        assert get(p, "127.0.0.1:1", {"host": "raspberrypi.local:3000"}) is None
+    known[:] = ["192.168.1.50"]  # the lease moved
+    now[0] += 5
+    assert get(p, "127.0.0.1:1", {"host": "192.168.1.50"}) is None  # a new one: they are read again
+    assert answer(get(p, "127.0.0.1:1", {"host": "192.168.1.23:3000"}))[0] == 421
+    assert get(p, "127.0.0.1:1", {"host": "raspberrypi.local:3000"}) is None
+
+
 def test_a_request_without_host_is_not_refused_for_it():
     assert policy().check("GET", "/__edge/state", "127.0.0.1:1", {}) is None
 

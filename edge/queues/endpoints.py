@@ -39,7 +39,7 @@ async def emit(app, request):
     topic, data, group = parse_event(body, where)
     if topic not in service.by_topic:
         return _not_found(service.no_subscribers(topic), topics=service.topics)
-    given = request.headers.get("x-trace-id")
+    given = request.header("x-trace-id")
     trace_id = given if given and _TRACE_ID.match(given) else new_id(16)
     out = await service.emit(topic, data, group=group, trace_id=trace_id, where=where)
     return 202, {"topic": topic, "steps": out.steps, "trace_id": trace_id}

@@ -48,6 +48,8 @@ TOKEN_FORM = "Authorization: Bearer <token>"
 #: At most this often (seconds) the machine's addresses are read again when a request names an
 #: address not seen at start (DHCP may give one after edge started).
 RESCAN_INTERVAL = 5.0
+#: Host headers remembered as naming this machine (AccessPolicy._remember).
+MAX_KNOWN_HOSTS = 32
 #: Tokens shorter than this get a start-up warning: anyone on the network may guess.
 SHORT_TOKEN = 16
 
@@ -89,6 +91,8 @@ class AccessPolicy:
         if bind and bind not in ("0.0.0.0", "::"):
             names.add(_normal_ip(bind) or bind)
         self._fixed = frozenset(names)
+        #: Host headers seen that name this machine by a name that cannot change (_remember).
+        self._known_hosts: set[str] = set()
         self._clock = clock
         self._read_addresses = local_addresses if addresses is None else addresses
         self._next_scan = clock() + RESCAN_INTERVAL
@@ -148,22 +152,31 @@ class AccessPolicy:
         return hmac.compare_digest(_sha256(given), self._digest)
 
     def host_allowed(self, host: str) -> bool:
-        if self.any_host:
+        if self.any_host or host in self._known_hosts:
             return True
         name = host_name(host)
-        if name in self._names or name.endswith(".localhost"):
+        if name in self._fixed or name.endswith(".localhost") or any(
+                name.endswith(suffix) or name == suffix[1:] for suffix in self._suffixes):
+            self._remember(host)
             return True
-        if any(name.endswith(suffix) or name == suffix[1:] for suffix in self._suffixes):
+        if name in self._names:  # an address of this machine now (DHCP may take it back)
             return True
         ip = _normal_ip(name)
         if ip is None:
             return False
         if is_loopback(ip):
+            self._remember(host)
             return True
         if self._clock() >= self._next_scan:
             self._next_scan = self._clock() + RESCAN_INTERVAL
             self._scan()
         return ip in self.addresses
+
+    def _remember(self, host: str) -> None:
+        """Keep a Host header that names this machine for good (the next request's check is one
+        set lookup); a few dozen at most, since anyone may send any Host."""
+        if len(self._known_hosts) < MAX_KNOWN_HOSTS:
+            self._known_hosts.add(host)
 
     def _scan(self) -> None:
         self.addresses = frozenset(filter(None, map(_normal_ip, self._read_addresses())))
