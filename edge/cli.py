@@ -617,6 +617,9 @@ def cmd_backup(args) -> int:
     source, dest = Path(settings.data_dir), Path(args.dest)
     if not (source / "data.mdb").exists():
         raise EdgeError(f"no store in {source} (no data.mdb): pass the --data-dir edge runs with")
+    if source.resolve() in (dest.resolve(), *dest.resolve().parents):
+        raise UsageError(f"{dest} is inside the data directory {source}; name a directory elsewhere "
+                         "(on another disk, best)")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} already exists and is not an empty directory; name a new one")
     dest.mkdir(parents=True, exist_ok=True)

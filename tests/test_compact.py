@@ -212,3 +212,49 @@ def test_backup_into_a_directory_that_holds_files(tmp_path):
     assert done.returncode == 2
     assert done.stderr == f"edge backup: {dest} already exists and is not an empty directory; name a new one\n"
     assert sorted(os.listdir(dest)) == ["notes.txt"]
+    inside = data / "copy"
+    done = edge("backup", str(inside), "--data-dir", str(data), cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, f"edge backup: {inside} is inside the data directory {data}; "
+                                                 "name a directory elsewhere (on another disk, best)\n")
+    assert not inside.exists()
+
+
+# -- a damaged store: one line that says what to do, never a traceback or SIGBUS -----------------
+
+def damaged(data: Path, how: str) -> None:
+    """A store of 100 values, then its file cut in half (a copy that did not finish), its
+    pages after LMDB's two meta pages zeroed (what a torn `cp` of a running store can hold),
+    or all of it zeroed."""
+    store = Store.open(data)
+    store.write_sync(lambda t: [t.put("state", b"items\x00k%03d" % i, encode_value("x" * 2000)) for i in range(100)])
+    store.close()
+    size = (data / "data.mdb").stat().st_size
+    with open(data / "data.mdb", "r+b") as f:
+        if how == "cut":
+            f.truncate(size // 2)
+        else:
+            start = 0 if how == "zeroed" else 2 * 4096
+            f.seek(start)
+            f.write(bytes(size - start))
+
+
+def test_edge_start_on_a_damaged_store_says_so_in_one_line(tmp_path):
+    write_project(tmp_path / "app", PROJECT)
+    expected = {
+        "cut": "data.mdb is {half} but its last commit uses {whole}: the file was cut off (a copy that did not "
+               "finish, or a full disk while copying)",
+        "torn": "its tables cannot be read (mdb_dbi_open: MDB_CORRUPTED: Located page was wrong type)",
+        "zeroed": "data.mdb is not a store edge can read ({data}: MDB_INVALID: File is not an LMDB file)",
+    }
+    for how, problem in expected.items():
+        data = tmp_path / how
+        damaged(data, how)
+        whole = (data / "data.mdb").stat().st_size * 2
+        done = subprocess.run([sys.executable, "-m", "edge", "start", "--dir", str(tmp_path / "app"),
+                               "--data-dir", str(data), "--port", "0"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+        problem = problem.format(half=f"{whole / 2 / (1 << 20):.1f} MiB", whole=f"{whole / (1 << 20):.1f} MiB",
+                                 data=data)
+        assert (done.returncode, done.stderr) == (1, (
+            f"edge start: the store in {data} is damaged: {problem}. Restore a copy made with `edge backup` "
+            f"into {data}, or move {data} aside to start with an empty store\n")), how

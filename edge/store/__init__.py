@@ -50,6 +50,8 @@ TABLES = ("meta", "state", "queue", "dlq", "streams", "cron", "logs", "spans")
 #: First map size. LMDB's own default (10 MiB) is "set low to encourage a crash"; the map is
 #: virtual address space, not disk, and doubles whenever it fills.
 INITIAL_MAP_SIZE = 64 << 20
+#: Map size beyond the file's when a store is opened.
+OPEN_HEADROOM = 8 << 20
 #: Largest single growth step, so a big store does not reserve gigabytes at once.
 MAX_GROWTH = 1 << 30
 #: Free bytes on the data directory's disk before a full disk counts as recovered (logged once).
@@ -256,7 +258,9 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot write to the data directory {path}: {exc.strerror}; {fix}") from None
         data_file = path / "data.mdb"
-        map_size = max(INITIAL_MAP_SIZE, data_file.stat().st_size if data_file.exists() else 0)
+        # Room beyond the file: a table this version adds is created at once (MDB_MAP_FULL else).
+        size = data_file.stat().st_size if data_file.exists() else 0
+        map_size = max(INITIAL_MAP_SIZE, size + OPEN_HEADROOM)
         try:
             env = lmdb.open(
                 str(path),
@@ -269,12 +273,26 @@ class Store:
                 readahead=False,  # random access on small RAM: do not pull pages we never read
                 lock=True,
             )
+        except (lmdb.InvalidError, lmdb.VersionMismatchError) as exc:
+            raise StoreError(f"the store in {path} is damaged: data.mdb is not a store edge can read ({exc}). "
+                             f"Restore a copy made with `edge backup` into {path}, or move {path} aside to "
+                             "start with an empty store") from None
         except lmdb.Error as exc:
             # LMDB says "<dir>: Permission denied" when a file inside it is the problem (a
             # folder it could not write was refused above)
             reason = _unopenable_files(path) if isinstance(exc, lmdb.ReadonlyError) else None
             raise StoreError(f"cannot open the store in {path}: {reason or f'{exc}; {fix}'}") from None
-        return cls(env, path, durability)
+        # A damaged file must stop edge with a message, not a traceback; a cut-off one would
+        # not even get that far: LMDB maps the file, and reading a page past its end is SIGBUS.
+        problem = _cut_off(env, data_file)
+        if problem is None:
+            try:
+                return cls(env, path, durability)
+            except lmdb.Error as exc:  # a page of the table index is not what it should be
+                problem = f"its tables cannot be read ({exc})"
+        env.close()
+        raise StoreError(f"the store in {path} is damaged: {problem}. Restore a copy made with `edge backup` "
+                         f"into {path}, or move {path} aside to start with an empty store") from None
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -630,6 +648,17 @@ def compact(path: str | os.PathLike, durability: str = "durable") -> tuple[int, 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return before, after
+
+
+def _cut_off(env: lmdb.Environment, data_file: Path) -> str | None:
+    """What is wrong when ``data.mdb`` is shorter than the pages its last commit uses (a copy
+    that did not finish, a full disk while copying); None when it is whole."""
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = data_file.stat().st_size
+    if size >= needed:
+        return None
+    return (f"data.mdb is {_mib(size)} but its last commit uses {_mib(needed)}: the file was cut off "
+            "(a copy that did not finish, or a full disk while copying)")
 
 
 def _fsync(path: Path) -> None:
