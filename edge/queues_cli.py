@@ -1,4 +1,4 @@
-"""`edge emit` and `edge dlq list|redrive`: through the running server when it answers on
+"""`edge emit` and `edge dlq list|redrive|delete|orphans`: through the running server when it answers on
 --port, else directly on the --data-dir store. Loaded by edge.cli on start."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 from .cli import (UsageError, _print_discovery_problems, _server_error, call_server, discover_project, extend,
                   opened_store, settings_from)
@@ -35,6 +35,18 @@ def _add_parsers(sub, common) -> None:
     q = actions.add_parser("redrive", help="put dead letters back on their queue (attempts reset)")
     q.add_argument("--step", help="only this step's")
     q.add_argument("--id", help="only this dead letter (see `edge dlq list`)")
+    q.add_argument("--to", metavar="STEP", help="into this step's queue instead (with --step or --id)")
+    q.add_argument("--topic", help="the topic of --to STEP, when it subscribes to more than one")
+    common(q)
+    q = actions.add_parser("delete", help="remove dead letters for good (--id N, --step S or --all)")
+    q.add_argument("--id", help="this dead letter (see `edge dlq list`)")
+    q.add_argument("--step", help="every one of this step")
+    q.add_argument("--all", action="store_true", help="every one")
+    common(q)
+    q = actions.add_parser("orphans", help="messages stored for a step that no longer subscribes to their topic")
+    q.add_argument("--move", action="store_true", help="turn them into dead letters")
+    q.add_argument("--step", help="only this (old) step's")
+    q.add_argument("--json", action="store_true", help="one JSON object per step and topic")
     common(q)
 
 
@@ -78,36 +90,143 @@ def cmd_emit(args) -> int:
 def cmd_dlq(args) -> int:
     settings = settings_from(args)
     if args.action is None:
-        raise UsageError("say list or redrive: `edge dlq list`")
+        raise UsageError("say list, redrive, delete or orphans: `edge dlq list`")
     if args.action == "list":
         return _dlq_list(args, settings)
+    if args.action == "delete":
+        return _dlq_delete(args, settings)
+    if args.action == "orphans":
+        return _dlq_orphans(args, settings)
+    return _dlq_redrive(args, settings)
+
+
+def _dlq_redrive(args, settings) -> int:
     dlq_id = None if args.id is None else _id_arg(args.id, "--id", low=1)
-    body = {k: v for k, v in (("step", args.step), ("id", dlq_id)) if v is not None}
+    if args.to is not None and args.step is None and dlq_id is None:
+        raise UsageError("--to moves the dead letters of one --step or one --id; say which, e.g. "
+                         f"edge dlq redrive --step OLD --to {shlex.quote(args.to)}")
+    if args.topic is not None and args.to is None:
+        raise UsageError("--topic says which topic of --to STEP the dead letters go to; give --to STEP too")
+    body = {k: v for k, v in (("step", args.step), ("id", dlq_id), ("to", args.to), ("topic", args.topic))
+            if v is not None}
     answer = call_server(settings, "POST", "/__edge/dlq/redrive", body)
     if answer is not None:
         status, result = answer
         if status == 404:
             raise EdgeError(result.get("detail", "not found"))
+        if status == 400 and isinstance(result, dict):
+            raise UsageError(result.get("detail") or result.get("error"))
         if status >= 400:
             raise _server_error(status, result)
         redriven, skipped = len(result["redriven"]), result["skipped"]
     else:
         from .queues.dlq import redrive_offline
-        from .queues.service import unknown_step
+        from .queues.service import BadRedrive, unknown_step
 
-        with opened_store(settings, write=True) as store:
-            redriven, skipped = redrive_offline(store, step=args.step, dlq_id=dlq_id), []
-        if dlq_id is not None and not redriven:
+        with _offline_service(settings) as service:
+            try:
+                target = None if args.to is None else service.target(args.to, args.topic)
+            except BadRedrive as exc:
+                raise UsageError(str(exc)) from None
+            redriven, skipped, matched = redrive_offline(service.store, service.by_name, step=args.step,
+                                                         dlq_id=dlq_id, to=target, now_ms=int(time.time() * 1000))
+            known = {name for name, _ in service.by_name}
+        if dlq_id is not None and not matched:
             raise EdgeError(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
-        if args.step is not None and not redriven:  # as the server answers: known step, 0
-            known = {s.name for s in discover_project(settings).steps if any(
-                t.type == "queue" for t in s.triggers)}
-            if args.step not in known:
-                raise EdgeError(unknown_step(args.step, known))
+        if args.step is not None and not matched and args.step not in known:  # as the server answers
+            raise EdgeError(unknown_step(args.step, known))
     print(f"redriven: {redriven}")
     for item in skipped:
         print(f"skipped {item['id']}: {item['reason']}", file=sys.stderr)
     return 1 if skipped and not redriven else 0  # nothing asked for could be redriven
+
+
+@contextmanager
+def _offline_service(settings):
+    """The queue service over --data-dir (no server answered), with the project's steps and
+    the data dir's lock: what the server would route to, without serving."""
+    from .queues import QueueService
+
+    discovery = discover_project(settings)
+    _print_discovery_problems(discovery)
+    with opened_store(settings, write=True) as store:
+        yield QueueService(store, discovery.steps)
+
+
+def _dlq_delete(args, settings) -> int:
+    chosen = [flag for flag, given in (("--id", args.id is not None), ("--step", args.step is not None),
+                                       ("--all", args.all)) if given]
+    if len(chosen) != 1:
+        got = f" (got {' and '.join(chosen)})" if chosen else ""
+        raise UsageError(f"say which dead letters: --id N, --step S or --all, exactly one of them{got}")
+    dlq_id = None if args.id is None else _id_arg(args.id, "--id", low=1)
+    missing = f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids"
+    answer = call_server(settings, "DELETE", "/__edge/dlq",
+                         query={"id": dlq_id, "step": args.step, "all": "true" if args.all else None})
+    if answer is not None:
+        status, result = answer
+        if status == 404:
+            raise EdgeError(missing)
+        if status >= 400:
+            raise _server_error(status, result)
+        count = result["count"]
+    else:
+        from .queues.dlq import delete_offline
+
+        with opened_store(settings, write=True) as store:
+            count = delete_offline(store, step=args.step, dlq_id=dlq_id)
+        if dlq_id is not None and not count:
+            raise EdgeError(missing)
+    print(f"deleted: {count}")
+    return 0
+
+
+def _dlq_orphans(args, settings) -> int:
+    if args.move:
+        answer = call_server(settings, "POST", "/__edge/dlq/orphans/move", {"step": args.step} if args.step else {})
+        if answer is not None:
+            status, result = answer
+            if status >= 400:
+                raise _server_error(status, result)
+            moved = result["moved"]
+        else:
+            from .queues.dlq import drive_sync
+
+            with _offline_service(settings) as service:
+                moved = sum(drive_sync(service.store, service.moving_orphans(args.step)).values())
+        if not moved:
+            print("no orphaned messages")
+        else:
+            step = f" --step {shlex.quote(args.step)}" if args.step else ""
+            print(f"moved {moved} orphaned message(s) to the dead-letter queue; edge dlq list{step} shows them, "
+                  "edge dlq redrive --to STEP or edge dlq delete takes them from there")
+        return 0
+    answer = call_server(settings, "GET", "/__edge/dlq/orphans", query={"step": args.step})
+    if answer is not None:
+        status, result = answer
+        if status >= 400:
+            raise _server_error(status, result)
+        orphans = result["orphans"]
+    else:
+        with _offline_service(settings) as service:
+            orphans = service.orphans(args.step)
+    for entry in orphans:
+        if args.json:
+            print(json.dumps(entry))
+            continue
+        first = ", ".join(_clip(json.dumps(data)) for data in entry["first"])
+        more = ", ..." if entry["count"] > len(entry["first"]) else ""
+        print(f"{entry['step']} <- {entry['topic']}  {entry['count']:,} message(s)  data {first}{more}")
+    if not orphans and not args.json:
+        print("no orphaned messages")
+    elif not args.json:
+        print("no step subscribes to these any more; edge dlq orphans --move [--step S] makes them dead letters "
+              "(then edge dlq redrive --to STEP or edge dlq delete)")
+    return 0
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _id_arg(value: str, flag: str, low: int) -> int:
@@ -179,9 +298,7 @@ def _print_dead(entry: dict, as_json: bool) -> None:
         print(json.dumps(entry))
         return
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["failed_at"]))
-    data = json.dumps(entry["data"])
-    if len(data) > 60:
-        data = data[:57] + "..."
+    data = _clip(json.dumps(entry["data"]))
     print(f"{entry['id']:>6}  {stamp}  {entry['step']} <- {entry['topic']}  "
           f"attempts {entry['attempts']}  {entry['error']}  data {data}  trace {entry['trace_id']}")
 

@@ -783,7 +783,8 @@ def test_a_redrive_that_skips_everything_it_was_asked_for_exits_1(tmp_path):
     try:
         out = edge_cli("dlq", "redrive", "--id", "1", data_dir=data, project=project, port=server.port)
         assert (out.returncode, out.stdout, out.stderr) == (
-            1, "redriven: 0\n", 'skipped 1: step "Poison" no longer subscribes to "poison"\n')
+            1, "redriven: 0\n", 'skipped 1: step "Poison" no longer subscribes to "poison"; redrive it to the step '
+                                 'that handles it now with --to STEP, or delete it (edge dlq delete --id 1)\n')
     finally:
         server.kill()
 

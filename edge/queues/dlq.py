@@ -20,8 +20,8 @@ import msgspec
 from . import records as R
 from .records import decode_dead, encode_redriven
 
-__all__ = ["select", "page", "list_page", "list_dead", "as_dict", "redrive_offline",
-           "delete_dead", "last_key", "DEFAULT_LIMIT", "MAX_LIMIT"]
+__all__ = ["select", "page", "list_page", "list_dead", "as_dict", "redrive_offline", "gone",
+           "delete_dead", "delete_offline", "last_key", "drive", "drive_sync", "DEFAULT_LIMIT", "MAX_LIMIT"]
 
 #: Dead letters a page holds when no limit is asked for (`GET /__edge/dlq`, `edge dlq list`).
 DEFAULT_LIMIT = 100
@@ -177,56 +177,90 @@ def _chunk(txn, step: str | None, start: bytes | None, stop: bytes):
     return found, None
 
 
-def redrive_offline(store, *, step: str | None = None, dlq_id: int | None = None) -> int:
-    """Move dead letters back to their queue (the server is not running).
+def gone(dead, dlq_id: int) -> str:
+    """Why a redrive skipped dead letter ``dlq_id``, and the two ways out."""
+    return (f'step "{dead.step}" no longer subscribes to "{dead.topic}"; redrive it to the step that handles it '
+            f"now with --to STEP, or delete it (edge dlq delete --id {dlq_id})")
 
-    The subscription is looked up (or registered) by step and topic; the server delivers
-    the messages when it starts, if the step still subscribes to the topic. Each transaction
-    moves up to :data:`CHUNK` of them, and each dead letter moves in the transaction that
-    deletes it: once, even if the command is killed halfway (the rest stay dead letters).
-    Only the dead letters there were when it started move.
+
+def redrive_offline(store, subs: dict, *, step: str | None = None, dlq_id: int | None = None, to=None,
+                    now_ms: int = 0) -> tuple[int, list[dict], int]:
+    """Move dead letters back to a queue (the server is not running).
+
+    Args:
+        subs: ``(step, topic) -> Subscription`` of the project's steps now (registered, so
+            their ids exist): a dead letter goes back to its own, or is skipped when its step
+            no longer subscribes to its topic (it would wait where no command shows it).
+        to: the subscription to move them into instead (``edge dlq redrive --to``).
+        now_ms: wall-clock ms, for the target's ``delaySeconds``.
+
+    Each transaction moves up to :data:`CHUNK` of them, and each dead letter moves in the
+    transaction that deletes it: once, even if the command is killed halfway (the rest stay
+    dead letters). Only the dead letters there were when it started move.
 
     Returns:
-        How many moved (0 when ``dlq_id`` does not exist).
+        ``(how many moved, [{"id", "reason"}] of those skipped, how many matched)``.
     """
 
-    def move(entries, txn) -> int:
-        if not entries:
-            return 0
-        ids = R.register_subscriptions(txn, sorted({(d.step, d.topic) for _, d in entries}))
-        seq = R.next_seq(txn, R.SEQ_KEY, len(entries))
+    def move(entries, txn):
+        skipped, placed = [], []
         for key, dead in entries:
-            prefix = ids[(dead.step, dead.topic)].to_bytes(4, "big")
-            txn.put("queue", prefix + seq.to_bytes(8, "big"), encode_redriven(dead))
-            txn.delete("dlq", key)
-            seq += 1
-        return len(entries)
+            sub = to or subs.get((dead.step, dead.topic))
+            if sub is None:
+                skipped.append({"id": R.dlq_id(key), "reason": gone(dead, R.dlq_id(key))})
+            else:
+                placed.append((key, dead, sub))
+        if placed:
+            seq = R.next_seq(txn, R.SEQ_KEY, len(placed))
+            for key, dead, sub in placed:
+                due = now_ms + sub.delay_ms if sub.delay_ms else 0
+                txn.put("queue", sub.prefix + seq.to_bytes(8, "big"), encode_redriven(dead, due))
+                txn.delete("dlq", key)
+                seq += 1
+        return len(placed), skipped, len(entries)
 
     if dlq_id is not None:
         return store.write_sync(lambda txn: move(select(txn, step=step, dlq_id=dlq_id), txn))
     stop = store.read(last_key)
-    moved, start = 0, None
+    moved, skipped, matched, start = 0, [], 0, None
     while stop is not None:
         def chunk(txn, start=start):
             found, resume = _chunk(txn, step, start, stop)
             return move([(k, decode_dead(v)) for k, v in found], txn), resume
 
-        count, start = store.write_sync(chunk)
-        moved += count
+        (count, skips, seen), start = store.write_sync(chunk)
+        moved, matched = moved + count, matched + seen
+        skipped += skips
         if start is None:
             break
-    return moved
+    return moved, skipped, matched
 
 
-async def delete_dead(store, *, step: str | None = None, dlq_id: int | None = None,
-                      keep: int = MAX_LIMIT) -> tuple[int, list[int]]:
-    """Remove dead letters for good: one id, one step's, or all of them (those there were when
-    it started), :data:`CHUNK` per transaction, without decoding them (a step filter reads
-    each one's step).
+def drive_sync(store, plan):
+    """Run ``plan``, a generator that yields write functions and is sent each one's result,
+    one transaction each on the calling thread (the CLI without a server); its return value."""
+    try:
+        fn = next(plan)
+        while True:
+            fn = plan.send(store.write_sync(fn))
+    except StopIteration as stop:
+        return stop.value
 
-    Returns:
-        ``(how many were removed, the first keep of their ids)``.
-    """
+
+async def drive(store, plan):
+    """:func:`drive_sync` through the running store's writer (one group commit each)."""
+    try:
+        fn = next(plan)
+        while True:
+            fn = plan.send(await store.write(fn))
+    except StopIteration as stop:
+        return stop.value
+
+
+def _deleting(store, step: str | None, dlq_id: int | None, keep: int):
+    """The plan (see :func:`drive`) that removes dead letters: one id, one step's, or all of
+    them (those there were when it started), :data:`CHUNK` per transaction, without decoding
+    them (a step filter reads each one's step)."""
     if dlq_id is not None:
         key = R.dlq_key(dlq_id) if 0 < dlq_id < 1 << 64 else None
 
@@ -237,7 +271,7 @@ async def delete_dead(store, *, step: str | None = None, dlq_id: int | None = No
             txn.delete("dlq", key)
             return [dlq_id]
 
-        ids = await store.write(remove_one)
+        ids = yield remove_one
         return len(ids), ids
     stop = store.read(last_key)
     count, ids, start = 0, [], None
@@ -248,9 +282,25 @@ async def delete_dead(store, *, step: str | None = None, dlq_id: int | None = No
                 txn.delete("dlq", key)
             return [key for key, _ in found], resume
 
-        keys, start = await store.write(remove)
+        keys, start = yield remove
         count += len(keys)
         ids.extend(R.dlq_id(k) for k in keys[:max(0, keep - len(ids))])
         if start is None:
             break
     return count, ids
+
+
+async def delete_dead(store, *, step: str | None = None, dlq_id: int | None = None,
+                      keep: int = MAX_LIMIT) -> tuple[int, list[int]]:
+    """Remove dead letters for good through the running store (``DELETE /__edge/dlq``).
+
+    Returns:
+        ``(how many were removed, the first keep of their ids)``.
+    """
+    return await drive(store, _deleting(store, step, dlq_id, keep))
+
+
+def delete_offline(store, *, step: str | None = None, dlq_id: int | None = None) -> int:
+    """:func:`delete_dead` on the data directory (``edge dlq delete`` without a server);
+    how many were removed."""
+    return drive_sync(store, _deleting(store, step, dlq_id, 0))[0]

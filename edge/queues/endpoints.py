@@ -3,7 +3,12 @@
     POST /__edge/emit            {"topic", "data", "messageGroupId"?}  -> 202 once durable
     GET  /__edge/dlq             ?step=S&limit=N&after=ID               -> {"dead_letters": [...], "total",
                                                                             "more", "next_after"}
-    POST /__edge/dlq/redrive     {"step"?, "id"?}                       -> {"redriven", "skipped"}
+    POST /__edge/dlq/redrive     {"step"?, "id"?, "to"?, "topic"?}      -> {"redriven", "skipped"}
+    GET  /__edge/dlq/orphans     ?step=S                                -> {"orphans": [{"step", "topic",
+                                                                            "count", "first"}]}
+    POST /__edge/dlq/orphans/move {"step"?}                             -> {"moved": N}
+
+(``DELETE /__edge/dlq`` is the console's, edge/server/console.py; ``edge dlq delete`` calls it.)
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ def queue_endpoints() -> dict:
         ("POST", "/__edge/emit"): emit,
         ("GET", "/__edge/dlq"): dlq_list,
         ("POST", "/__edge/dlq/redrive"): dlq_redrive,
+        ("GET", "/__edge/dlq/orphans"): dlq_orphans,
+        ("POST", "/__edge/dlq/orphans/move"): dlq_orphans_move,
     }
 
 
@@ -74,13 +81,31 @@ async def dlq_list(app, request):
 
 async def dlq_redrive(app, request):
     body = request.body if request.body is not None else {}
-    if not isinstance(body, dict) or not set(body) <= {"step", "id"}:
-        raise EdgeError('POST /__edge/dlq/redrive takes {"step"?: "...", "id"?: 17}')
+    if not isinstance(body, dict) or not set(body) <= {"step", "id", "to", "topic"}:
+        raise EdgeError('POST /__edge/dlq/redrive takes {"step"?: "...", "id"?: 17, "to"?: "...", "topic"?: "..."}')
+    step, dlq_id, to, topic = body.get("step"), int_param(body.get("id"), "id"), body.get("to"), body.get("topic")
+    if to is not None and step is None and dlq_id is None:
+        raise EdgeError('"to" moves the dead letters of one "step" or one "id"; give one of them too')
+    if topic is not None and to is None:
+        raise EdgeError('"topic" says which topic of step "to" they go to; give "to" too')
     try:
-        result = await app.runtime.queues.redrive(step=body.get("step"), dlq_id=int_param(body.get("id"), "id"))
+        result = await app.runtime.queues.redrive(step=step, dlq_id=dlq_id, to=to, topic=topic)
     except NotFound as exc:
         return _not_found(str(exc))
     return 200, result
+
+
+async def dlq_orphans(app, request):
+    """Messages stored for a (step, topic) no step subscribes to any more, per subscription."""
+    return 200, {"orphans": app.runtime.queues.orphans(request.query_params.get("step") or None)}
+
+
+async def dlq_orphans_move(app, request):
+    """Turn those messages (of ``step``) into dead letters."""
+    body = request.body if request.body is not None else {}
+    if not isinstance(body, dict) or not set(body) <= {"step"}:
+        raise EdgeError('POST /__edge/dlq/orphans/move takes {"step"?: "..."}')
+    return 200, {"moved": await app.runtime.queues.move_orphans(body.get("step"))}
 
 
 def _not_found(detail: str, **extra):

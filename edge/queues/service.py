@@ -43,7 +43,7 @@ from .records import DeadLetter, Message, backoff_delay, encode_dead, encode_mes
 from .timers import Timers
 from .window import WINDOW, Subscription, _Msg
 
-__all__ = ["QueueService", "Outgoing", "NotFound", "HEAL_INTERVAL", "INTERNAL_TYPES", "unknown_step"]
+__all__ = ["QueueService", "Outgoing", "NotFound", "BadRedrive", "HEAL_INTERVAL", "INTERNAL_TYPES", "unknown_step"]
 
 #: Every so often each subscription looks at LMDB for messages it was not told about
 #: (written by `edge emit` from another process) or could not ack (a failed commit; after a
@@ -66,6 +66,10 @@ _pack = msgspec.msgpack.Encoder().encode
 
 class NotFound(EnqueueError):
     """A dead letter id that does not exist."""
+
+
+class BadRedrive(EnqueueError):
+    """A redrive ``--to`` a step that has no queue trigger, or whose topic is not clear."""
 
 
 def _virtual_time() -> bool:
@@ -429,15 +433,41 @@ class QueueService:
 
     # -- dead letters ---------------------------------------------------------------------
 
-    async def redrive(self, *, step: str | None = None, dlq_id: int | None = None) -> dict:
-        """Put dead letters back on their subscription's queue (attempts reset, same trace).
+    def target(self, to: str, topic: str | None = None) -> Subscription:
+        """The subscription ``edge dlq redrive --to STEP [--topic T]`` moves dead letters into.
+
+        Raises:
+            BadRedrive: ``to`` has no queue trigger; it subscribes to several topics and
+                ``topic`` is None; or it does not subscribe to ``topic``.
+        """
+        queues = {name for (name, _), sub in self.by_name.items() if sub.trigger.type == "queue"}
+        topics = sorted(t for (name, t), sub in self.by_name.items() if name == to and sub.trigger.type == "queue")
+        if not topics:
+            which = f"steps that do: {', '.join(sorted(queues))}" if queues else "no step of this app has one"
+            raise BadRedrive(f'--to {to}: no step named "{to}" has a queue trigger; {which}')
+        named = ", ".join(f'"{t}"' for t in topics)
+        if topic is None and len(topics) > 1:
+            raise BadRedrive(f'--to {to}: step "{to}" subscribes to {named}; say which with --topic, '
+                             f"e.g. --topic {topics[0]}")
+        if topic is not None and topic not in topics:
+            raise BadRedrive(f'--topic {topic}: step "{to}" does not subscribe to "{topic}"; it subscribes to {named}')
+        return self.by_name[(to, topic or topics[0])]
+
+    async def redrive(self, *, step: str | None = None, dlq_id: int | None = None, to: str | None = None,
+                      topic: str | None = None) -> dict:
+        """Put dead letters back on their subscription's queue (attempts reset, same trace),
+        or on step ``to``'s (on its ``topic``: see :meth:`target`).
 
         Returns:
-            ``{"redriven": [ids], "skipped": [{"id", "reason"}]}``.
+            ``{"redriven": [ids], "skipped": [{"id", "reason"}]}``: a dead letter whose step
+            no longer subscribes to its topic is skipped (unless ``to`` is given).
         Raises:
             NotFound: ``dlq_id`` names no dead letter.
+            BadRedrive: ``to`` cannot take them (see :meth:`target`).
         """
-        from .dlq import last_key, select
+        from .dlq import gone, last_key, select
+
+        moved_to = None if to is None else self.target(to, topic)
 
         missing = NotFound(f"no dead letter with id {dlq_id}; `edge dlq list` shows the ids")
         # In pages, each durable before the next is read: memory stays bounded however many
@@ -464,10 +494,9 @@ class QueueService:
             asked = []
             now = self._now_ms()
             for key, dead in entries:
-                sub = self.by_name.get((dead.step, dead.topic))
+                sub = moved_to or self.by_name.get((dead.step, dead.topic))
                 if sub is None:
-                    skipped.append({"id": R.dlq_id(key),
-                                    "reason": f'step "{dead.step}" no longer subscribes to "{dead.topic}"'})
+                    skipped.append({"id": R.dlq_id(key), "reason": gone(dead, R.dlq_id(key))})
                     continue
                 due = now + sub.delay_ms if sub.delay_ms else 0
                 if batch.redrive(key, sub, encode_redriven(dead, due)):
@@ -484,6 +513,34 @@ class QueueService:
         if dlq_id is not None and not redriven and not skipped:
             raise missing
         return {"redriven": redriven, "skipped": skipped}
+
+    # -- orphaned messages ----------------------------------------------------------------
+
+    def orphans(self, step: str | None = None) -> list[dict]:
+        """Messages stored for subscriptions no step has any more (of ``step`` when given):
+        ``[{"step", "topic", "count", "first": [data]}]`` (see :mod:`.orphans`)."""
+        from .orphans import orphaned
+
+        live = {sub.prefix for sub in self.subscriptions}
+        return self.store.read(lambda t: orphaned(t, live, step=step))
+
+    def moving_orphans(self, step: str | None = None):
+        """The plan that turns them into dead letters (:func:`.orphans.moving`); run it with
+        :func:`.dlq.drive_sync` (no server) or :meth:`move_orphans`."""
+        from .orphans import moving
+
+        return moving(self.store, {sub.prefix for sub in self.subscriptions}, step=step, now=self._wall())
+
+    async def move_orphans(self, step: str | None = None) -> int:
+        """Turn the orphaned messages (of ``step``) into dead letters while serving; how many."""
+        from .dlq import drive
+
+        moved = await drive(self.store, self.moving_orphans(step))
+        for (name, topic), count in moved.items():
+            self.orphaned.pop(f"{name} <- {topic}", None)
+            self._log("info", f'{count} stored message(s) for step "{name}" on topic "{topic}" moved to the '
+                              "dead-letter queue", step=name)
+        return sum(moved.values())
 
     # -- serving --------------------------------------------------------------------------
 
@@ -535,7 +592,9 @@ class QueueService:
             step, topic = names.get(int.from_bytes(prefix, "big"), ("?", "?"))
             self.orphaned[f"{step} <- {topic}"] = n
             self._log("warn", f'{n} stored message(s) for step "{step}" on topic "{topic}" wait for a step that '
-                              f"no longer subscribes to it; they are kept and delivered when it does again")
+                              "no longer subscribes to it; they are kept and delivered when it does again. "
+                              f"`edge dlq orphans` shows them, `edge dlq orphans --move --step {step}` makes them "
+                              "dead letters (then `edge dlq redrive --to STEP` or `edge dlq delete`)")
 
     def health(self) -> dict:
         depth, dead = self.store.read(lambda t: (t.count("queue"), t.count("dlq")))
