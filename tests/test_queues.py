@@ -620,6 +620,28 @@ async def test_stream_trigger_invocations_are_durable_retried_and_in_order(tmp_p
     assert seen == [("create", "a", 1, "stream"), ("create", "a", 1, "stream"), ("update", "a", 2, "stream")]
 
 
+async def test_a_stored_state_run_for_a_group_the_trigger_no_longer_watches_is_skipped(tmp_path, autojump_clock):
+    # Before: the trigger's group was changed from "old" to "new" while a run for a change of
+    # group "old" was stored; the handler got it anyway at the next start.
+    seen = []
+
+    def watch(group: str) -> Step:
+        return make_step({"name": "Watch", "triggers": [{"type": "state", "group": group}]},
+                         lambda event: seen.append((event.group_id, event.item_id)))
+
+    settings = Settings.from_env(env={}, dir=tmp_path, data_dir=tmp_path / "data")
+    runtime = Runtime.open(settings, Discovery(project_dir=tmp_path, steps=(watch("old"),)), out=io.StringIO())
+    await runtime.state.set("old", "k1", 1)  # stored, not delivered: the queues do not run
+    runtime.close()
+    async with running(tmp_path, watch("new")) as app:
+        await app.runtime.state.set("new", "k2", 2)
+        await settle(app)
+        assert seen == [("new", "k2")]
+        assert [line["msg"] for line in app.logs("info") if "skipped" in line["msg"]] == [
+            'Watch: a stored run for the state change of group "old" key "k1" was skipped: triggers[0] no '
+            "longer watches it"]
+
+
 def _store_and_tracer(settings):
     from edge.store import Store
     from edge.tracing import Tracer

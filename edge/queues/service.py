@@ -279,9 +279,7 @@ class QueueService:
         Runs inside the change's write transaction: the change and the invocations it fires
         commit together or not at all. Delivery is FIFO per item (group/key).
         """
-        subs = [sub for sub in self._state_subs
-                if (sub.trigger.group is None or sub.trigger.group == group)
-                and (sub.trigger.key is None or sub.trigger.key == key)]
+        subs = [sub for sub in self._state_subs if _watches(sub.trigger, group, key)]
         if not subs:
             return
         raw = _pack_raw({"group_id": group, "item_id": key, "old_value": old, "new_value": new,
@@ -351,6 +349,17 @@ class QueueService:
 
     async def _deliver(self, sub: Subscription, msg: _Msg) -> None:
         rec = msg.rec
+        if sub.trigger.type == "state" and (sub.trigger.group is not None or sub.trigger.key is not None):
+            # Stored while the trigger's filter was another one (changed before a retry or a
+            # restart): the step asks for these changes no more, so it does not get this one.
+            change = msgspec.msgpack.decode(rec.data)
+            group, key = change.get("group_id"), change.get("item_id")
+            if not _watches(sub.trigger, group, key):
+                self._log("info", f'{sub.step.name}: a stored run for the state change of group "{group}" key '
+                                  f'"{key}" was skipped: triggers[{sub.trigger.index}] no longer watches it',
+                          trace_id=rec.trace, step=sub.step.name)
+                self._ack(sub, msg, ())
+                return
         try:
             data = sub.decode(rec.data)
         except (SchemaError, msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -612,6 +621,11 @@ class QueueService:
             "unrouted": dict(self.unrouted),
             "orphaned": dict(self.orphaned),
         }
+
+
+def _watches(trigger, group: str, key: str) -> bool:
+    """Whether a state trigger's ``group``/``key`` filters take a change of ``group``/``key``."""
+    return (trigger.group is None or trigger.group == group) and (trigger.key is None or trigger.key == key)
 
 
 def _pack_raw(data: Any) -> msgspec.Raw:
