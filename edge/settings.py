@@ -35,7 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Threads that run sync handlers (a blocking handler holds one while it runs).
     threads: int = 4
     #: Seconds an HTTP connection may wait for (the head of) its next request: connections
-    #: that never send one, and idle keep-alive connections, are closed after it.
+    #: that never send one, and idle keep-alive connections, are closed after it; so are stream
+    #: WebSockets that hold no subscription that long (edge/server/ws.py).
     idle_timeout: float = 30.0
     #: An OpenTelemetry collector's OTLP/HTTP address: spans are exported there (edge._otlp).
     otlp_endpoint: str | None = None

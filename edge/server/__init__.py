@@ -20,7 +20,7 @@ def build_app(runtime, settings):
 
     endpoints = {**core_endpoints(), **queue_endpoints(), **console_endpoints(), **metrics_endpoints()}
     access = AccessPolicy(settings)  # who may use /__edge/ and the streams (edge/server/access.py)
-    sockets = StreamSockets(runtime.streams, runtime.tracer, access=access)
+    sockets = StreamSockets(runtime.streams, runtime.tracer, access=access, idle_timeout=settings.idle_timeout)
     return EdgeApp(runtime, settings, endpoints=endpoints, websocket=sockets, access=access)
 
 

@@ -11,6 +11,13 @@ from the store's after-commit hooks, from handlers, from trio) and written by on
 per socket. The queue is bounded: a client that cannot
 keep up is disconnected (close code 1008) the moment its queue would pass ``MAX_BUFFER``, and
 nobody else waits for it.
+
+A socket costs the server ~150 KiB (Granian's buffers) whether or not it subscribes, so one
+that holds no subscription is closed after ``idle_timeout`` seconds (``EDGE_IDLE_TIMEOUT``,
+counted from the upgrade and again from the leave of its last subscription), with an
+``IDLE_TIMEOUT`` error event and a close frame (1008). One timer per socket, armed at the upgrade
+and when a leave takes the last subscription (a timer that finds one does nothing): no work per
+frame, and none on the send path.
 """
 
 from __future__ import annotations
@@ -40,8 +47,12 @@ MAX_SUBSCRIPTIONS = 256
 #: largest frame; a group sync is sent in pieces of ``edge.streams.sync.PIECE`` (64 KiB), the
 #: next only once the queue has drained.
 MAX_BUFFER = 1 << 20
-#: Seconds sockets get to finish after the close frames on shutdown.
+#: Seconds sockets get to finish after the close frames on shutdown; also how long an idle
+#: socket's IDLE_TIMEOUT event may take to go out before it is closed without it.
 CLOSE_GRACE = 1.0
+#: Seconds a socket may hold no subscription (from the upgrade, or from its last leave) before it
+#: is closed; the server passes ``settings.idle_timeout`` (EDGE_IDLE_TIMEOUT).
+IDLE_TIMEOUT = 30.0
 
 #: Close codes (RFC 6455).
 GOING_AWAY, POLICY, TRY_LATER = 1001, 1008, 1013
@@ -63,7 +74,7 @@ class Client:
     """One WebSocket: its subscriptions, its bounded send queue, and the protocol handling."""
 
     __slots__ = ("sockets", "proto", "auth", "subs", "rooms", "queue", "queued", "waiter",
-                 "closed", "tasks", "peer", "token_ok", "syncs")
+                 "closed", "tasks", "peer", "token_ok", "syncs", "idle", "closing")
 
     def __init__(self, sockets: "StreamSockets", proto, auth: AuthContext | None, peer: str = ""):
         self.sockets = sockets
@@ -82,6 +93,10 @@ class Client:
         self.tasks: tuple = ()
         #: subscriptionId -> the rest of its group sync, sent when the queue has drained
         self.syncs: dict[str, GroupSync] = {}
+        #: The timer that closes this socket if it holds no subscription when it fires.
+        self.idle: asyncio.TimerHandle | None = None
+        #: The close code to send once the queue is out (an idle socket's error event first).
+        self.closing = 0
 
     # -- server -> client -----------------------------------------------------------------
 
@@ -113,6 +128,9 @@ class Client:
                 await send(frame)
             if self.closed:
                 return
+            if self.closing:
+                self.close(self.closing)  # the IDLE_TIMEOUT event is out
+                await loop.create_future()  # until close() cancels the loops: see Client.close
             if self.syncs:
                 self._continue_sync()  # everything before it is out: the next piece of a sync
                 continue
@@ -146,6 +164,9 @@ class Client:
         if self.closed:
             return
         self.closed = True
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
         self.sockets.forget(self)
         self.syncs.clear()
         self.queue.clear()
@@ -167,6 +188,8 @@ class Client:
 
     def handle(self, raw: str | bytes):
         """Handle one client frame. Returns None, or an awaitable when ``canAccess`` is async."""
+        if self.closing:
+            return None  # timed out: the close frame follows the IDLE_TIMEOUT event
         try:
             if len(raw) > MAX_FRAME:
                 raise _Bad("FRAME_TOO_LARGE", f"frames are limited to {MAX_FRAME} bytes, got {len(raw)}")
@@ -185,7 +208,10 @@ class Client:
                            _room_of(data))
             room, sub_id = _parse_subscription(data)
             if kind == "leave":
-                self.leave(sub_id)
+                if self.subs:
+                    self.leave(sub_id)
+                    if not self.subs:  # the last one: the idle timeout starts again
+                        self.arm_idle()
                 return None
             return self.join(sub_id, room)
         except _Bad as bad:
@@ -235,7 +261,7 @@ class Client:
                 raise
             self._access_failed(stream, exc)
             allowed = False
-        if not self.closed:
+        if not self.closed and not self.closing:
             self._admit(sub_id, room, allowed)
 
     def _admit(self, sub_id, room, allowed) -> None:
@@ -279,6 +305,33 @@ class Client:
         if self.rooms[room] <= 0:
             del self.rooms[room]
             self.sockets.streams.hub.remove(room, self)
+
+    # -- idleness --------------------------------------------------------------------------
+
+    def arm_idle(self) -> None:
+        """Close this socket in ``idle_timeout`` seconds unless it subscribes before (asyncio side)."""
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(self.sockets.idle_timeout, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        """The timer's callback: the IDLE_TIMEOUT event, then (once it is out) the close frame."""
+        self.idle = None
+        if self.closed or self.subs or self.closing:
+            return
+        try:
+            self.closing = POLICY
+            self.sockets.closed_idle += 1
+            timeout = f"{self.sockets.idle_timeout:g}"
+            self.error(None, "IDLE_TIMEOUT", f"this socket held no subscription for {timeout} s "
+                                             f"(EDGE_IDLE_TIMEOUT); join within {timeout} s of connecting "
+                                             f"or of leaving the last subscription")
+            # A peer that does not read would keep the event (and the socket) forever: bounded.
+            self.idle = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.close, POLICY)
+        except Exception as exc:  # a timer callback has no caller to raise to: close regardless
+            self.sockets.log("error", f"stream client {self.peer or '?'}: closing an idle socket failed: "
+                                      f"{type(exc).__name__}: {exc}")
+            self.close(POLICY)
 
     def error(self, room: tuple | None, code: str, message: str) -> None:
         """Answer with ``{"type": "event", "event": {"type": "error", "data": {code, message}}}``."""
@@ -347,7 +400,7 @@ def client_token(headers, query_string: str) -> tuple[str | None, str | None]:
 class StreamSockets:
     """Every stream WebSocket of the server (``app.websocket``)."""
 
-    def __init__(self, streams: Streams, tracer=None, access=None):
+    def __init__(self, streams: Streams, tracer=None, access=None, idle_timeout: float = IDLE_TIMEOUT):
         self.streams = streams
         self.tracer = tracer
         #: edge.server.access.AccessPolicy: EDGE_STREAMS_REQUIRE_TOKEN and the token (None: open).
@@ -356,11 +409,16 @@ class StreamSockets:
         self.handlers: set[asyncio.Future] = set()
         #: Clients cut off for not reading (see ``Client.push``).
         self.disconnected_slow = 0
+        #: Seconds a socket may hold no subscription before it is closed (``Client.arm_idle``).
+        self.idle_timeout = idle_timeout
+        #: Sockets closed for that (no log line each: a LAN peer can open thousands).
+        self.closed_idle = 0
         streams.socket_stats = self.stats
 
     def stats(self) -> dict:
-        """For the health endpoint: live sockets and slow clients cut off."""
-        return {"sockets": len(self.clients), "disconnected_slow": self.disconnected_slow}
+        """For the health endpoint: live sockets, slow clients cut off, idle sockets closed."""
+        return {"sockets": len(self.clients), "disconnected_slow": self.disconnected_slow,
+                "closed_idle": self.closed_idle}
 
     def log(self, level: str, message: str) -> None:
         if self.tracer is not None:
@@ -396,6 +454,7 @@ class StreamSockets:
         reader = loop.create_task(self._read_loop(client, receive))
         writer = loop.create_task(client.write_loop(send))
         client.tasks = (reader, writer)
+        client.arm_idle()
         try:
             await asyncio.wait(client.tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
