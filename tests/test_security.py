@@ -55,6 +55,8 @@ ENDPOINTS = [
     ("POST", "/__edge/emit", {"topic": "jobs", "data": {"n": 1}}),
     ("GET", "/__edge/dlq", None),
     ("POST", "/__edge/dlq/redrive", {}),
+    ("GET", "/__edge/dlq/orphans", None),
+    ("POST", "/__edge/dlq/orphans/move", {}),
     # the console's data endpoints
     ("GET", "/__edge/app", None),
     ("GET", "/__edge/system", None),

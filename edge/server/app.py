@@ -27,7 +27,8 @@ from ..runtime import HandlerError, Runtime, Skipped
 from ..tracing import new_id
 from .access import AccessPolicy
 from .bodies import BadBody, charset_codec, charset_of, decode_text
-from .bodies import ended_early, read_chunked  # faults hook (issue 10 item 5)
+from .bodies import ended_early  # faults hook (issue 10 item 5)
+from .intake import BodyIntake
 from .forms import FORM, parse_form
 from .responses import JSON, build_response, error_response, json_body, storage_full
 from .routing import Router
@@ -55,6 +56,8 @@ class EdgeApp:
         #: Who may use /__edge/... (hook, issue 11: edge/server/access.py).
         self.access = access if access is not None else AccessPolicy(settings)
         self.max_body = settings.max_body
+        #: The bodies being received: their time limit and memory budget (edge.server.intake).
+        self.intake = BodyIntake(settings.idle_timeout, settings.max_body)
         self.router = Router()
         for step in runtime.steps.values():
             for trigger in step.triggers:
@@ -187,7 +190,7 @@ class EdgeApp:
         if req_headers.get("content-length") is None and req_headers.get("transfer-encoding") is None:
             raw = b""  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
         else:
-            raw, problem = await self._read_body(proto, req_headers)
+            raw, problem = await self._read_body(proto, req_headers, scope.client)
             if problem is not None:
                 return problem
         schema = match.schema if match else None
@@ -226,8 +229,9 @@ class EdgeApp:
 
     # -- request pieces -------------------------------------------------------------------
 
-    async def _read_body(self, proto, headers):
-        """The body (within ``--max-body``), or ``(b"", error response)``."""
+    async def _read_body(self, proto, headers, client: str):
+        """The body (within ``--max-body``, in time, within the budget of bodies being
+        received: ``edge.server.intake``), or ``(b"", error response)``."""
         declared = headers.get("content-length")
         if declared is not None:
             try:
@@ -238,15 +242,28 @@ class EdgeApp:
                 return b"", _too_large(self.max_body)
             if length == 0:
                 return b"", None
-            # Declared and within the limit: one read (Granian enforces the declared length).
-            try:
-                return await proto(), None
-            except Exception:  # the body broke off: RSGIProtocolClosed (RSGI), BodyEndedEarly (ASGI)
-                return b"", ended_early()  # faults hook (issue 10 item 5): short body -> 400
-        if headers.get("transfer-encoding") is None:
+        elif headers.get("transfer-encoding") is None:
             return b"", None  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
-        # faults hook (issue 10 item 5): a chunked body cut off -> 400 (edge/server/bodies.py)
-        return await read_chunked(proto, self.max_body, lambda: _too_large(self.max_body))
+        else:
+            length = None  # chunked: a body cut off is a 400 (edge/server/bodies.py)
+        intake = self.intake
+        size = self.max_body if length is None else length
+        task = _current_tasks.get(self._loop) if _current_tasks is not None else asyncio.current_task()
+        refused = intake.begin(task, client, size)
+        if refused is not None:
+            return b"", refused
+        try:
+            if length is not None:  # declared and within the limit: one read (Granian enforces the length)
+                return await proto(), None
+            return await intake.read_chunked(proto, lambda: _too_large(self.max_body))
+        except asyncio.CancelledError:
+            if not intake.late(task):
+                raise
+            return b"", intake.timed_out(size, length is None)
+        except Exception:  # the body broke off: RSGIProtocolClosed (RSGI), BodyEndedEarly (ASGI)
+            return b"", ended_early()  # faults hook (issue 10 item 5): short body -> 400
+        finally:
+            intake.end(task, client, size)
 
     def _preflight(self, path, headers, origin):
         """A CORS preflight's answer; None when a step declares OPTIONS on ``path`` (it answers

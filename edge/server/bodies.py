@@ -28,7 +28,7 @@ from encodings.aliases import aliases
 from .responses import error_response
 
 __all__ = ["ENDED_EARLY", "BadBody", "BodyEndedEarly", "charset_codec", "charset_of", "decode_text",
-           "ended_early", "read_chunked", "text_codec"]
+           "ended_early", "text_codec"]
 
 ENDED_EARLY = "request body ended early"
 
@@ -39,25 +39,6 @@ class BodyEndedEarly(ConnectionError):
 
 def ended_early():
     return error_response(400, error=ENDED_EARLY)
-
-
-async def read_chunked(proto, max_body: int, too_large):
-    """A chunked body within ``max_body``: ``(body, None)``, ``(b"", too_large())`` or ``(b"", 400)``."""
-    chunks, size, empty = [], 0, False
-    try:
-        async for chunk in proto:
-            if not chunk:
-                if empty:  # the second empty chunk: Granian's sign of a broken body (see above)
-                    return b"", ended_early()
-                empty = True
-                continue
-            size += len(chunk)
-            if size > max_body:
-                return b"", too_large()
-            chunks.append(chunk)
-    except Exception:
-        return b"", ended_early()
-    return b"".join(chunks), None
 
 
 # -- the charset of a body ----------------------------------------------------------------------

@@ -23,7 +23,8 @@ def core_endpoints() -> dict:
 
 
 async def health(app, request):
-    return 200, {**app.runtime.health(), "interface": app.interface}
+    return 200, {**app.runtime.health(), "interface": app.interface,
+                 "bodies_receiving": {"count": app.intake.bodies, "bytes": app.intake.receiving}}
 
 
 async def openapi(app, request):

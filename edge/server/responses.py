@@ -13,7 +13,7 @@ __all__ = ["build_response", "error_response", "json_body", "json_payload", "sto
 
 STATUS_TEXT = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
+    405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large", 415: "Unsupported Media Type",
     421: "Misdirected Request", 422: "Unprocessable Entity", 500: "Internal Server Error",
     503: "Service Unavailable", 507: "Insufficient Storage",
 }
