@@ -244,6 +244,10 @@ class Runtime:
                 if self.tracer.exporter is not None:
                     await nursery.start(self.tracer.exporter.serve)
                 await nursery.start(self.queues.serve)
+                for name, n in self.streams.left_behind().items():  # said once, like orphaned messages
+                    self.tracer.log("warn", f'{n} stored item(s) of stream "{name}" belong to no stream of the '
+                                            f"project any more (renamed or removed?); they are kept, and a stream "
+                                            f'named "{name}" sees them again')
                 if self.cron_jobs and cron:
                     await nursery.start(self.serve_cron)
                 task_status.started(self)

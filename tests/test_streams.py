@@ -376,3 +376,33 @@ def test_stream_triggers_fire_durably_with_filters_conditions_and_the_writers_tr
             assert len(c.get("/__edge/state", params={"group": "seen"}).json()["items"]) == 4
     finally:
         assert server.stop() == 0
+
+
+def test_items_of_a_renamed_stream_are_kept_and_said_once_at_start(tmp_path):
+    """A tester renamed feed -> news: the items stayed in the store with no word about them."""
+    from .conftest import EdgeServer, write_project
+
+    files = {
+        "steps/feed_stream.py": 'config = {"name": "feed"}\n',
+        "steps/write_step.py": TRIGGER_PROJECT["steps/write_step.py"],
+    }
+    project = write_project(tmp_path / "app", files)
+    server = EdgeServer(project, tmp_path / "data").start()
+    try:
+        with server.client() as c:
+            for group, id in (("a", "1"), ("a", "2"), ("b", "3")):
+                assert c.put(f"/s/feed/{group}/{id}", json={"n": id}).status_code == 200
+    finally:
+        assert server.stop() == 0
+    assert not [r for r in server.logs() if "belong to no stream" in r.get("msg", "")]
+    (project / "steps" / "feed_stream.py").unlink()
+    (project / "steps" / "news_stream.py").write_text('config = {"name": "news"}\n')
+    server = EdgeServer(project, tmp_path / "data").start()
+    try:
+        with server.client() as c:
+            assert c.get("/__edge/health").status_code == 200
+    finally:
+        assert server.stop() == 0
+    warned = [(r["level"], r["msg"]) for r in server.logs() if "belong to no stream" in r.get("msg", "")]
+    assert warned == [("warn", '3 stored item(s) of stream "feed" belong to no stream of the project any more '
+                               '(renamed or removed?); they are kept, and a stream named "feed" sees them again')]

@@ -129,6 +129,17 @@ class Streams:
         # the last lead saved is up to AHEAD_REPORT_MS (and one commit) behind what was sent
         return saved + CLOCK_MARGIN_MS if saved > int(clock() * 1000) else 0
 
+    def left_behind(self) -> dict[str, int]:
+        """Items stored for streams no definition names any more (renamed or removed), by
+        stream name: kept, and readable again under that name."""
+        def count(txn):
+            out = {}
+            for name in txn.groups("streams", b"", sep=_SEP):
+                if name.decode(errors="replace") not in self.streams:
+                    out[name.decode(errors="replace")] = sum(1 for _ in txn.scan("streams", name + _SEP))
+            return out
+        return self.store.read(count)
+
     def health(self) -> dict:
         """For ``GET /__edge/health``: streams, live sockets, rooms, frames sent, slow clients cut off."""
         return {"streams": sorted(self.streams), **self.socket_stats(), "rooms": len(self.hub.rooms),
