@@ -138,3 +138,38 @@ def test_a_chunked_body_in_more_than_4096_pieces_is_a_413(server):
         "the chunked request body came in more than 4096 pieces; send it in bigger chunks, or with a "
         "Content-Length")})
     assert stored(server, "pieces-too-many") is None
+
+
+def test_gzip_and_deflate_bodies_are_inflated_as_body_parser_did(server):
+    """Motia 0.x ran on Express, whose body-parser inflated gzip and deflate bodies; a tester's
+    gzip JSON got `400 Malformed JSON ... invalid character (byte 0)`."""
+    import gzip
+    import zlib
+
+    import httpx
+
+    text = b'{"name": "ada", "pad": "' + b"x" * 200 + b'"}'
+
+    def post(key, body, coding, **kw):
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            return client.post(f"/store?key={key}", content=body,
+                               headers={"content-type": "application/json", "content-encoding": coding}, **kw)
+
+    assert post("gz", gzip.compress(text), "gzip").json() == {"stored": len(text)}
+    assert post("deflate", zlib.compress(text), "deflate").json() == {"stored": len(text)}
+    assert post("identity", text, "identity").json() == {"stored": len(text)}
+    bomb = gzip.compress(b"0" * (2 * MIB))  # 2 KiB that inflate past --max-body
+    assert len(bomb) < 4096
+    answer = post("bomb", bomb, "gzip")
+    assert (answer.status_code, answer.json()) == (413, {"error": "Payload Too Large", "detail": (
+        f"the gzip body inflates to over {MIB} bytes (--max-body / EDGE_MAX_BODY)"), "limit": MIB})
+    answer = post("br", text, "br")
+    assert (answer.status_code, answer.json()) == (415, {"error": "Unsupported Media Type", "detail": (
+        'unsupported Content-Encoding "br"; edge takes gzip, deflate or identity')})
+    answer = post("junk", b"not gzip at all", "gzip")
+    assert (answer.status_code, answer.json()["error"]) == (400, "Malformed body")
+    assert answer.json()["detail"].startswith("the gzip body cannot be inflated: Error -3 while decompressing data")
+    answer = post("cut", gzip.compress(text)[:-12], "gzip")
+    assert (answer.status_code, answer.json()) == (400, {"error": "Malformed body", "detail": "the gzip body is cut off"})
+    for key in ("bomb", "br", "junk", "cut"):
+        assert stored(server, key) is None

@@ -27,7 +27,7 @@ from ..runtime import HandlerError, Runtime, Skipped
 from ..tracing import new_id
 from .access import AccessPolicy
 from .bodies import BadBody, charset_codec, charset_of, decode_text
-from .bodies import ended_early  # faults hook (issue 10 item 5)
+from .bodies import ended_early, inflated  # faults hook (issue 10 item 5)
 from .intake import BodyIntake
 from .forms import FORM, parse_form
 from .responses import JSON, build_response, error_response, json_body, storage_full
@@ -254,8 +254,13 @@ class EdgeApp:
             return b"", refused
         try:
             if length is not None:  # declared and within the limit: one read (Granian enforces the length)
-                return await proto(), None
-            return await intake.read_chunked(proto, lambda: _too_large(self.max_body))
+                raw, problem = await proto(), None
+            else:
+                raw, problem = await intake.read_chunked(proto, lambda: _too_large(self.max_body))
+            coding = headers.get("content-encoding")
+            if coding is None or not raw or problem is not None:
+                return raw, problem
+            return inflated(raw, coding, self.max_body)  # as body-parser did for Motia 0.x
         except asyncio.CancelledError:
             if not intake.late(task):
                 raise

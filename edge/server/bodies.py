@@ -22,13 +22,14 @@ Then the charset a whole body is text in (:func:`text_codec`, :func:`decode_text
 from __future__ import annotations
 
 import codecs
+import zlib
 from encodings import normalize_encoding
 from encodings.aliases import aliases
 
 from .responses import error_response
 
 __all__ = ["ENDED_EARLY", "BadBody", "BodyEndedEarly", "charset_codec", "charset_of", "decode_text",
-           "ended_early", "text_codec"]
+           "ended_early", "inflated", "text_codec"]
 
 ENDED_EARLY = "request body ended early"
 
@@ -39,6 +40,38 @@ class BodyEndedEarly(ConnectionError):
 
 def ended_early():
     return error_response(400, error=ENDED_EARLY)
+
+
+# -- Content-Encoding ---------------------------------------------------------------------------
+
+#: Content codings Express's body-parser (Motia 0.x) inflated, and zlib's window bits for each.
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def inflated(raw: bytes, coding: str, max_body: int):
+    """``(body, None)`` for a body sent with ``Content-Encoding: coding``, or ``(b"", error)``:
+    gzip and deflate are inflated (``--max-body`` limits what they inflate to, so a small
+    bomb stays small), identity is the body as it is, anything else is a 415."""
+    name = coding.strip().lower()
+    if name == "identity":
+        return raw, None
+    bits = _CODINGS.get(name)
+    if bits is None:
+        return b"", error_response(415, detail=f'unsupported Content-Encoding "{coding}"; edge takes gzip, '
+                                                "deflate or identity")
+    inflater = zlib.decompressobj(bits)
+    try:
+        body = inflater.decompress(raw, max_body + 1)
+        if not inflater.unconsumed_tail:
+            body += inflater.flush()
+    except zlib.error as exc:
+        return b"", error_response(400, error="Malformed body", detail=f"the {name} body cannot be inflated: {exc}")
+    if len(body) > max_body or inflater.unconsumed_tail:
+        return b"", error_response(413, detail=f"the {name} body inflates to over {max_body} bytes "
+                                               "(--max-body / EDGE_MAX_BODY)", limit=max_body)
+    if not inflater.eof:
+        return b"", error_response(400, error="Malformed body", detail=f"the {name} body is cut off")
+    return body, None
 
 
 # -- the charset of a body ----------------------------------------------------------------------
