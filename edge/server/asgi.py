@@ -16,6 +16,9 @@ import asyncio
 
 from .bodies import BodyEndedEarly
 
+#: Seconds a WebSocket's close frame may take to go out (a peer that never reads holds it).
+CLOSE_WAIT = 2.0
+
 __all__ = ["wrap"]
 
 
@@ -194,21 +197,22 @@ class _WsProto:
     def close(self, status: int | None = None):
         """Start sending the close frame; returns the task sending it (None if already closed).
 
-        Callers must not cancel a pending ``receive()`` before that task is done: Granian drops
-        the connection, unsent close frame included, when a receive is cancelled.
+        Granian's ``send`` returns its own awaitable, not a coroutine (``create_task`` refused
+        it, and the close frame never went out). Its close waits for the pending ``receive()``
+        to let go of the socket: the caller cancels that receive, then awaits :meth:`finish`.
         """
         if self._closed:
             return None
         self._closed = True
-        self._closing = asyncio.get_running_loop().create_task(
-            self._send({"type": "websocket.close", "code": status or 1000}))
+        self._closing = asyncio.ensure_future(self._send({"type": "websocket.close", "code": status or 1000}))
         return self._closing
 
     async def finish(self) -> None:
+        """Until the close frame is out (at most CLOSE_WAIT seconds: a peer that never reads)."""
         if self._closing is not None:
             try:
-                await self._closing
-            except Exception:  # the peer is gone already
+                await asyncio.wait_for(asyncio.shield(self._closing), CLOSE_WAIT)
+            except Exception:  # the peer is gone already, or does not read
                 pass
 
 

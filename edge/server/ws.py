@@ -172,16 +172,10 @@ class Client:
         self.queue.clear()
         self.queued = 0
         try:
-            sending = self.proto.close(code)
+            self.proto.close(code)  # ASGI: a task sends the frame; serve_client waits for it (finish)
         except Exception:  # already closed by the peer
-            sending = None
-        tasks = self.tasks
-        if isinstance(sending, asyncio.Future) and not sending.done():
-            # ASGI: the close frame goes out from a task; stop the loops once it is out, since
-            # cancelling a pending receive first makes Granian drop the socket without it.
-            sending.add_done_callback(lambda _: [task.cancel() for task in tasks])
-            return
-        for task in tasks:
+            pass
+        for task in self.tasks:  # (under ASGI the pending receive must let go for the close to go out)
             task.cancel()
 
     # -- client -> server -----------------------------------------------------------------
