@@ -32,6 +32,11 @@ def _ms(value: float) -> str:
     return f"{value:.0f} ms"
 
 
+def mib(n: int) -> str:
+    """``12.4 MiB``: sizes of files and of buffered bytes, in messages."""
+    return f"{n / (1 << 20):.1f} MiB"
+
+
 def user_name(uid: int) -> str:
     """The user name of ``uid``, else the number (chown takes either)."""
     import pwd

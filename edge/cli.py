@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._format import plural
+from ._format import mib, plural
 from .errors import EdgeError, PortInUse
 from .settings import Settings
 
@@ -609,9 +609,8 @@ def _span_line(span: dict) -> str:
 
 def cmd_backup(args) -> int:
     import shlex
-    import shutil
 
-    from .store import Store
+    from .store import backup
 
     settings = settings_from(args)
     source, dest = Path(settings.data_dir), Path(args.dest)
@@ -622,19 +621,7 @@ def cmd_backup(args) -> int:
                          "(on another disk, best)")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} already exists and is not an empty directory; name a new one")
-    dest.mkdir(parents=True, exist_ok=True)
-    partial = dest / ".partial"  # data.mdb appears only once it is whole
-    partial.mkdir()
-    store = Store.open(source, settings.durability)
-    try:
-        size = store.copy_to(partial)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
-        store.close()
-    os.replace(partial / "data.mdb", dest / "data.mdb")
-    partial.rmdir()
+    size = backup(source, dest, settings.durability)
     print(f"copied {source} to {dest} ({_size(size)}); to restore it, stop edge and start it "
           f"with --data-dir {shlex.quote(str(dest))}, or put {dest} in place of {source}")
     return 0
@@ -655,7 +642,7 @@ def cmd_compact(args) -> int:
 
 
 def _size(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"
+    return mib(n) if n >= 1 << 20 else f"{n / 1024:.0f} KiB"
 
 
 def cmd_logs(args) -> int:

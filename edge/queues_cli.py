@@ -123,7 +123,7 @@ def _dlq_redrive(args, settings) -> int:
         from .queues.dlq import redrive_offline
         from .queues.service import BadRedrive, unknown_step
 
-        with _offline_service(settings) as service:
+        with _offline_service(settings) as (service, _):
             try:
                 target = None if args.to is None else service.target(args.to, args.topic)
             except BadRedrive as exc:
@@ -144,13 +144,14 @@ def _dlq_redrive(args, settings) -> int:
 @contextmanager
 def _offline_service(settings):
     """The queue service over --data-dir (no server answered), with the project's steps and
-    the data dir's lock: what the server would route to, without serving."""
+    the data dir's lock: what the server would route to, without serving; and the discovery
+    it came from (what moving orphans checks first)."""
     from .queues import QueueService
 
     discovery = discover_project(settings)
     _print_discovery_problems(discovery)
     with opened_store(settings, write=True) as store:
-        yield QueueService(store, discovery.steps)
+        yield QueueService(store, discovery.steps), discovery
 
 
 def _dlq_delete(args, settings) -> int:
@@ -191,8 +192,12 @@ def _dlq_orphans(args, settings) -> int:
             moved = result["moved"]
         else:
             from .queues.dlq import drive_sync
+            from .queues.orphans import moving_refused
 
-            with _offline_service(settings) as service:
+            with _offline_service(settings) as (service, discovery):
+                refused = moving_refused(discovery, settings.dir)
+                if refused is not None:
+                    raise EdgeError(refused)
                 moved = sum(drive_sync(service.store, service.moving_orphans(args.step)).values())
         if not moved:
             print("no orphaned messages")
@@ -208,7 +213,7 @@ def _dlq_orphans(args, settings) -> int:
             raise _server_error(status, result)
         orphans = result["orphans"]
     else:
-        with _offline_service(settings) as service:
+        with _offline_service(settings) as (service, _):
             orphans = service.orphans(args.step)
     for entry in orphans:
         if args.json:

@@ -196,6 +196,15 @@ def test_an_address_the_machine_lost_is_refused_once_the_addresses_are_read_agai
     assert get(p, "127.0.0.1:1", {"host": "raspberrypi.local:3000"}) is None
 
 
+def test_the_hosts_remembered_stay_few_whatever_hosts_are_sent():
+    p = policy()
+    for i in range(1000):
+        assert get(p, "10.0.0.9:1", {"host": f"x{i}.localhost"})[0] == 401  # (not from this machine)
+    assert len(p._known_hosts) <= 32
+    assert get(p, "127.0.0.1:1", {"host": "localhost:3000"}) is None
+    assert "localhost:3000" in p._known_hosts  # the memo still works after the flood
+
+
 def test_a_request_without_host_is_not_refused_for_it():
     assert policy().check("GET", "/__edge/state", "127.0.0.1:1", {}) is None
 

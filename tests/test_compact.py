@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from edge._state import encode_value
 from edge.store import Store
@@ -258,3 +259,24 @@ def test_edge_start_on_a_damaged_store_says_so_in_one_line(tmp_path):
         assert (done.returncode, done.stderr) == (1, (
             f"edge start: the store in {data} is damaged: {problem}. Restore a copy made with `edge backup` "
             f"into {data}, or move {data} aside to start with an empty store\n")), how
+
+
+def test_compact_by_root_keeps_the_owner_and_mode_of_the_services_store(tmp_path):
+    """`sudo ./todo compact` without `-u todo` handed data.mdb to root (0644), and the service,
+    running as todo, then refused to start."""
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the store belongs to nobody, compact runs as root")
+    nobody = pwd.getpwnam("nobody")
+    data = tmp_path / "data"
+    grown_store(data, churn=300)
+    for name in ("data.mdb", "lock.mdb"):
+        os.chown(data / name, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(data / "data.mdb", 0o640)
+    done = subprocess.run([sys.executable, "-m", "edge", "compact", "--data-dir", str(data)], capture_output=True,
+                          text=True, cwd=str(tmp_path), stdin=subprocess.DEVNULL, timeout=60,
+                          preexec_fn=lambda: os.umask(0o077))
+    assert done.returncode == 0, done.stderr
+    st = (data / "data.mdb").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (nobody.pw_uid, nobody.pw_gid, 0o640)

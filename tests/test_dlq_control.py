@@ -316,3 +316,41 @@ def test_moving_20000_orphans_offline_stays_small(tmp_path):
         assert (first.trace_id, last.trace_id, first.group) == (f"{0:032x}", f"{n - 1:032x}", "g")
     finally:
         store.close()
+
+
+def test_orphans_are_not_moved_while_a_step_file_is_broken_or_the_project_is_another(tmp_path):
+    """A step that fails to load, or a --dir with no steps, makes a live queue look orphaned:
+    a move would take its messages out of it (the reviewer's reproduction: 3 messages of a
+    step with a bad import were moved, and again from an empty folder)."""
+    project, data = stored_orders(tmp_path, 3)
+    worker = project / "steps" / "worker_step.py"
+    worker.write_text(WORKER.replace("\n    ", "\n").lstrip())  # Worker again: nothing is orphaned...
+    broken = worker.read_text()
+    worker.write_text("import not_installed_module\n" + broken)  # ...but its file does not load
+    out = edge_cli("dlq", "orphans", "--move", data_dir=data, project=project)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1] == (
+        "edge dlq: 1 step file(s) failed to load (steps/worker_step.py); their messages would look orphaned: "
+        "fix them (edge steps lists the errors), then move again")
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    out = edge_cli("dlq", "orphans", "--move", data_dir=data, project=empty)
+    assert (out.returncode, out.stderr.splitlines()[-1]) == (1, (
+        f"edge dlq: no steps found in {empty}; every stored message would look orphaned: pass the --dir of the "
+        "project that owns the data directory"))
+    server = EdgeServer(project, data, command="dev", args=["--no-reload"]).start()  # serves the rest
+    try:
+        with server.client() as client:
+            answer = client.post("/__edge/dlq/orphans/move", json={})
+            assert (answer.status_code, answer.json()["error"]) == (409, "Conflict")
+            assert answer.json()["detail"].startswith("1 step file(s) failed to load (steps/worker_step.py)")
+            assert client.get("/__edge/health").json()["queues"]["dead_letters"] == 0
+    finally:
+        server.stop()
+    worker.write_text(broken)
+    assert dead_letters(data, project) == []
+    store = Store.open(data)
+    try:  # all 3 still wait in Worker's queue
+        assert store.read(lambda t: t.count("queue")) == 3
+    finally:
+        store.close()

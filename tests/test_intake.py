@@ -158,6 +158,11 @@ def test_gzip_and_deflate_bodies_are_inflated_as_body_parser_did(server):
     assert post("gz", gzip.compress(text), "gzip").json() == {"stored": len(text)}
     assert post("deflate", zlib.compress(text), "deflate").json() == {"stored": len(text)}
     assert post("identity", text, "identity").json() == {"stored": len(text)}
+    half = len(text) // 2  # two gzip members, as `cat a.gz b.gz` makes: the whole body, not its first half
+    assert post("members", gzip.compress(text[:half]) + gzip.compress(text[half:]), "gzip").json() == {
+        "stored": len(text)}
+    answer = post("trailing", gzip.compress(text) + b"junk", "gzip")
+    assert (answer.status_code, answer.json()["error"]) == (400, "Malformed body")
     bomb = gzip.compress(b"0" * (2 * MIB))  # 2 KiB that inflate past --max-body
     assert len(bomb) < 4096
     answer = post("bomb", bomb, "gzip")
@@ -171,5 +176,45 @@ def test_gzip_and_deflate_bodies_are_inflated_as_body_parser_did(server):
     assert answer.json()["detail"].startswith("the gzip body cannot be inflated: Error -3 while decompressing data")
     answer = post("cut", gzip.compress(text)[:-12], "gzip")
     assert (answer.status_code, answer.json()) == (400, {"error": "Malformed body", "detail": "the gzip body is cut off"})
-    for key in ("bomb", "br", "junk", "cut"):
+    for key in ("bomb", "br", "junk", "cut", "trailing"):
         assert stored(server, key) is None
+
+
+@pytest.fixture(scope="module")
+def patient_server(tmp_path_factory):
+    """Bodies get the default 30 s here: the test holds 1,024 of them while it opens more."""
+    with served(tmp_path_factory, "intake-patient", APP) as server:
+        yield server
+
+
+def test_tiny_bodies_count_16_kib_each_so_one_client_holds_at_most_1024(patient_server):
+    """Bodies of a few bytes, half sent, cost no memory but hold connections: counted at least
+    16 KiB each, one address may be sending 1,024 at once (the tester held 16,384 such, and
+    nobody else got an answer)."""
+    import resource
+
+    server = patient_server
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = []
+    try:
+        for i in range(1024):
+            sock = connect(server)
+            sock.sendall(head(f"tiny{i}", 100) + b"x" * 10)
+            held.append(sock)
+        with server.client() as client:
+            wait_for(lambda: client.get("/__edge/health").json()["bodies_receiving"]["count"] == 1024, timeout=30)
+        with connect(server) as sock:
+            sock.sendall(head("tiny-too-many", 100) + b"x" * 100)
+            status, _, body = answer(sock)
+            assert (status, body["detail"]) == (503, (
+                "edge is receiving 16.0 MiB of request bodies from 127.0.0.1 already, and takes at most 16.0 MiB "
+                "at once from one client; retry shortly"))
+        with connect(server, source="127.0.0.2") as sock:  # someone else is still served
+            sock.sendall(head("other-tiny", 100) + b"y" * 100)
+            assert answer(sock)[:3:2] == (201, {"stored": 100})
+    finally:
+        for sock in held:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -19,6 +19,7 @@ from ..errors import EdgeError
 from ..tracing import new_id
 from .dlq import DEFAULT_LIMIT, MAX_LIMIT, list_page
 from .enqueue import parse_event
+from .orphans import moving_refused
 from .service import NotFound
 
 __all__ = ["queue_endpoints", "int_param"]
@@ -105,6 +106,9 @@ async def dlq_orphans_move(app, request):
     body = request.body if request.body is not None else {}
     if not isinstance(body, dict) or not set(body) <= {"step"}:
         raise EdgeError('POST /__edge/dlq/orphans/move takes {"step"?: "..."}')
+    refused = moving_refused(app.runtime.discovery, app.settings.dir)
+    if refused is not None:
+        return 409, {"error": "Conflict", "detail": refused}
     return 200, {"moved": await app.runtime.queues.move_orphans(body.get("step"))}
 
 

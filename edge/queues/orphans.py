@@ -20,10 +20,24 @@ from . import records as R
 from .dlq import CHUNK
 from .records import DeadLetter, decode_message, encode_dead
 
-__all__ = ["orphaned", "moving", "orphan_error", "SAMPLE"]
+__all__ = ["orphaned", "moving", "moving_refused", "orphan_error", "SAMPLE"]
 
 #: Messages of each orphaned subscription whose data a listing shows.
 SAMPLE = 3
+
+
+def moving_refused(discovery, project: str) -> str | None:
+    """Why orphans must not be moved now (None: they may). A step whose file failed to load,
+    or a project folder with no steps at all (a wrong --dir), would make live queues look
+    orphaned, and a move would take their messages out of them."""
+    if discovery.errors:
+        files = ", ".join(sorted({error.file for error in discovery.errors}))
+        return (f"{len(discovery.errors)} step file(s) failed to load ({files}); their messages would look "
+                "orphaned: fix them (edge steps lists the errors), then move again")
+    if not discovery.steps:
+        return (f"no steps found in {project}; every stored message would look orphaned: pass the --dir of "
+                "the project that owns the data directory")
+    return None
 
 
 def orphan_error(step: str, topic: str) -> str:

@@ -173,10 +173,13 @@ class AccessPolicy:
         return ip in self.addresses
 
     def _remember(self, host: str) -> None:
-        """Keep a Host header that names this machine for good (the next request's check is one
-        set lookup); a few dozen at most, since anyone may send any Host."""
-        if len(self._known_hosts) < MAX_KNOWN_HOSTS:
-            self._known_hosts.add(host)
+        """Keep a Host header that names this machine (the next request's check is one set
+        lookup). Anyone may send any Host (``x1.localhost``, ``x2.localhost``, ...): when
+        the set is full it starts again, so such a flood costs the memo, never memory."""
+        known = self._known_hosts
+        if len(known) >= MAX_KNOWN_HOSTS:
+            known.clear()
+        known.add(host)
 
     def _scan(self) -> None:
         self.addresses = frozenset(filter(None, map(_normal_ip, self._read_addresses())))

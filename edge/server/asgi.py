@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from .bodies import BodyEndedEarly
-
-#: Seconds a WebSocket's close frame may take to go out (a peer that never reads holds it).
-CLOSE_WAIT = 2.0
+from .ws import CLOSE_GRACE
 
 __all__ = ["wrap"]
 
@@ -194,26 +192,31 @@ class _WsProto:
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
         return _WsTransport(self._receive, self._send)
 
-    def close(self, status: int | None = None):
-        """Start sending the close frame; returns the task sending it (None if already closed).
+    def close(self, status: int | None = None) -> None:
+        """Start sending the close frame (once); :meth:`finish` waits for it.
 
         Granian's ``send`` returns its own awaitable, not a coroutine (``create_task`` refused
-        it, and the close frame never went out). Its close waits for the pending ``receive()``
+        it, so nothing waited for the close). Its close waits for the pending ``receive()``
         to let go of the socket: the caller cancels that receive, then awaits :meth:`finish`.
         """
         if self._closed:
-            return None
+            return
         self._closed = True
         self._closing = asyncio.ensure_future(self._send({"type": "websocket.close", "code": status or 1000}))
-        return self._closing
+        self._closing.add_done_callback(_consumed)  # a peer gone meanwhile is no error to report
 
     async def finish(self) -> None:
-        """Until the close frame is out (at most CLOSE_WAIT seconds: a peer that never reads)."""
+        """Until the close frame is out (at most CLOSE_GRACE seconds: a peer that never reads)."""
         if self._closing is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._closing), CLOSE_WAIT)
+                await asyncio.wait_for(asyncio.shield(self._closing), CLOSE_GRACE)
             except Exception:  # the peer is gone already, or does not read
                 pass
+
+
+def _consumed(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def wrap(app):

@@ -1,4 +1,6 @@
-"""Reading a request body whole, or not at all: a body that ends early is a 400.
+"""What a request body is before a handler sees it: whole, or not at all (a body that ends
+early is a 400; ``edge.server.intake`` reads it, within its deadline and budget), inflated
+(``Content-Encoding``), and the text its charset says.
 
 A client that half-closes in the middle of a chunked body (``7\\r\\n{"a":1}\\r\\n`` and no final
 0-chunk), sends a bad chunk size after a good chunk, or sends fewer bytes than its
@@ -59,18 +61,25 @@ def inflated(raw: bytes, coding: str, max_body: int):
     if bits is None:
         return b"", error_response(415, detail=f'unsupported Content-Encoding "{coding}"; edge takes gzip, '
                                                 "deflate or identity")
-    inflater = zlib.decompressobj(bits)
-    try:
-        body = inflater.decompress(raw, max_body + 1)
-        if not inflater.unconsumed_tail:
-            body += inflater.flush()
-    except zlib.error as exc:
-        return b"", error_response(400, error="Malformed body", detail=f"the {name} body cannot be inflated: {exc}")
-    if len(body) > max_body or inflater.unconsumed_tail:
-        return b"", error_response(413, detail=f"the {name} body inflates to over {max_body} bytes "
-                                               "(--max-body / EDGE_MAX_BODY)", limit=max_body)
-    if not inflater.eof:
-        return b"", error_response(400, error="Malformed body", detail=f"the {name} body is cut off")
+    body, data = b"", raw
+    while data:  # gzip: one member after another, as node's gunzip reads them
+        room = max_body + 1 - len(body)
+        inflater = zlib.decompressobj(bits)
+        try:
+            body += inflater.decompress(data, room) if room > 0 else b""
+            if room > 0 and not inflater.unconsumed_tail:
+                body += inflater.flush()
+        except zlib.error as exc:
+            return b"", error_response(400, error="Malformed body", detail=f"the {name} body cannot be inflated: {exc}")
+        if room <= 0 or len(body) > max_body or inflater.unconsumed_tail:
+            return b"", error_response(413, detail=f"the {name} body inflates to over {max_body} bytes "
+                                                   "(--max-body / EDGE_MAX_BODY)", limit=max_body)
+        if not inflater.eof:
+            return b"", error_response(400, error="Malformed body", detail=f"the {name} body is cut off")
+        data = inflater.unused_data
+        if data and name == "deflate":
+            return b"", error_response(400, error="Malformed body",
+                                       detail=f"the deflate body has {len(data)} bytes after its end")
     return body, None
 
 

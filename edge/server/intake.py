@@ -12,7 +12,8 @@ else got an answer. Two bounds, both cheap on the request path:
   closed; what had arrived is dropped. Deadlines are checked by one sweep a second while any
   body is being read, which cancels the reading request (no timer per request).
 * **Memory.** The bodies being received at once may add up to :attr:`BodyIntake.per_client`
-  bytes from one client address and :attr:`BodyIntake.total` from all (declared lengths;
+  bytes from one client address and :attr:`BodyIntake.total` from all (declared lengths,
+  at least :data:`MIN_CHARGE` each, so tiny bodies cannot hold thousands of connections;
   a chunked body counts as ``--max-body``). A body past either is answered ``503`` with
   ``Retry-After`` before any of it is read, and its connection closed.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from time import monotonic
 
+from .._format import mib
 from .bodies import ended_early
 from .responses import error_response
 
@@ -36,6 +38,9 @@ MIN_RATE = 16 * 1024
 MAX_PIECES = 4096
 #: Seconds between looks for bodies past their deadline.
 SWEEP_INTERVAL = 1.0
+#: What a body counts against the budgets at least: one address may be receiving at most
+#: 1,024 bodies at once (16 MiB / 16 KiB), all clients 4,096.
+MIN_CHARGE = 16 * 1024
 #: Smallest budgets (bytes being received at once): from one client, and from all clients.
 PER_CLIENT_FLOOR = 16 << 20
 TOTAL_FLOOR = 64 << 20
@@ -64,17 +69,20 @@ class BodyIntake:
         None, or the 503 to answer instead (nothing was counted then)."""
         address = client.rpartition(":")[0]
         mine = self._by_client.get(address, 0)
+        deadline = self.grace + size / MIN_RATE
+        if size < MIN_CHARGE:  # thousands of tiny half-sent bodies hold connections, not bytes
+            size = MIN_CHARGE
         if mine + size > self.per_client:
-            return _busy(f"edge is receiving {_mib(mine)} of request bodies from {address} already, and takes "
-                         f"at most {_mib(self.per_client)} at once from one client")
+            return _busy(f"edge is receiving {mib(mine)} of request bodies from {address} already, and takes "
+                         f"at most {mib(self.per_client)} at once from one client")
         if self.receiving + size > self.total:
-            return _busy(f"edge is receiving {_mib(self.receiving)} of request bodies already, and takes at "
-                         f"most {_mib(self.total)} at once")
+            return _busy(f"edge is receiving {mib(self.receiving)} of request bodies already, and takes at "
+                         f"most {mib(self.total)} at once")
         self._by_client[address] = mine + size
         self.receiving += size
         self.bodies += 1
         if task is not None:
-            self._deadlines[task] = monotonic() + self.grace + size / MIN_RATE
+            self._deadlines[task] = monotonic() + deadline
             if self._sweep is None:
                 loop = task.get_loop()
                 self._sweep = loop.call_later(SWEEP_INTERVAL, self._look, loop)
@@ -83,6 +91,8 @@ class BodyIntake:
     def end(self, task: asyncio.Task | None, client: str, size: int) -> None:
         """The body admitted by :meth:`begin` was read, refused or cut off."""
         address = client.rpartition(":")[0]
+        if size < MIN_CHARGE:
+            size = MIN_CHARGE
         self.bodies -= 1
         self.receiving -= size
         left = self._by_client[address] - size
@@ -148,6 +158,3 @@ def _busy(detail: str):
     headers += [("retry-after", "2"), ("connection", "close")]
     return status, headers, body
 
-
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB"

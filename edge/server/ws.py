@@ -484,7 +484,8 @@ class StreamSockets:
         for client in list(self.clients):
             client.close(GOING_AWAY)
         if self.handlers:
-            await asyncio.wait(list(self.handlers), timeout=CLOSE_GRACE)
+            # (under ASGI each handler waits up to CLOSE_GRACE for its close frame to go out)
+            await asyncio.wait(list(self.handlers), timeout=2 * CLOSE_GRACE)
 
 
 def _accepts_subprotocol(proto) -> bool:

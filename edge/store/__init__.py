@@ -36,11 +36,11 @@ from typing import Any, Callable, Iterator, TypeVar
 import lmdb
 import trio
 
-from .._format import user_name
+from .._format import mib, user_name
 from .._loops import Completion
 from ..errors import StorageFull, StoreError
 
-__all__ = ["Store", "Txn", "TABLES", "compact"]
+__all__ = ["Store", "Txn", "TABLES", "backup", "compact"]
 
 T = TypeVar("T")
 
@@ -538,7 +538,6 @@ class Store:
         free = self._free_bytes()
         return free is not None and free < 4 * self._env.stat()["psize"] * 64
 
-
     # -- lifecycle ------------------------------------------------------------------------
 
     def stop_writer(self) -> None:
@@ -556,7 +555,6 @@ class Store:
         info = self._env.info()
         return {"path": str(self.path), "map_size": info["map_size"], "durability": self.durability}
 
-
     # -- copies ---------------------------------------------------------------------------
 
     def copy_to(self, directory: str | os.PathLike) -> int:
@@ -567,20 +565,14 @@ class Store:
         only live data. ``directory`` must exist and hold no data.mdb. The file is fsynced.
         """
         directory = Path(directory)
-        gate = self._gate
-        with gate:
-            while self._growing:
-                gate.wait()
-            self._readers += 1
+
+        def write_copy(txn):
+            self._env.copy(str(directory), compact=True, txn=txn._txn)
+
         try:
-            self._env.copy(str(directory), compact=True)
+            self.read(write_copy)
         except lmdb.Error as exc:
             raise self._copy_error(exc, directory) from None
-        finally:
-            with gate:
-                self._readers -= 1
-                if not self._readers:
-                    gate.notify_all()
         copy = directory / "data.mdb"
         _fsync(copy)
         _fsync(directory)
@@ -590,13 +582,38 @@ class Store:
         text = str(exc)
         if "No space left" in text or getattr(exc, "errno", None) == errno.ENOSPC:
             return StorageFull(f"the disk holding {directory} has no room for a copy of the store "
-                               f"({_mib(self.live_bytes())} or less); free space there or copy to another "
+                               f"({mib(self.live_bytes())} or less); free space there or copy to another "
                                "disk", str(directory))
         return StoreError(f"copying the store in {self.path} to {directory} failed: {text}")
 
     def live_bytes(self) -> int:
         """An upper bound of what the store holds: its pages up to the last one in use."""
-        return (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
+        return _used_bytes(self._env)
+
+
+def backup(path: str | os.PathLike, dest: str | os.PathLike, durability: str = "durable") -> int:
+    """Write a compacted copy of the store in ``path`` as ``dest``/data.mdb (``dest``: a new
+    or empty directory); return its size. Safe while edge serves (:meth:`Store.copy_to`).
+    ``data.mdb`` appears only once whole, and a power cut after the return keeps it."""
+    dest = Path(dest)
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    partial = dest / ".partial"
+    partial.mkdir()
+    store = Store.open(path, durability)
+    try:
+        size = store.copy_to(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        store.close()
+    os.replace(partial / "data.mdb", dest / "data.mdb")
+    partial.rmdir()
+    _fsync(dest)
+    if created:
+        _fsync(dest.parent)
+    return size
 
 
 def compact(path: str | os.PathLike, durability: str = "durable") -> tuple[int, int]:
@@ -638,6 +655,7 @@ def compact(path: str | os.PathLike, durability: str = "durable") -> tuple[int, 
             except OSError:
                 raise StoreError(f"another process has the store in {path} open (an edge command in another "
                                  "shell?); let it finish, then compact again. Nothing was changed") from None
+            _same_owner(work / "data.mdb", data_file)
             os.replace(work / "data.mdb", data_file)
             _fsync(path)
             # Opened here while the byte is held, LMDB sees itself first (fcntl locks are per
@@ -653,12 +671,26 @@ def compact(path: str | os.PathLike, durability: str = "durable") -> tuple[int, 
 def _cut_off(env: lmdb.Environment, data_file: Path) -> str | None:
     """What is wrong when ``data.mdb`` is shorter than the pages its last commit uses (a copy
     that did not finish, a full disk while copying); None when it is whole."""
-    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    needed = _used_bytes(env)
     size = data_file.stat().st_size
     if size >= needed:
         return None
-    return (f"data.mdb is {_mib(size)} but its last commit uses {_mib(needed)}: the file was cut off "
+    return (f"data.mdb is {mib(size)} but its last commit uses {mib(needed)}: the file was cut off "
             "(a copy that did not finish, or a full disk while copying)")
+
+
+def _used_bytes(env: lmdb.Environment) -> int:
+    """The bytes of the pages the last commit uses (up to its last page; free ones included)."""
+    return (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+
+
+def _same_owner(copy: Path, original: Path) -> None:
+    """Give ``copy`` the owner and mode of ``original``: a ``sudo edge compact`` must not hand
+    the service's store to root (it would then refuse to start)."""
+    st = original.stat()
+    os.chmod(copy, st.st_mode & 0o7777)
+    if os.geteuid() == 0:
+        os.chown(copy, st.st_uid, st.st_gid)
 
 
 def _fsync(path: Path) -> None:
@@ -668,6 +700,3 @@ def _fsync(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-def _mib(size: int) -> str:
-    return f"{size / (1 << 20):.1f} MiB"
