@@ -221,7 +221,8 @@ def _dlq_orphans(args, settings) -> int:
             continue
         first = ", ".join(_clip(json.dumps(data)) for data in entry["first"])
         more = ", ..." if entry["count"] > len(entry["first"]) else ""
-        print(f"{entry['step']} <- {entry['topic']}  {entry['count']:,} message(s)  data {first}{more}")
+        count = f"{entry['count']:,}{'+' if entry.get('at_least') else ''}"
+        print(f"{entry['step']} <- {entry['topic']}  {count} message(s)  data {first}{more}")
     if not orphans and not args.json:
         print("no orphaned messages")
     elif not args.json:

@@ -231,7 +231,7 @@ def test_orphans_are_listed_moved_to_dead_letters_and_redriven_through_the_serve
         assert (out.returncode, out.stdout) == (0, 'Worker <- orders  4 message(s)  data {"id": "o1"}, '
                                                    '{"id": "o2"}, {"id": "o3"}, ...\n' + HINT)
         out = edge_cli("dlq", "orphans", "--json", data_dir=data, project=project, port=server.port)
-        assert json.loads(out.stdout) == {"step": "Worker", "topic": "orders", "count": 4,
+        assert json.loads(out.stdout) == {"step": "Worker", "topic": "orders", "count": 4, "at_least": False,
                                           "first": [{"id": "o1"}, {"id": "o2"}, {"id": "o3"}]}
         out = edge_cli("dlq", "orphans", "--step", "OrderWorker", data_dir=data, project=project, port=server.port)
         assert (out.returncode, out.stdout) == (0, "no orphaned messages\n")

@@ -242,3 +242,10 @@ def test_a_data_dir_edge_may_not_enter_is_the_stores_message_not_a_traceback(nob
     assert _open_as(nobody, data) == (
         f"cannot write to the data directory {data}: Permission denied; pass --data-dir (or EDGE_DATA_DIR) "
         "naming a writable directory")
+
+
+def test_count_prefix_counts_the_prefix_alone_and_stops_at_the_limit(store):
+    store.write_sync(lambda t: [t.put("queue", b"%c%04d" % (c, i), b"v") for c in b"abc" for i in range(50)])
+    counts = store.read(lambda t: [t.count_prefix("queue", p, 1000) for p in (b"a", b"b", b"c", b"d", b"")])
+    assert counts == [50, 50, 50, 0, 150]
+    assert store.read(lambda t: t.count_prefix("queue", b"b", 20)) == 20

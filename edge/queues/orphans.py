@@ -24,6 +24,8 @@ __all__ = ["orphaned", "moving", "moving_refused", "orphan_error", "SAMPLE"]
 
 #: Messages of each orphaned subscription whose data a listing shows.
 SAMPLE = 3
+#: A listing counts each subscription's messages up to this many ("at least" beyond).
+COUNT_LIMIT = 100_000
 
 
 def moving_refused(discovery, project: str) -> str | None:
@@ -54,18 +56,20 @@ def _orphaned_subs(txn, live: set[bytes], step: str | None) -> list[tuple[bytes,
 
 
 def orphaned(txn, live: set[bytes], *, step: str | None = None, sample: int = SAMPLE) -> list[dict]:
-    """``[{"step", "topic", "count", "first": [data, ...]}]`` of the subscriptions outside
+    """``[{"step", "topic", "count", "at_least", "first": [data, ...]}]`` of the subscriptions outside
     ``live`` (their key prefixes) that hold messages, of ``step`` when given (a read function).
     ``first``: the data of the oldest ``sample`` messages; only those are decoded."""
     out = []
     for prefix, name, topic in _orphaned_subs(txn, live, step):
-        count, first = 0, []
+        first = []
         for _, value in txn.scan("queue", prefix):
-            if count < sample:
-                first.append(msgspec.msgpack.decode(decode_message(value).data))
-            count += 1
-        if count:
-            out.append({"step": name, "topic": topic, "count": count, "first": first})
+            if len(first) == sample:
+                break
+            first.append(msgspec.msgpack.decode(decode_message(value).data))
+        if first:  # counted by key alone, and only so far: this runs on the server's loop thread
+            count = txn.count_prefix("queue", prefix, COUNT_LIMIT)
+            out.append({"step": name, "topic": topic, "count": count, "at_least": count == COUNT_LIMIT,
+                        "first": first})
     return out
 
 

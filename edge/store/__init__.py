@@ -145,6 +145,19 @@ class Txn:
     def count(self, table: str) -> int:
         return self._txn.stat(self._dbs[table])["entries"]
 
+    def count_prefix(self, table: str, prefix: bytes, limit: int) -> int:
+        """How many keys start with ``prefix``, counting no further than ``limit`` (keys only:
+        no value is read)."""
+        cursor = self._txn.cursor(db=self._dbs[table])
+        if not cursor.set_range(prefix):
+            return 0
+        n = 0
+        for key in cursor.iternext(keys=True, values=False):
+            if n >= limit or not key.startswith(prefix):
+                break
+            n += 1
+        return n
+
 
 def _prefix_end(prefix: bytes) -> bytes | None:
     """The smallest key greater than every key starting with ``prefix`` (None: no bound)."""
