@@ -619,7 +619,8 @@ def cmd_backup(args) -> int:
     if source.resolve() in (dest.resolve(), *dest.resolve().parents):
         raise UsageError(f"{dest} is inside the data directory {source}; name a directory elsewhere "
                          "(on another disk, best)")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    if dest.is_dir() and any(entry.name != ".partial" for entry in dest.iterdir()) or (
+            dest.exists() and not dest.is_dir()):  # (.partial: a backup killed halfway; redone)
         raise UsageError(f"{dest} already exists and is not an empty directory; name a new one")
     size = backup(source, dest, settings.durability)
     print(f"copied {source} to {dest} ({_size(size)}); to restore it, stop edge and start it "

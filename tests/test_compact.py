@@ -280,3 +280,64 @@ def test_compact_by_root_keeps_the_owner_and_mode_of_the_services_store(tmp_path
     assert done.returncode == 0, done.stderr
     st = (data / "data.mdb").stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (nobody.pw_uid, nobody.pw_gid, 0o640)
+
+
+@pytest.fixture
+def mount_point(tmp_path):
+    """``mount(options)`` mounts a small tmpfs (root only), unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: mounts a read-only filesystem")
+    mounted = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], check=True)
+        mounted.append(point)
+        return point
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)])
+
+
+def test_backup_and_compact_on_read_only_and_broken_destinations_say_what_is_wrong(tmp_path, mount_point):
+    """A tester's tracebacks: DEST on a read-only disk, a dangling link (an unmounted USB
+    stick), a file in the way; compact on a card the kernel remounted read-only."""
+    data = tmp_path / "data"
+    kept = grown_store(data, churn=10)
+    ro = mount_point("ro", "size=4m,ro")
+    done = edge("backup", str(ro / "b"), "--data-dir", str(data), cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, f"edge backup: cannot write the backup to {ro / 'b'}: that "
+                                                 "filesystem is mounted read-only\n")
+    (tmp_path / "stick").symlink_to(tmp_path / "not-mounted")
+    done = edge("backup", str(tmp_path / "stick"), "--data-dir", str(data), cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, (
+        f"edge backup: cannot write the backup to {tmp_path / 'stick'}: it is a link to {tmp_path / 'not-mounted'}, "
+        "which does not exist (a disk that is not mounted?)\n"))
+    (tmp_path / "afile").write_text("x")
+    done = edge("backup", str(tmp_path / "afile" / "sub"), "--data-dir", str(data), cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, (
+        f"edge backup: cannot write the backup to {tmp_path / 'afile' / 'sub'}: a file is in the way of that "
+        "directory\n"))
+    # A card remounted read-only: compact cannot, backup can (and nothing could be writing there).
+    card = mount_point("card", "size=16m")
+    subprocess.run(["cp", "-a", str(data), str(card / "data")], check=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(card)], check=True)
+    done = edge("compact", "--data-dir", str(card / "data"), cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, (
+        f"edge compact: cannot compact the store in {card / 'data'}: that filesystem is mounted read-only; compact "
+        "writes its copy beside data.mdb: `edge backup DEST` copies the store to another disk instead\n"))
+    done = edge("backup", str(tmp_path / "rescued"), "--data-dir", str(card / "data"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert contents(tmp_path / "rescued") == kept
+
+
+def test_a_backup_killed_halfway_is_redone_into_the_same_directory(tmp_path):
+    data, dest = tmp_path / "data", tmp_path / "bk"
+    kept = grown_store(data, churn=10)
+    (dest / ".partial").mkdir(parents=True)
+    (dest / ".partial" / "data.mdb").write_bytes(b"half a copy")
+    done = edge("backup", str(dest), "--data-dir", str(data), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(dest)) == ["data.mdb"]
+    assert contents(dest) == kept

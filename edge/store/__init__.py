@@ -226,11 +226,11 @@ class Store:
     Use :meth:`open`; call :meth:`start_writer` from inside trio before :meth:`write`.
     """
 
-    def __init__(self, env: lmdb.Environment, path: Path, durability: str):
+    def __init__(self, env: lmdb.Environment, path: Path, durability: str, *, readonly: bool = False):
         self.path = path
         self.durability = durability
         self._env = env
-        self._dbs = {name: env.open_db(name.encode()) for name in TABLES}
+        self._dbs = {name: env.open_db(name.encode(), create=not readonly) for name in TABLES}
         self._ops: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         #: ``fn(callback, *args)`` that runs ``callback`` soon on the loop thread, from any thread.
@@ -253,8 +253,12 @@ class Store:
         self._readers_checked = 0.0  # time.monotonic() of the last look (0: at the first commit)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, durability: str = "durable") -> "Store":
+    def open(cls, path: str | os.PathLike, durability: str = "durable", *, readonly: bool = False) -> "Store":
         """Open (creating if needed) the store in directory ``path``.
+
+        ``readonly``: only for reading a store on a filesystem mounted read-only (``edge
+        backup`` from a failing card): no lock file is written, which is safe only because
+        nothing can be writing there.
 
         Raises:
             StoreError: the directory cannot be created or written, or is not an edge store.
@@ -264,10 +268,14 @@ class Store:
         path = Path(path)
         fix = "pass --data-dir (or EDGE_DATA_DIR) naming a writable directory"
         try:
+            if readonly:
+                raise FileExistsError  # (nothing to create or probe)
             path.mkdir(parents=True, exist_ok=True)
             probe = path / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
+        except FileExistsError:
+            pass
         except OSError as exc:
             raise StoreError(f"cannot write to the data directory {path}: {exc.strerror}; {fix}") from None
         data_file = path / "data.mdb"
@@ -284,7 +292,8 @@ class Store:
                 sync=True,
                 metasync=durability == "durable",
                 readahead=False,  # random access on small RAM: do not pull pages we never read
-                lock=True,
+                lock=not readonly,
+                readonly=readonly,
             )
         except (lmdb.InvalidError, lmdb.VersionMismatchError) as exc:
             raise StoreError(f"the store in {path} is damaged: data.mdb is not a store edge can read ({exc}). "
@@ -300,7 +309,7 @@ class Store:
         problem = _cut_off(env, data_file)
         if problem is None:
             try:
-                return cls(env, path, durability)
+                return cls(env, path, durability, readonly=readonly)
             except lmdb.Error as exc:  # a page of the table index is not what it should be
                 problem = f"its tables cannot be read ({exc})"
         env.close()
@@ -610,10 +619,19 @@ def backup(path: str | os.PathLike, dest: str | os.PathLike, durability: str = "
     ``data.mdb`` appears only once whole, and a power cut after the return keeps it."""
     dest = Path(dest)
     created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
     partial = dest / ".partial"
-    partial.mkdir()
-    store = Store.open(path, durability)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)  # what a backup killed halfway left
+        partial.mkdir()
+    except OSError as exc:
+        raise StoreError(f"cannot write the backup to {dest}: {_reason(exc, dest)}") from None
+    readonly = _read_only_fs(Path(path))
+    if not readonly and not os.access(path, os.W_OK):  # a reader registers in lock.mdb: it writes
+        owner = user_name(Path(path).stat().st_uid)
+        raise StoreError(f"{user_name(os.geteuid())} may not write {path}, and reading the store writes its lock "
+                         f"file: run the backup as {owner} (sudo -u {shlex.quote(owner)} ...)")
+    store = Store.open(path, durability, readonly=readonly)
     try:
         size = store.copy_to(partial)
     except BaseException:
@@ -650,7 +668,11 @@ def compact(path: str | os.PathLike, durability: str = "durable") -> tuple[int, 
     before = data_file.stat().st_size
     work = path / ".compact"
     shutil.rmtree(work, ignore_errors=True)  # what a compaction killed halfway left
-    work.mkdir()
+    try:
+        work.mkdir()
+    except OSError as exc:
+        raise StoreError(f"cannot compact the store in {path}: {_reason(exc, path)}; compact writes its copy "
+                         "beside data.mdb: `edge backup DEST` copies the store to another disk instead") from None
     try:
         store = Store.open(path, durability)
         try:
@@ -690,6 +712,28 @@ def _cut_off(env: lmdb.Environment, data_file: Path) -> str | None:
         return None
     return (f"data.mdb is {mib(size)} but its last commit uses {mib(needed)}: the file was cut off "
             "(a copy that did not finish, or a full disk while copying)")
+
+
+def _reason(exc: OSError, path: Path) -> str:
+    """What an OSError about ``path`` means, in a few words."""
+    if exc.errno == errno.EROFS:
+        return "that filesystem is mounted read-only"
+    if isinstance(exc, PermissionError):
+        return f"{user_name(os.geteuid())} may not write there"
+    if isinstance(exc, FileExistsError) and path.is_symlink():
+        return f"it is a link to {os.readlink(path)}, which does not exist (a disk that is not mounted?)"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        return "a file is in the way of that directory"
+    return exc.strerror or str(exc)
+
+
+def _read_only_fs(path: Path) -> bool:
+    """Whether ``path`` is on a filesystem mounted read-only (a card the kernel remounted
+    after errors): then no process can be writing the store."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _used_bytes(env: lmdb.Environment) -> int:
