@@ -37,7 +37,7 @@ import trio
 
 from ._loops import current_invocation, current_library, invoked_from_thread, maybe_await, register_host
 from .context import Context
-from .errors import BadResult, Retry, StorageFull
+from .errors import BadResult, RequestBodyError, Retry, StorageFull
 from .tracing import Span, new_id
 
 __all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES", "cancelled_from_outside"]
@@ -349,6 +349,9 @@ class Boundary:
             if cancelled_from_outside(exc):  # a timeout, the runtime stopping: not the handler's doing
                 status, error = "error", "cancelled"
                 raise
+            if isinstance(exc, RequestBodyError):  # the client broke the body it was sending
+                status, error = "error", f"{type(exc).__name__}: {exc}"
+                raise HandlerError(exc, None) from exc
             if isinstance(exc, StorageFull):
                 # Not the handler's fault, and the store says it once (and again once space is
                 # back): a traceback per request and per queue retry filled the journal, often

@@ -67,6 +67,14 @@ class StorageFull(StoreError):
         self.path = path
 
 
+class RequestBodyError(Exception):
+    """The client broke the request body a streaming handler was reading (it went away, or
+    sent more than --max-body): the client's doing, not the handler's. Answered ``status``
+    (when nothing was sent yet) and not logged as the handler's error."""
+
+    status = 400
+
+
 class Retry(Exception):
     """Raised by a queue handler to ask for a retry after ``delay`` seconds; not logged as an error."""
 

@@ -218,3 +218,40 @@ def test_tiny_bodies_count_16_kib_each_so_one_client_holds_at_most_1024(patient_
         for sock in held:
             sock.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+STREAMING_APP = {
+    "steps/upload_step.py": """
+        from edge.api import HttpStreamArgs
+
+        config = {"name": "Upload", "triggers": [{"type": "http", "method": "POST", "path": "/upload"}]}
+
+        async def handler(args: HttpStreamArgs, ctx):
+            await args.response.status(200)
+            n = 0
+            async for chunk in args.request.request_body.stream:
+                n += len(chunk)
+            await args.response.send(b"got %d bytes" % n)
+    """,
+}
+
+
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+def test_a_streamed_body_over_max_body_is_a_413_and_no_handler_error(tmp_path_factory, interface):
+    """A streaming step reading a chunked body past --max-body answered 500 and logged the
+    handler's traceback (anyone could fill the error log that way)."""
+    import httpx
+
+    env = {"EDGE_SERVER_INTERFACE": interface, "EDGE_MAX_BODY": "1k"}
+    with served(tmp_path_factory, f"streamed-{interface}", STREAMING_APP, env=env) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            def chunks(n):
+                for _ in range(n):
+                    yield b"x" * 100
+
+            assert client.post("/upload", content=chunks(5)).text == "got 500 bytes"
+            answer = client.post("/upload", content=chunks(30))
+            assert (answer.status_code, answer.json()) == (413, {"error": "Payload Too Large", "detail": (
+                "request body is over the 1024-byte limit (--max-body / EDGE_MAX_BODY)")})
+        errors = [r for r in server.logs() if r.get("level") == "error"]
+        assert errors == []

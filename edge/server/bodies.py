@@ -28,16 +28,23 @@ import zlib
 from encodings import normalize_encoding
 from encodings.aliases import aliases
 
+from ..errors import RequestBodyError
 from .responses import error_response
 
-__all__ = ["ENDED_EARLY", "BadBody", "BodyEndedEarly", "charset_codec", "charset_of", "decode_text",
+__all__ = ["ENDED_EARLY", "BadBody", "BodyEndedEarly", "BodyTooLarge", "charset_codec", "charset_of", "decode_text",
            "ended_early", "inflated", "text_codec"]
 
 ENDED_EARLY = "request body ended early"
 
 
-class BodyEndedEarly(ConnectionError):
+class BodyEndedEarly(ConnectionError, RequestBodyError):
     """The connection ended (or broke) before the end of the request body."""
+
+
+class BodyTooLarge(ValueError, RequestBodyError):
+    """A streamed request body went over --max-body."""
+
+    status = 413
 
 
 def ended_early():

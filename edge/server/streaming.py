@@ -36,9 +36,10 @@ import trio
 
 from .._loops import current_library
 from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
-from ..errors import StorageFull
+from ..errors import RequestBodyError, StorageFull
 from ..runtime import HandlerError, Skipped
 from ..tracing import new_id
+from .bodies import BodyTooLarge
 from .responses import BadResult, build_response, error_response, storage_full
 
 __all__ = ["serve_stream"]
@@ -194,7 +195,7 @@ async def _live(proto, limit: int):
     async for chunk in proto:
         size += len(chunk)
         if size > limit:
-            raise ValueError(f"request body is over the {limit}-byte limit (--max-body / EDGE_MAX_BODY)")
+            raise BodyTooLarge(f"request body is over the {limit}-byte limit (--max-body / EDGE_MAX_BODY)")
         yield chunk
 
 
@@ -249,6 +250,8 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
         if not sink.started:
             if isinstance(exc.original, StorageFull):
                 return storage_full(exc.original)  # (said once by the store, no error_id)
+            if isinstance(exc.original, RequestBodyError):  # the client's doing: not logged
+                return error_response(exc.original.status, detail=str(exc.original))
             return error_response(500, error_id=exc.error_id)
         # Already logged with its error_id (a full disk: said once by the store). The status
         # went out with the first write and cannot change: what is left is to cut the
