@@ -141,7 +141,11 @@ def test_page_files_and_endpoints_over_http(server):
         bad = http.get("/__edge/logs/tail", params={"level": "loud"})
         assert bad.status_code == 400
         assert bad.json()["detail"] == 'level: expected one of debug, info, warn, error, got "loud"'
-        assert http.delete("/__edge/dlq").json()["detail"] == "DELETE /__edge/dlq takes ?id=<id>, ?step=<step> or ?all=true"
+        assert http.delete("/__edge/dlq").json()["detail"] == "DELETE /__edge/dlq takes one of ?id=<id>, ?step=<step> or ?all=true"
+        both = http.delete("/__edge/dlq", params={"id": 1, "all": "true"})  # it deleted id 1 only
+        assert (both.status_code, both.json()["detail"]) == (
+            400, "DELETE /__edge/dlq takes one of ?id=<id>, ?step=<step> or ?all=true (got id and all)")
+        assert http.delete("/__edge/dlq", params={"all": "yes"}).json()["detail"] == "all: expected true or false, got 'yes'"
         assert http.delete("/__edge/dlq", params={"id": 999}).status_code == 404
         assert http.delete("/__edge/state", params={"group": "config"}).json()["detail"] == \
             "DELETE /__edge/state takes ?group=<group>&key=<key>"

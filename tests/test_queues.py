@@ -478,7 +478,8 @@ async def test_poison_message_to_dead_letters_then_redrive(tmp_path, autojump_cl
         broken[0] = False
         with pytest.raises(NotFound) as info:  # it answered "redriven: 0" as for a known step
             await app.queues.redrive(step="Other")
-        assert str(info.value) == "no step named 'Other' has a queue trigger; steps that do: Parse"
+        assert str(info.value) == ("no dead letters of step 'Other', and no step of that name has a queue trigger "
+                                   "(steps that do: Parse); `edge dlq list` shows whose dead letters there are")
         assert await app.queues.redrive(dlq_id=1) == {"redriven": [1], "skipped": []}
         await settle(app)
         assert app.dead() == [] and handled == [{"raw": "??"}]

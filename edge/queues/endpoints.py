@@ -104,7 +104,7 @@ async def dlq_orphans(app, request):
 async def dlq_orphans_move(app, request):
     """Turn those messages (of ``step``) into dead letters."""
     body = request.body if request.body is not None else {}
-    if not isinstance(body, dict) or not set(body) <= {"step"}:
+    if not isinstance(body, dict) or not set(body) <= {"step"} or not isinstance(body.get("step", ""), str):
         raise EdgeError('POST /__edge/dlq/orphans/move takes {"step"?: "..."}')
     refused = moving_refused(app.runtime.discovery, app.settings.dir)
     if refused is not None:

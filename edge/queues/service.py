@@ -80,9 +80,11 @@ def _virtual_time() -> bool:
 
 
 def unknown_step(step: str, known) -> str:
-    """What a redrive of a step that has no queue trigger answers."""
+    """What a redrive of a step with no dead letters and no queue trigger answers (a typo, or
+    a renamed step whose dead letters were redriven already)."""
     which = f"steps that do: {', '.join(sorted(known))}" if known else "no step of this app has one"
-    return f"no step named {step!r} has a queue trigger; {which}"
+    return (f"no dead letters of step {step!r}, and no step of that name has a queue trigger ({which}); "
+            "`edge dlq list` shows whose dead letters there are")
 
 
 class QueueService:

@@ -337,9 +337,14 @@ async def dlq_delete(app, request):
     from ..queues.dlq import delete_dead
 
     q = request.query_params
-    raw_id, step, every = q.get("id"), q.get("step") or None, q.get("all") in ("1", "true", "yes")
-    if raw_id in (None, "") and step is None and not every:
-        raise EdgeError("DELETE /__edge/dlq takes ?id=<id>, ?step=<step> or ?all=true")
+    raw_id, step, raw_all = q.get("id"), q.get("step") or None, q.get("all")
+    if raw_all not in (None, "", "true", "false"):
+        raise EdgeError(f"all: expected true or false, got {raw_all!r}")
+    given = [name for name, on in (("id", raw_id not in (None, "")), ("step", step is not None),
+                                   ("all", raw_all == "true")) if on]
+    if len(given) != 1:  # (id=1&all=true deleted id 1 only)
+        got = f" (got {' and '.join(given)})" if given else ""
+        raise EdgeError(f"DELETE /__edge/dlq takes one of ?id=<id>, ?step=<step> or ?all=true{got}")
     dlq_id = None
     if raw_id not in (None, ""):
         try:
