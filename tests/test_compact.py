@@ -261,7 +261,7 @@ def test_edge_start_on_a_damaged_store_says_so_in_one_line(tmp_path):
             f"into {data}, or move {data} aside to start with an empty store\n")), how
 
 
-def test_compact_by_root_keeps_the_owner_and_mode_of_the_services_store(tmp_path):
+def test_compact_and_backup_by_root_keep_the_owner_and_mode_of_the_services_store(tmp_path):
     """`sudo ./todo compact` without `-u todo` handed data.mdb to root (0644), and the service,
     running as todo, then refused to start."""
     import pwd
@@ -279,6 +279,13 @@ def test_compact_by_root_keeps_the_owner_and_mode_of_the_services_store(tmp_path
                           preexec_fn=lambda: os.umask(0o077))
     assert done.returncode == 0, done.stderr
     st = (data / "data.mdb").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (nobody.pw_uid, nobody.pw_gid, 0o640)
+    # and a backup root makes can be put back in place as it is
+    done = subprocess.run([sys.executable, "-m", "edge", "backup", str(tmp_path / "bk"), "--data-dir", str(data)],
+                          capture_output=True, text=True, cwd=str(tmp_path), stdin=subprocess.DEVNULL, timeout=60,
+                          preexec_fn=lambda: os.umask(0o077))
+    assert done.returncode == 0, done.stderr
+    st = (tmp_path / "bk" / "data.mdb").stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (nobody.pw_uid, nobody.pw_gid, 0o640)
 
 

@@ -639,6 +639,10 @@ def backup(path: str | os.PathLike, dest: str | os.PathLike, durability: str = "
         raise
     finally:
         store.close()
+    try:  # a `sudo edge backup` restored later must not hand the service's store to root
+        _same_owner(partial / "data.mdb", Path(path) / "data.mdb")
+    except OSError:
+        pass  # a disk without owners (a FAT stick): the restore's chown is on the operator
     os.replace(partial / "data.mdb", dest / "data.mdb")
     partial.rmdir()
     _fsync(dest)
