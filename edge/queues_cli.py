@@ -121,13 +121,14 @@ def _dlq_redrive(args, settings) -> int:
         redriven, skipped = len(result["redriven"]), result["skipped"]
     else:
         from .queues.dlq import redrive_offline
+        from .queues.orphans import failed_files
         from .queues.service import BadRedrive, unknown_step
 
-        with _offline_service(settings) as (service, _):
+        with _offline_service(settings) as (service, discovery):
             try:
                 target = None if args.to is None else service.target(args.to, args.topic)
             except BadRedrive as exc:
-                raise UsageError(str(exc)) from None
+                raise UsageError(str(exc) + failed_files(discovery)) from None
             redriven, skipped, matched = redrive_offline(service.store, service.by_name, step=args.step,
                                                          dlq_id=dlq_id, to=target, now_ms=int(time.time() * 1000))
             known = {name for name, _ in service.by_name}

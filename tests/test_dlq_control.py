@@ -354,3 +354,14 @@ def test_orphans_are_not_moved_while_a_step_file_is_broken_or_the_project_is_ano
         assert store.read(lambda t: t.count("queue")) == 3
     finally:
         store.close()
+
+
+def test_redrive_to_a_step_whose_file_does_not_load_says_so(tmp_path):
+    project, data = dead_orders(tmp_path, "a1")
+    worker = project / "steps" / "worker_step.py"
+    worker.write_text("import not_installed_module\n" + worker.read_text())  # OrderWorker's file
+    out = edge_cli("dlq", "redrive", "--id", "1", "--to", "OrderWorker", data_dir=data, project=project)
+    assert (out.returncode, out.stderr.splitlines()[-1]) == (2, (
+        'edge dlq: --to OrderWorker: no step named "OrderWorker" has a queue trigger; steps that do: Audit '
+        "(1 step file(s) failed to load: steps/worker_step.py; edge steps lists the errors)"))
+    assert [d["id"] for d in dead_letters(data, project)] == [1]

@@ -19,8 +19,8 @@ from ..errors import EdgeError
 from ..tracing import new_id
 from .dlq import DEFAULT_LIMIT, MAX_LIMIT, list_page
 from .enqueue import parse_event
-from .orphans import moving_refused
-from .service import NotFound
+from .orphans import failed_files, moving_refused
+from .service import BadRedrive, NotFound
 
 __all__ = ["queue_endpoints", "int_param"]
 
@@ -93,6 +93,8 @@ async def dlq_redrive(app, request):
         result = await app.runtime.queues.redrive(step=step, dlq_id=dlq_id, to=to, topic=topic)
     except NotFound as exc:
         return _not_found(str(exc))
+    except BadRedrive as exc:  # `--to` a step whose file does not load: say so (edge dev serves the rest)
+        raise BadRedrive(str(exc) + failed_files(app.runtime.discovery)) from None
     return 200, result
 
 

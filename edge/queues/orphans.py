@@ -20,7 +20,7 @@ from . import records as R
 from .dlq import CHUNK
 from .records import DeadLetter, decode_message, encode_dead
 
-__all__ = ["orphaned", "moving", "moving_refused", "orphan_error", "SAMPLE"]
+__all__ = ["failed_files", "orphaned", "moving", "moving_refused", "orphan_error", "SAMPLE"]
 
 #: Messages of each orphaned subscription whose data a listing shows.
 SAMPLE = 3
@@ -40,6 +40,15 @@ def moving_refused(discovery, project: str) -> str | None:
         return (f"no steps found in {project}; every stored message would look orphaned: pass the --dir of "
                 "the project that owns the data directory")
     return None
+
+
+def failed_files(discovery) -> str:
+    """`` (N step file(s) failed to load: a, b; edge steps lists the errors)`` or ``""``: said
+    after "no such step", which may be one whose file does not load."""
+    if not discovery.errors:
+        return ""
+    files = ", ".join(sorted({error.file for error in discovery.errors}))
+    return f" ({len(discovery.errors)} step file(s) failed to load: {files}; edge steps lists the errors)"
 
 
 def orphan_error(step: str, topic: str) -> str:
