@@ -183,13 +183,21 @@ def _dlq_delete(args, settings) -> int:
     return 0
 
 
+def _from_server(settings, method: str, path: str, body=None, query=None) -> dict | None:
+    """The running server's answer (an error status raised as what it says); None: no server."""
+    answer = call_server(settings, method, path, body, query)
+    if answer is None:
+        return None
+    status, result = answer
+    if status >= 400:
+        raise _server_error(status, result)
+    return result
+
+
 def _dlq_orphans(args, settings) -> int:
     if args.move:
-        answer = call_server(settings, "POST", "/__edge/dlq/orphans/move", {"step": args.step} if args.step else {})
-        if answer is not None:
-            status, result = answer
-            if status >= 400:
-                raise _server_error(status, result)
+        result = _from_server(settings, "POST", "/__edge/dlq/orphans/move", {"step": args.step} if args.step else {})
+        if result is not None:
             moved = result["moved"]
         else:
             from .queues.dlq import drive_sync
@@ -207,11 +215,8 @@ def _dlq_orphans(args, settings) -> int:
             print(f"moved {moved} orphaned message(s) to the dead-letter queue; edge dlq list{step} shows them, "
                   "edge dlq redrive --to STEP or edge dlq delete takes them from there")
         return 0
-    answer = call_server(settings, "GET", "/__edge/dlq/orphans", query={"step": args.step})
-    if answer is not None:
-        status, result = answer
-        if status >= 400:
-            raise _server_error(status, result)
+    result = _from_server(settings, "GET", "/__edge/dlq/orphans", query={"step": args.step})
+    if result is not None:
         orphans = result["orphans"]
     else:
         with _offline_service(settings) as (service, _):
@@ -267,12 +272,9 @@ def _dlq_list(args, settings) -> int:
             """A page from the server when it answers, else from --data-dir (one read each)."""
             nonlocal store
             if store is None:
-                answer = call_server(settings, "GET", "/__edge/dlq",
-                                     query={"step": args.step, "limit": limit, "after": after})
-                if answer is not None:
-                    status, body = answer
-                    if status >= 400:
-                        raise _server_error(status, body)
+                body = _from_server(settings, "GET", "/__edge/dlq",
+                                    query={"step": args.step, "limit": limit, "after": after})
+                if body is not None:
                     return body
                 store = stack.enter_context(opened_store(settings))
             return list_page(store, step=args.step, limit=limit, after=after)

@@ -103,11 +103,7 @@ class EdgeApp:
         started = perf_counter()
         method, path = scope.method, scope.path  # read once: each read builds a new str in Granian
         self.inflight += 1
-        # (one EdgeApp is served by one loop at a time: edge.testing builds one per App)
-        task = _current_tasks.get(self._loop) if _current_tasks is not None else None
-        if task is None:
-            task = asyncio.current_task()
-            self._loop = task.get_loop() if task is not None else None
+        task = self._current_task()
         self._tasks.add(task)
         try:
             req_headers = scope.headers
@@ -248,7 +244,7 @@ class EdgeApp:
             length = None  # chunked: a body cut off is a 400 (edge/server/bodies.py)
         intake = self.intake
         size = self.max_body if length is None else length
-        task = _current_tasks.get(self._loop) if _current_tasks is not None else asyncio.current_task()
+        task = self._current_task()
         refused = intake.begin(task, client, size)
         if refused is not None:
             return b"", refused
@@ -257,10 +253,6 @@ class EdgeApp:
                 raw, problem = await proto(), None
             else:
                 raw, problem = await intake.read_chunked(proto, lambda: _too_large(self.max_body))
-            coding = headers.get("content-encoding")
-            if coding is None or not raw or problem is not None:
-                return raw, problem
-            return inflated(raw, coding, self.max_body)  # as body-parser did for Motia 0.x
         except asyncio.CancelledError:
             if not intake.late(task):
                 raise
@@ -269,6 +261,19 @@ class EdgeApp:
             return b"", ended_early()  # faults hook (issue 10 item 5): short body -> 400
         finally:
             intake.end(task, client, size)
+        coding = headers.get("content-encoding")
+        if coding is None or not raw or problem is not None:
+            return raw, problem
+        return inflated(raw, coding, self.max_body)  # as body-parser did for Motia 0.x
+
+    def _current_task(self) -> asyncio.Task | None:
+        """The request's task, read from asyncio's table (one EdgeApp is served by one loop at a
+        time: edge.testing builds one per App; the first request finds the loop)."""
+        task = _current_tasks.get(self._loop) if _current_tasks is not None else None
+        if task is None:
+            task = asyncio.current_task()
+            self._loop = task.get_loop() if task is not None else None
+        return task
 
     def _preflight(self, path, headers, origin):
         """A CORS preflight's answer; None when a step declares OPTIONS on ``path`` (it answers

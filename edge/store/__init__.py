@@ -145,7 +145,7 @@ class Txn:
     def count(self, table: str) -> int:
         return self._txn.stat(self._dbs[table])["entries"]
 
-    def count_prefix(self, table: str, prefix: bytes, limit: int) -> int:
+    def count_prefix(self, table: str, prefix: bytes, limit: float = float("inf")) -> int:
         """How many keys start with ``prefix``, counting no further than ``limit`` (keys only:
         no value is read)."""
         cursor = self._txn.cursor(db=self._dbs[table])
@@ -267,17 +267,14 @@ class Store:
             raise StoreError(f'--durability: expected "durable" or "relaxed", got "{durability}"')
         path = Path(path)
         fix = "pass --data-dir (or EDGE_DATA_DIR) naming a writable directory"
-        try:
-            if readonly:
-                raise FileExistsError  # (nothing to create or probe)
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise StoreError(f"cannot write to the data directory {path}: {exc.strerror}; {fix}") from None
+        if not readonly:  # (read-only: nothing to create, nothing to probe)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                probe = path / ".write-test"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                raise StoreError(f"cannot write to the data directory {path}: {exc.strerror}; {fix}") from None
         data_file = path / "data.mdb"
         # Room beyond the file: a table this version adds is created at once (MDB_MAP_FULL else).
         size = data_file.stat().st_size if data_file.exists() else 0

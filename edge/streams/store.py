@@ -136,7 +136,7 @@ class Streams:
             out = {}
             for name in txn.groups("streams", b"", sep=_SEP):
                 if name.decode(errors="replace") not in self.streams:
-                    out[name.decode(errors="replace")] = sum(1 for _ in txn.scan("streams", name + _SEP))
+                    out[name.decode(errors="replace")] = txn.count_prefix("streams", name + _SEP)
             return out
         return self.store.read(count)
 
