@@ -51,6 +51,36 @@ async def test_failing_write_is_rolled_back_alone(store):
     assert store.read(lambda t: (t.get("state", b"bad"), t.get("state", b"good"))) == (None, b"1")
 
 
+async def test_a_failing_write_in_a_shared_batch_leaves_the_others_of_its_batch_written(store):
+    # The writer runs a batch in one transaction; when an op raises, it runs the batch again
+    # with a child transaction per op, so the op fails alone and the rest of its batch commits.
+    store.start_writer()
+    failed = []
+
+    def bad(t):
+        t.put("state", b"bad", b"1")
+        raise ValueError("boom")
+
+    async def good(i):
+        await store.write(lambda t: t.put("state", b"g%03d" % i, b"v"))
+
+    async def write_bad():
+        try:
+            await store.write(bad)
+        except ValueError as exc:
+            failed.append(str(exc))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(200):
+            nursery.start_soon(good, i)
+            if i == 100:
+                nursery.start_soon(write_bad)
+    assert failed == ["boom"]
+    assert store.read(lambda t: t.get("state", b"bad")) is None
+    assert store.read(lambda t: t.count("state")) == 200
+    assert store.commits < 200 / 5, "the writes were not batched: the test shows nothing"
+
+
 async def test_map_grows_by_itself(tmp_path):
     store = Store.open(tmp_path / "d")
     store.start_writer()

@@ -167,6 +167,10 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+class _OpFailed(Exception):
+    """An op of a batch raised: the batch is run again with one child transaction per op."""
+
+
 class _Op:
     __slots__ = ("fn", "done", "result", "error", "after", "blocking")
 
@@ -452,24 +456,11 @@ class Store:
     def _commit(self, batch: list[_Op]) -> None:
         if time.monotonic() - self._readers_checked >= self.reader_check_interval:
             self._clear_dead_readers()
+        isolated = False
         while True:
             try:
                 with self._env.begin(write=True) as txn:
-                    for op in batch:
-                        op.error = None
-                        op.after = []
-                        child = self._env.begin(write=True, parent=txn)
-                        try:
-                            op.result = op.fn(Txn(child, self._dbs, op.after))
-                        except lmdb.MapFullError:
-                            child.abort()
-                            raise
-                        except Exception as exc:  # the op fails alone; its batch commits
-                            child.abort()
-                            op.error = self._describe(exc) if isinstance(exc, lmdb.Error) else exc
-                            op.after = []
-                        else:
-                            child.commit()
+                    (self._apply_isolated if isolated else self._apply)(txn, batch)
                 self.commits += 1
                 self.ops_committed += len(batch)
                 if self.full and self.has_room_again():
@@ -478,6 +469,8 @@ class Store:
                     self.full = False
                     self._notice("info", f"the disk holding {self.path} has space again; writes succeed")
                 return
+            except _OpFailed:
+                isolated = True  # (the batch's writes were aborted) redo it, so the op fails alone
             except lmdb.MapFullError:
                 self._grow()
             except lmdb.Error as exc:
@@ -490,6 +483,40 @@ class Store:
                     self._notice("error", f"{error}. Until then writes answer 507 and queue messages wait; "
                                           "reads go on")
                 return
+
+    def _apply(self, txn, batch: list[_Op]) -> None:
+        """Run every op of ``batch`` in ``txn``; raises :class:`_OpFailed` as soon as one raises.
+        The common case: one transaction and no nested ones (a child transaction per op, which
+        :meth:`_apply_isolated` needs, costs ~3 µs of the writer's time, as much as a small op)."""
+        dbs = self._dbs
+        for op in batch:
+            op.error = None
+            op.after = []
+            try:
+                op.result = op.fn(Txn(txn, dbs, op.after))
+            except lmdb.MapFullError:
+                raise
+            except Exception:
+                raise _OpFailed from None
+
+    def _apply_isolated(self, txn, batch: list[_Op]) -> None:
+        """Run each op of ``batch`` in its own child transaction of ``txn``: an op that raises
+        is rolled back and fails alone (``op.error``); the others commit."""
+        for op in batch:
+            op.error = None
+            op.after = []
+            child = self._env.begin(write=True, parent=txn)
+            try:
+                op.result = op.fn(Txn(child, self._dbs, op.after))
+            except lmdb.MapFullError:
+                child.abort()
+                raise
+            except Exception as exc:  # the op fails alone; its batch commits
+                child.abort()
+                op.error = self._describe(exc) if isinstance(exc, lmdb.Error) else exc
+                op.after = []
+            else:
+                child.commit()
 
     def _clear_dead_readers(self) -> None:
         self._readers_checked = time.monotonic()
