@@ -118,7 +118,7 @@ def _dlq_redrive(args, settings) -> int:
             raise UsageError(result.get("detail") or result.get("error"))
         if status >= 400:
             raise _server_error(status, result)
-        redriven, skipped = len(result["redriven"]), result["skipped"]
+        redriven, skips, skipped = result["count"], result["skipped_count"], result["skipped"]
     else:
         from .queues.dlq import redrive_offline
         from .queues.orphans import failed_files
@@ -129,7 +129,7 @@ def _dlq_redrive(args, settings) -> int:
                 target = None if args.to is None else service.target(args.to, args.topic)
             except BadRedrive as exc:
                 raise UsageError(str(exc) + failed_files(discovery)) from None
-            redriven, skipped, matched = redrive_offline(service.store, service.by_name, step=args.step,
+            redriven, skips, skipped, matched = redrive_offline(service.store, service.by_name, step=args.step,
                                                          dlq_id=dlq_id, to=target, now_ms=int(time.time() * 1000))
             known = {name for name, _ in service.by_name}
         if dlq_id is not None and not matched:
@@ -139,7 +139,10 @@ def _dlq_redrive(args, settings) -> int:
     print(f"redriven: {redriven}")
     for item in skipped:
         print(f"skipped {item['id']}: {item['reason']}", file=sys.stderr)
-    return 1 if skipped and not redriven else 0  # nothing asked for could be redriven
+    if skips > len(skipped):
+        print(f"... and {skips - len(skipped):,} more skipped ({skips:,} in all); `edge dlq list` shows them",
+              file=sys.stderr)
+    return 1 if skips and not redriven else 0  # nothing asked for could be redriven
 
 
 @contextmanager

@@ -267,6 +267,28 @@ def test_redrive_of_one_step_on_the_data_directory(tmp_path):
     assert (out.returncode, out.stdout) == (0, "no dead letters\n")
 
 
+def gone_line(i: int) -> str:
+    return (f'skipped {i}: step "Poison" no longer subscribes to "poison"; redrive it to the step that handles it '
+            f"now with --to STEP, or delete it (edge dlq delete --id {i})")
+
+
+def without_poison(root: Path) -> Path:
+    """SERVER_PROJECT after its step Poison was removed: its dead letters are orphans."""
+    return write_project(root / "app-renamed", {k: v for k, v in SERVER_PROJECT.items() if "poison" not in k})
+
+
+def test_redrive_that_skips_every_one_lists_the_first_100_and_counts_the_rest(many, tmp_path):
+    _, data = many
+    project, data = without_poison(tmp_path), copy_of(data, tmp_path)
+    small = cli("dlq", "list", "--limit", "1", data=data, project=project)
+    out = cli("dlq", "redrive", "--step", "Poison", data=data, project=project)  # before: 20,000 lines (3.3 MB), +9.3 MB
+    assert (out.returncode, out.stdout) == (1, "redriven: 0\n")
+    assert out.stderr.splitlines() == [gone_line(i) for i in range(1, 101)] + [
+        "... and 19,900 more skipped (20,000 in all); `edge dlq list` shows them"]
+    assert counts(data) == (0, N)  # nothing moved
+    assert out.anon_kb - small.anon_kb < CLI_MARGIN_KB, (out.anon_kb, small.anon_kb)
+
+
 # -- over a real server ---------------------------------------------------------------------
 
 def status(pid: int) -> dict[str, int]:
@@ -347,7 +369,8 @@ def test_redrive_through_the_server_moves_every_one_once_in_pages(warm):
     r = client.post("/__edge/dlq/redrive", json={"step": "Poison"}, timeout=120)
     grown = status(server.proc.pid)["RssAnon"] - before  # before: +56 MB (all read, one batch); now ~9 MB
     assert r.status_code == 200
-    assert r.json() == {"redriven": list(range(1, N + 1)), "skipped": []}
+    # The count, and the first 1000 ids (not all of them)
+    assert r.json() == {"count": N, "redriven": list(range(1, 1001)), "skipped_count": 0, "skipped": []}
     assert grown < 3 * SERVER_MARGIN_KB, grown
     # They fail again (Poison is still broken) and come back with new ids, which this
     # redrive did not take again: each moved once.
@@ -355,3 +378,27 @@ def test_redrive_through_the_server_moves_every_one_once_in_pages(warm):
         body = client.get("/__edge/dlq", params={"limit": 1}).json()
         return body if body["total"] == N and body["dead_letters"][0]["id"] > N else None
     assert wait_for(settled, timeout=120)["dead_letters"][0]["id"] == N + 1
+
+
+def test_redrive_through_the_server_that_skips_every_one_answers_a_count_and_the_first_100(many, tmp_path):
+    _, data = many
+    server = EdgeServer(without_poison(tmp_path), copy_of(data, tmp_path)).start()
+    try:
+        with server.client() as client:
+            assert client.get("/__edge/dlq", params={"limit": 1}).status_code == 200
+            before = status(server.proc.pid)["RssAnon"]
+            r = client.post("/__edge/dlq/redrive", json={"step": "Poison"}, timeout=120)
+            grown = status(server.proc.pid)["RssAnon"] - before  # before: +10 MB, a 3.5 MB answer
+            assert r.status_code == 200
+            body = r.json()
+            assert {k: body[k] for k in ("count", "redriven", "skipped_count")} == {
+                "count": 0, "redriven": [], "skipped_count": N}
+            assert [f"skipped {s['id']}: {s['reason']}" for s in body["skipped"]] == [gone_line(i) for i in range(1, 101)]
+            assert grown < SERVER_MARGIN_KB, grown
+            out = cli("dlq", "redrive", "--step", "Poison", data=server.data_dir, project=server.project,
+                      port=server.port)
+            assert (out.returncode, out.stdout) == (1, "redriven: 0\n")
+            assert out.stderr.splitlines()[100:] == [
+                "... and 19,900 more skipped (20,000 in all); `edge dlq list` shows them"]
+    finally:
+        server.kill()

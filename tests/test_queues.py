@@ -480,7 +480,7 @@ async def test_poison_message_to_dead_letters_then_redrive(tmp_path, autojump_cl
             await app.queues.redrive(step="Other")
         assert str(info.value) == ("no dead letters of step 'Other', and no step of that name has a queue trigger "
                                    "(steps that do: Parse); `edge dlq list` shows whose dead letters there are")
-        assert await app.queues.redrive(dlq_id=1) == {"redriven": [1], "skipped": []}
+        assert await app.queues.redrive(dlq_id=1) == {"count": 1, "redriven": [1], "skipped_count": 0, "skipped": []}
         await settle(app)
         assert app.dead() == [] and handled == [{"raw": "??"}]
         assert app.queues.health()["dead_letters"] == 0
@@ -522,7 +522,7 @@ async def test_two_redrives_of_one_dead_letter_in_one_batch_report_one_move(tmp_
             nursery.start_soon(redrive)
             nursery.start_soon(redrive)
         assert sorted(map(str, answers)) == sorted(map(str, [
-            {"redriven": [1], "skipped": []}, "no dead letter with id 1; `edge dlq list` shows the ids"]))
+            {"count": 1, "redriven": [1], "skipped_count": 0, "skipped": []}, "no dead letter with id 1; `edge dlq list` shows the ids"]))
 
 
 # -- enqueue errors -----------------------------------------------------------------------

@@ -35,6 +35,10 @@ MAX_PAGE_BYTES = 4 << 20
 #: hold the writer for long).
 CHUNK = 1000
 SCAN = 20 * CHUNK
+#: How many of the dead letters a redrive skipped its answer lists, with the reason (the count
+#: is whole); and how many ids of those it moved (the server's answer).
+SKIPS_SHOWN = 100
+IDS_SHOWN = 1000
 _LAST_KEY = (1 << 64) - 1
 
 
@@ -184,7 +188,7 @@ def gone(dead, dlq_id: int) -> str:
 
 
 def redrive_offline(store, subs: dict, *, step: str | None = None, dlq_id: int | None = None, to=None,
-                    now_ms: int = 0) -> tuple[int, list[dict], int]:
+                    now_ms: int = 0) -> tuple[int, int, list[dict], int]:
     """Move dead letters back to a queue (the server is not running).
 
     Args:
@@ -199,15 +203,19 @@ def redrive_offline(store, subs: dict, *, step: str | None = None, dlq_id: int |
     dead letters). Only the dead letters there were when it started move.
 
     Returns:
-        ``(how many moved, [{"id", "reason"}] of those skipped, how many matched)``.
+        ``(how many moved, how many skipped, [{"id", "reason"}] of the first
+        ``SKIPS_SHOWN`` skipped, how many matched)``.
     """
+    skipped: list[dict] = []
 
-    def move(entries, txn):
-        skipped, placed = [], []
+    def move(entries, txn):  # pure over txn (the store may run it twice): it returns the skips
+        shown, skips, placed = [], 0, []
         for key, dead in entries:
             sub = to or subs.get((dead.step, dead.topic))
             if sub is None:
-                skipped.append({"id": R.dlq_id(key), "reason": gone(dead, R.dlq_id(key))})
+                skips += 1
+                if len(skipped) + len(shown) < SKIPS_SHOWN:
+                    shown.append({"id": R.dlq_id(key), "reason": gone(dead, R.dlq_id(key))})
             else:
                 placed.append((key, dead, sub))
         if placed:
@@ -217,23 +225,23 @@ def redrive_offline(store, subs: dict, *, step: str | None = None, dlq_id: int |
                 txn.put("queue", sub.prefix + seq.to_bytes(8, "big"), encode_redriven(dead, due))
                 txn.delete("dlq", key)
                 seq += 1
-        return len(placed), skipped, len(entries)
+        return len(placed), skips, shown, len(entries)
 
     if dlq_id is not None:
         return store.write_sync(lambda txn: move(select(txn, step=step, dlq_id=dlq_id), txn))
     stop = store.read(last_key)
-    moved, skipped, matched, start = 0, [], 0, None
+    moved, skips, matched, start = 0, 0, 0, None
     while stop is not None:
         def chunk(txn, start=start):
             found, resume = _chunk(txn, step, start, stop)
             return move([(k, decode_dead(v)) for k, v in found], txn), resume
 
-        (count, skips, seen), start = store.write_sync(chunk)
-        moved, matched = moved + count, matched + seen
-        skipped += skips
+        (count, missed, shown, seen), start = store.write_sync(chunk)
+        moved, skips, matched = moved + count, skips + missed, matched + seen
+        skipped += shown
         if start is None:
             break
-    return moved, skipped, matched
+    return moved, skips, skipped, matched
 
 
 def drive_sync(store, plan):

@@ -31,7 +31,7 @@ export async function render(el, args, signal) {
     refresh().catch(() => {});  // the next tick shows it anyway
   };
   redriveAll.addEventListener("click", () => act(() => api("/__edge/dlq/redrive", { method: "POST", body: {} }),
-    (out) => `redriven ${out.redriven.length}${out.skipped.length ? `, skipped ${out.skipped.length}` : ""}`));
+    (out) => `redriven ${out.count}${out.skipped_count ? `, skipped ${out.skipped_count}` : ""}`));
   deleteAll.addEventListener("click", () => {
     if (!confirm("Delete every dead letter for good?")) return;
     act(() => api("/__edge/dlq", { method: "DELETE", query: { all: "true" } }), (out) => `deleted ${out.count}`);
@@ -68,7 +68,7 @@ export async function render(el, args, signal) {
         h("td", { class: "data-cell" }, h("details", {}, h("summary", { class: "mono small" }, compact(d.data, 48)), json(d.data))),
         h("td", { class: "nowrap" },
           h("button", { type: "button", class: "small", onclick: () => act(() => api("/__edge/dlq/redrive", { method: "POST", body: { id: d.id } }),
-            (out) => out.redriven.length ? `redriven #${d.id}` : `skipped #${d.id}: ${out.skipped[0]?.reason}`) }, "Redrive"),
+            (out) => out.count ? `redriven #${d.id}` : `skipped #${d.id}: ${out.skipped[0]?.reason}`) }, "Redrive"),
           " ",
           h("button", { type: "button", class: "small danger", onclick: () => {
             if (confirm(`Delete dead letter #${d.id} for good?`)) act(() => api("/__edge/dlq", { method: "DELETE", query: { id: d.id } }), () => `deleted #${d.id}`);
