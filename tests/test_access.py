@@ -33,8 +33,21 @@ def answer(result):
     return status, dict(headers), json.loads(body)
 
 
+class Headers(dict):
+    """Request headers as the server hands them over: ``get`` (the first value) and ``get_all``;
+    a value given as a list is a header sent more than once."""
+
+    def get(self, name, default=None):
+        value = super().get(name, default)
+        return value[0] if isinstance(value, list) else value
+
+    def get_all(self, name):
+        value = super().get(name)
+        return [] if value is None else value if isinstance(value, list) else [value]
+
+
 def get(p, client, headers=None, path="/__edge/state"):
-    return p.check("GET", path, client, {"host": "127.0.0.1:3000", **(headers or {})})
+    return p.check("GET", path, client, Headers({"host": "127.0.0.1:3000", **(headers or {})}))
 
 
 # -- without EDGE_TOKEN: this machine only --------------------------------------------------------
@@ -70,12 +83,12 @@ def test_a_request_a_proxy_on_this_machine_forwarded_counts_as_remote(header):
 
 def test_health_is_minimal_for_strangers_and_full_for_this_machine():
     p = policy()
-    status, headers, body = answer(p.check("GET", "/__edge/health", "192.168.1.50:1", {"host": "192.168.1.23:3000"}))
+    status, headers, body = answer(p.check("GET", "/__edge/health", "192.168.1.50:1", Headers({"host": "192.168.1.23:3000"})))
     assert (status, body) == (200, {"status": "ok"})
     assert headers["cache-control"] == "no-store"
-    assert p.check("GET", "/__edge/health", "127.0.0.1:1", {"host": "localhost:3000"}) is None
+    assert p.check("GET", "/__edge/health", "127.0.0.1:1", Headers({"host": "localhost:3000"})) is None
     # only GET/HEAD of health: a POST there is refused like any other endpoint
-    assert answer(p.check("POST", "/__edge/health", "192.168.1.50:1", {}))[0] == 401
+    assert answer(p.check("POST", "/__edge/health", "192.168.1.50:1", Headers()))[0] == 401
 
 
 # -- with EDGE_TOKEN: whoever sends it, this machine too ------------------------------------------
@@ -129,6 +142,20 @@ def test_names_and_addresses_of_this_machine_pass_the_host_check(host):
     assert get(policy(), "127.0.0.1:1", {"host": host}) is None
 
 
+TWO_HOSTS = ("the request has more than one Host header; HTTP/1.1 allows exactly one (RFC 9112, section 3.2), "
+             "and the runtime endpoints answer only a request that names this machine once")
+
+
+@pytest.mark.parametrize("hosts", [["127.0.0.1:3000", "rebind.attacker.example"],
+                                   ["rebind.attacker.example", "127.0.0.1:3000"], ["localhost", "localhost"]])
+def test_more_than_one_host_header_is_a_400_whichever_comes_first(hosts):
+    # Before: the first one was checked, and a proxy in front may read the last.
+    assert answer(get(policy(), "127.0.0.1:1", {"host": hosts})) == (
+        400, {"content-type": "application/json"}, {"error": "Bad Request", "detail": TWO_HOSTS})
+    token = policy({"EDGE_TOKEN": "s" * 32})
+    assert answer(get(token, "192.168.1.50:1", {"host": hosts, "authorization": "Bearer " + "s" * 32}))[0] == 400
+
+
 def test_a_foreign_host_gets_421_even_from_loopback_and_with_the_token():
     for p, headers in ((policy(), {}),
                        (policy({"EDGE_TOKEN": "a-long-random-token-0123"}), {"authorization": "Bearer a-long-random-token-0123"})):
@@ -143,7 +170,7 @@ def test_a_foreign_host_gets_421_even_from_loopback_and_with_the_token():
 
 
 def test_health_stays_minimal_for_a_foreign_host():
-    result = policy().check("GET", "/__edge/health", "127.0.0.1:1", {"host": "rebind.attacker.example"})
+    result = policy().check("GET", "/__edge/health", "127.0.0.1:1", Headers({"host": "rebind.attacker.example"}))
     status, _, body = answer(result)
     assert (status, body) == (200, {"status": "ok"})
 
@@ -201,12 +228,12 @@ def test_the_hosts_remembered_stay_few_whatever_hosts_are_sent():
     for i in range(1000):
         assert get(p, "10.0.0.9:1", {"host": f"x{i}.localhost"})[0] == 401  # (not from this machine)
     assert len(p._known_hosts) <= 32
-    assert get(p, "127.0.0.1:1", {"host": "localhost:3000"}) is None
+    assert get(p, "127.0.0.1:1", Headers({"host": "localhost:3000"})) is None
     assert "localhost:3000" in p._known_hosts  # the memo still works after the flood
 
 
 def test_a_request_without_host_is_not_refused_for_it():
-    assert policy().check("GET", "/__edge/state", "127.0.0.1:1", {}) is None
+    assert policy().check("GET", "/__edge/state", "127.0.0.1:1", Headers()) is None
 
 
 # -- browsers on this machine, driven by another site --------------------------------------------

@@ -249,6 +249,38 @@ def test_a_foreign_host_header_is_refused_on_loopback(netns, open_server):
             assert client.get("/__edge/state", headers={"host": host}).status_code == 200, host
 
 
+@pytest.fixture(scope="module", params=["rsgi", "asgi"])
+def loopback_server(request, tmp_path_factory):
+    with served(tmp_path_factory, f"hosts-{request.param}", PROJECT, env={"EDGE_SERVER_INTERFACE": request.param}) as server:
+        yield server
+
+
+def raw_get(server, path: str, hosts: list[str]) -> tuple[int, dict]:
+    """GET ``path`` with one ``Host:`` line per entry of ``hosts``, on a socket of its own."""
+    lines = "".join(f"Host: {h}\r\n" for h in hosts)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\n{lines}Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    top, _, body = data.partition(b"\r\n\r\n")
+    return int(top.split()[1]), json.loads(body)
+
+
+def test_two_host_headers_are_refused_by_the_runtime_endpoints_whichever_comes_first(loopback_server):
+    # Before: the first Host was checked (a proxy in front may read the other).
+    mine = f"127.0.0.1:{loopback_server.port}"
+    for hosts in ([mine, "rebind.attacker.example"], ["rebind.attacker.example", mine]):
+        assert raw_get(loopback_server, "/__edge/logs", hosts) == (400, {"error": "Bad Request", "detail": (
+            "the request has more than one Host header; HTTP/1.1 allows exactly one (RFC 9112, section 3.2), "
+            "and the runtime endpoints answer only a request that names this machine once")})
+        # the public minimal health stays, and the app's own routes are the app's
+        assert raw_get(loopback_server, "/__edge/health", hosts) == (200, {"status": "ok"})
+        assert raw_get(loopback_server, "/hello", hosts) == (200, {"hello": "world"})
+    status, body = raw_get(loopback_server, "/__edge/logs", [mine])
+    assert status == 200 and "logs" in body
+
+
 def test_start_up_says_who_can_reach_what(open_server):
     assert startup_line(open_server) == (
         f"app routes on 0.0.0.0:{open_server.port}; runtime endpoints: this machine only "

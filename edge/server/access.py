@@ -112,9 +112,14 @@ class AccessPolicy:
         return refusal
 
     def host_refusal(self, headers) -> tuple | None:
-        """The 421 for a Host that names no name of this machine (None: the Host is fine)."""
+        """The 421 for a Host that names no name of this machine, the 400 for more than one
+        Host (None: the Host is fine)."""
         host = headers.get("host")
-        if host is not None and not self.host_allowed(host):
+        if host is None:
+            return None
+        if len(headers.get_all("host")) > 1:  # which one would a proxy in front have read?
+            return error_response(400, detail=_TWO_HOSTS)
+        if not self.host_allowed(host):
             return self.misdirected(host)
         return None
 
@@ -210,6 +215,10 @@ class AccessPolicy:
 
 
 # -- pieces (pure) -------------------------------------------------------------------------------
+
+_TWO_HOSTS = ("the request has more than one Host header; HTTP/1.1 allows exactly one (RFC 9112, section 3.2), "
+              "and the runtime endpoints answer only a request that names this machine once")
+
 
 def bearer(value: str | None) -> str | None:
     """The token of ``Bearer <token>`` (scheme in any case), else None."""

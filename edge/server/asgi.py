@@ -21,18 +21,32 @@ __all__ = ["wrap"]
 
 
 class _Headers:
-    """RSGI-like headers: ``get``, ``items``, ``keys``, ``in`` over lower-case names (first value wins)."""
+    """RSGI-like headers: ``get``, ``get_all``, ``items``, ``keys``, ``in`` over lower-case
+    names (``get``: the first value wins, as under RSGI)."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_values", "_more")
 
     def __init__(self, raw):
         values: dict[str, str] = {}
+        more: dict[str, list[str]] | None = None  # the second and later values of a repeated name
         for name, value in raw:
-            values.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
-        self._values = values
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            if key in values:
+                if more is None:
+                    more = {}
+                more.setdefault(key, []).append(text)
+            else:
+                values[key] = text
+        self._values, self._more = values, more
 
     def get(self, name, default=None):
         return self._values.get(name, default)
+
+    def get_all(self, name) -> list[str]:
+        first = self._values.get(name)
+        if first is None:
+            return []
+        return [first, *self._more.get(name, ())] if self._more else [first]
 
     def items(self):
         return self._values.items()
