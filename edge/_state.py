@@ -308,12 +308,16 @@ def _apply(parent: Any, leaf: str, op: dict, i: int, where: list[str]) -> None:
         current = parent[key]
     else:
         key, current = leaf, parent.get(leaf)
+    # The op's value is copied in: a later op of the update may change what it put there (set
+    # a = {"c": 1}, then increment a.c), and the ops must stay as given, since the store may
+    # run the update again (another write of its batch failed; the map grew).
     if kind == "set":
-        parent[key] = op["value"]
+        value = op["value"]
+        parent[key] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
     elif kind == "merge":
         if not isinstance(op["value"], dict):
             raise StateError(f"state.update: ops[{i}] merge: value must be an object, got {op['value']!r}")
-        parent[key] = {**(current if isinstance(current, dict) else {}), **op["value"]}
+        parent[key] = {**(current if isinstance(current, dict) else {}), **copy.deepcopy(op["value"])}
     elif kind in ("increment", "decrement"):
         by = op.get("by", op.get("value"))
         by = 1 if by is None else by

@@ -118,7 +118,8 @@ def _dlq_redrive(args, settings) -> int:
             raise UsageError(result.get("detail") or result.get("error"))
         if status >= 400:
             raise _server_error(status, result)
-        redriven, skips, skipped = result["count"], result["skipped_count"], result["skipped"]
+        skipped = result["skipped"]  # (a server of an earlier edge, not restarted yet, sends the lists alone)
+        redriven, skips = result.get("count", len(result["redriven"])), result.get("skipped_count", len(skipped))
     else:
         from .queues.dlq import redrive_offline
         from .queues.orphans import failed_files

@@ -18,14 +18,34 @@ from edge.server.intake import MIN_RATE, SWEEP_INTERVAL, BodyIntake
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """asyncio's loop, on a clock that moves only when the test says so."""
+    """asyncio's loop, on a clock that moves only when the test says so; it counts the
+    intake's sweep timers armed."""
 
     def __init__(self):
         super().__init__()
         self.now = 1000.0
+        self.sweeps_armed = 0
 
     def time(self) -> float:
         return self.now
+
+    def call_at(self, when, callback, *args, **kw):
+        if getattr(callback, "__name__", "") == "_look":
+            self.sweeps_armed += 1
+        return super().call_at(when, callback, *args, **kw)
+
+
+#: Turns of the loop a step of a test may take (a fault then fails the test, not hangs it).
+TURNS = 100
+
+
+async def until(done) -> None:
+    """Let the loop run until ``done()``, for at most :data:`TURNS` turns."""
+    for _ in range(TURNS):
+        if done():
+            return
+        await asyncio.sleep(0)
+    assert done(), "not within 100 turns of the loop"
 
 
 @pytest.fixture
@@ -42,8 +62,7 @@ async def sweeps(intake: BodyIntake, n: int) -> None:
     for _ in range(n):
         due = intake._sweep.when()
         loop.now = due
-        while intake._sweep is not None and intake._sweep.when() <= due:
-            await asyncio.sleep(0)
+        await until(lambda: intake._sweep is None or intake._sweep.when() > due)
 
 
 def test_a_body_is_cancelled_by_the_first_sweep_past_its_deadline_and_answers_408(run):
@@ -71,7 +90,8 @@ def test_a_body_is_cancelled_by_the_first_sweep_past_its_deadline_and_answers_40
         await sweeps(intake, 33)  # 33 s: one second short of the deadline
         assert not task.done()
         await sweeps(intake, 1)  # 34 s
-        status, headers, body = await task
+        await until(task.done)
+        status, headers, body = task.result()
         assert (status, ("connection", "close") in headers, body) == (
             408, True, b'{"error":"Request Timeout","detail":"the request body did not arrive within 34 s '
                        b'(30 s, then at least 16 KiB/s for its 65536 bytes); the connection is closed"}')
@@ -99,7 +119,8 @@ def test_a_body_that_arrives_in_time_is_not_cancelled_and_the_sweep_stops(run):
         await asyncio.sleep(0)
         await sweeps(intake, 29)
         arrived.set_result(b"the body")
-        assert await task == b"the body"
+        await until(task.done)
+        assert task.result() == b"the body"
         assert intake.late(task) is False
         assert intake.bodies == 0
         await sweeps(intake, 1)  # the next finds no body, and arms no other
@@ -126,9 +147,12 @@ def test_the_sweep_runs_once_a_second_for_any_number_of_bodies(run):
 
         tasks = [asyncio.ensure_future(request(i)) for i in range(1000)]
         await asyncio.sleep(0)
-        assert intake._sweep.when() == asyncio.get_running_loop().now + SWEEP_INTERVAL  # one timer for all
+        loop = asyncio.get_running_loop()
+        assert (loop.sweeps_armed, intake._sweep.when()) == (1, loop.now + SWEEP_INTERVAL)  # one timer for all
         await sweeps(intake, 2)  # 1 s of grace + 1024/16384 s: due at the second sweep
-        assert await asyncio.gather(*tasks) == ["408"] * 1000
+        assert loop.sweeps_armed == 3  # one more by each sweep (bodies were left), none per body
+        await until(lambda: all(t.done() for t in tasks))
+        assert [t.result() for t in tasks] == ["408"] * 1000
         assert (intake.bodies, intake.receiving) == (0, 0)
         await sweeps(intake, 1)
         assert intake._sweep is None

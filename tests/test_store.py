@@ -81,6 +81,45 @@ async def test_a_failing_write_in_a_shared_batch_leaves_the_others_of_its_batch_
     assert store.commits < 200 / 5, "the writes were not batched: the test shows nothing"
 
 
+def test_a_batch_run_again_for_a_failing_write_writes_the_others_as_once(store):
+    # When one write of a batch raises, the writer runs the batch again with a child
+    # transaction per write: the others must come out as if run once. A state update that sets
+    # an object and then increments inside it changed its own ops on the first run (the value
+    # set was the op's own dict), so the second run stored {"a": {"c": 3}}.
+    from edge._state import StateStore
+    from edge.store import _Op
+
+    state = StateStore(store)
+    update = _Op(state._update_op("g", "k", [{"type": "set", "path": "a", "value": {"c": 1}},
+                                            {"type": "increment", "path": "a.c"}]))
+
+    def hooked(t):
+        t.put("state", b"hooked", b"1")
+        t.after_commit(lambda: None)
+
+    def bad(t):
+        t.put("state", b"bad", b"1")
+        raise ValueError("boom")
+
+    hook, failing = _Op(hooked), _Op(bad)
+    store._commit([update, hook, failing])
+    assert (update.error, hook.error, str(failing.error)) == (None, None, "boom")
+    assert state.get_nowait("g", "k") == {"a": {"c": 2}}
+    assert update.result == {"a": {"c": 2}}
+    assert len(hook.after) == 1  # its after-commit hook, once
+    assert store.read(lambda t: (t.get("state", b"bad"), t.get("state", b"hooked"))) == (None, b"1")
+
+
+def test_update_ops_are_left_as_given_so_running_them_again_gives_the_same_value():
+    from edge._state import apply_ops, check_ops
+
+    ops = check_ops([{"type": "set", "path": "a", "value": {"c": [1]}}, {"type": "increment", "path": "a.n"},
+                     {"type": "merge", "path": "b", "value": {"d": {"e": 1}}}, {"type": "increment", "path": "b.d.e"}])
+    first = apply_ops({"x": 1}, ops)
+    assert first == apply_ops({"x": 1}, ops) == {"x": 1, "a": {"c": [1], "n": 1}, "b": {"d": {"e": 2}}}
+    assert ops[0]["value"] == {"c": [1]} and ops[2]["value"] == {"d": {"e": 1}}
+
+
 async def test_map_grows_by_itself(tmp_path):
     store = Store.open(tmp_path / "d")
     store.start_writer()

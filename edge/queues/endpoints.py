@@ -3,7 +3,7 @@
     POST /__edge/emit            {"topic", "data", "messageGroupId"?}  -> 202 once durable
     GET  /__edge/dlq             ?step=S&limit=N&after=ID               -> {"dead_letters": [...], "total",
                                                                             "more", "next_after"}
-    POST /__edge/dlq/redrive     {"step"?, "id"?, "to"?, "topic"?}      -> {"redriven", "skipped"}
+    POST /__edge/dlq/redrive     {"step"?, "id"?, "to"?, "topic"?}      -> {"count", "redriven", "skipped_count", "skipped"}
     GET  /__edge/dlq/orphans     ?step=S                                -> {"orphans": [{"step", "topic",
                                                                             "count", "first"}]}
     POST /__edge/dlq/orphans/move {"step"?}                             -> {"moved": N}

@@ -456,7 +456,7 @@ class Store:
     def _commit(self, batch: list[_Op]) -> None:
         if time.monotonic() - self._readers_checked >= self.reader_check_interval:
             self._clear_dead_readers()
-        isolated = False
+        isolated = len(batch) == 1  # (alone, an op that fails would otherwise run twice)
         while True:
             try:
                 with self._env.begin(write=True) as txn:
