@@ -406,8 +406,9 @@ def test_concurrent_redrives_of_one_dead_letter_report_the_one_that_moved_it(tmp
         server.kill()
 
 
-@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+@pytest.mark.parametrize("interface", [None, "rsgi", "asgi"])
 def test_edge_dev_reload_closes_websockets_with_a_close_frame(tmp_path, interface):
+    # None: the interface edge dev picks for a project with a stream (ASGI, for the close code)
     from websockets.exceptions import ConnectionClosed
 
     from tests.conftest import wait_for
@@ -415,10 +416,12 @@ def test_edge_dev_reload_closes_websockets_with_a_close_frame(tmp_path, interfac
     files = {**HELLO_APP, "steps/live_stream.py": 'config = {"name": "live", "baseConfig": {"storageType": "memory"}}\n'}
     project = write_project(tmp_path / "app", files)
     port = free_port()
-    server = EdgeServer(project, tmp_path / "data", command="dev", args=["--port", str(port)],
-                        env={"EDGE_SERVER_INTERFACE": interface}).start()
+    env = {"EDGE_SERVER_INTERFACE": interface} if interface else {}
+    server = EdgeServer(project, tmp_path / "data", command="dev", args=["--port", str(port)], env=env).start()
     try:
         server.port = port
+        with server.client() as client:
+            assert client.get("/__edge/health").json()["interface"] == (interface or "asgi")
         with ws_connect(server) as ws:
             ws_join(ws, "live", "g")
             assert next_frame(ws)["event"] == {"type": "sync", "data": []}
@@ -436,7 +439,7 @@ def test_edge_dev_reload_closes_websockets_with_a_close_frame(tmp_path, interfac
             assert next_frame(ws)["event"] == {"type": "sync", "data": []}
         # RSGI loses the close code: Granian closes an accepted socket with a bare close frame
         # (the status of close() is ignored once accepted); clients see 1005 instead of 1001.
-        if interface == "asgi":
+        if interface != "rsgi":
             assert closed.value.rcvd.code == 1001, closed.value
         elif closed.value.rcvd.code != 1001:
             pytest.xfail(f"close code {closed.value.rcvd.code}, not 1001: Granian 2.8 drops it (see docs/streams.md)")

@@ -83,8 +83,10 @@ class EdgeApp:
         self.cors = tuple(settings.cors_origins)
         #: Hook (issue 14): requests by route and status for GET /__edge/metrics.
         self.metrics = RequestMetrics(self)
+        #: Served by `edge dev`, which restarts on every change (edge.server.bridge._interface).
+        self.dev = settings.mode == "dev"
         # [cli hook] `edge dev` prints one readable access line per request (edge._format).
-        self.access_log = settings.mode == "dev"
+        self.access_log = self.dev
 
     # -- entry point ----------------------------------------------------------------------
 

@@ -194,15 +194,19 @@ def _interface(app: EdgeApp):
     buffers what a slow client has not read without a bound; its ASGI one holds 4 chunks and
     makes ``send`` wait). So an app with a stream that checks access (``canAccess``, or every
     stream with EDGE_STREAMS_REQUIRE_TOKEN=1), or with an HTTP step that streams its response,
-    is served through ASGI; any other through RSGI. ``EDGE_SERVER_INTERFACE=rsgi|asgi`` forces
-    either. Costs: docs/streams.md.
+    is served through ASGI; so is ``edge dev`` serving a project with a stream (a reload closes
+    its sockets with code 1001 only there); any other through RSGI.
+    ``EDGE_SERVER_INTERFACE=rsgi|asgi`` forces either. Costs: docs/streams.md.
     """
     forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()  # checked by run_server
     streams = app.runtime.discovery.streams
     wants_tokens = any(stream.can_access is not None for stream in streams)
     wants_tokens = wants_tokens or bool(streams and app.access.streams_require_token)  # hook, issue 11
     streams_responses = any(step.http_stream for step in app.runtime.steps.values())
-    app.interface = forced or ("asgi" if wants_tokens or streams_responses else "rsgi")
+    # `edge dev` restarts on every change: under ASGI its stream clients are told why (close
+    # code 1001, going away), which RSGI cannot send (1005); speed matters less there.
+    reloads = bool(streams) and app.dev
+    app.interface = forced or ("asgi" if wants_tokens or streams_responses or reloads else "rsgi")
     if app.interface == "asgi":
         from .asgi import wrap
 
