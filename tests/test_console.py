@@ -370,3 +370,64 @@ def test_with_a_token_the_page_asks_for_it(browser, tmp_path):
         context.close()
     finally:
         srv.kill()
+
+
+RENAMED_BEFORE = {
+    "steps/old_step.py": """
+        config = {"name": "Old", "triggers": [{"type": "queue", "topic": "jobs", "config": {"maxRetries": 0}}]}
+
+        async def handler(data, ctx):
+            raise RuntimeError(f"cannot do job {data['n']}")
+    """,
+    "steps/slow_step.py": """
+        config = {"name": "Slow", "triggers": [{"type": "queue", "topic": "later", "config": {"delaySeconds": 3600}}]}
+
+        async def handler(data, ctx):
+            pass
+    """,
+}
+RENAMED_AFTER = {
+    "steps/new_step.py": """
+        config = {"name": "New", "triggers": [{"type": "queue", "topic": "jobs"}]}
+
+        async def handler(data, ctx):
+            await ctx.state.set("done", str(data["n"]), True)
+    """,
+}
+
+
+def test_work_of_a_renamed_step_is_moved_and_redriven_to_the_new_one(page, tmp_path):
+    # Before: the console could only redrive a dead letter back to its own step, which is gone
+    # (skipped), and showed the orphaned messages with no way to take them (the CLI could).
+    from playwright.sync_api import expect
+
+    data = tmp_path / "data"
+    before = EdgeServer(write_project(tmp_path / "before", RENAMED_BEFORE), data).start()
+    try:
+        with before.client() as http:
+            assert http.post("/__edge/emit", json={"topic": "jobs", "data": {"n": 1}}).status_code == 202
+            wait_for(lambda: http.get("/__edge/dlq").json()["total"] == 1, timeout=15)
+            assert http.post("/__edge/emit", json={"topic": "later", "data": {"n": 2}}).status_code == 202
+    finally:
+        before.kill()  # Old and Slow are renamed and removed: one dead letter and one message are left behind
+    server = EdgeServer(write_project(tmp_path / "after", RENAMED_AFTER), data).start()
+    try:
+        page.goto(f"{server.url}/__edge/#/queues")
+        orphaned = page.locator("p.warn-text", has_text="Stored for steps that no longer subscribe")
+        expect(orphaned).to_contain_text("Slow <- later")
+        expect(page.locator('table.dead tr[data-id="1"]')).to_contain_text("Old")
+        shot(page, tmp_path, "queues-renamed")
+        orphaned.get_by_role("button", name="Move to dead letters").click()
+        expect(page.locator(".form-msg")).to_have_text("moved 1 to the dead letters")
+        for dlq_id, step in ((1, "Old"), (2, "Slow")):
+            row = page.locator(f'table.dead tr[data-id="{dlq_id}"]')
+            expect(row).to_contain_text(step)
+            expect(row.locator("select[name=to] option")).to_have_text(["New ← jobs"])
+            row.get_by_role("button", name="Redrive to").click()
+            expect(page.locator(".form-msg")).to_have_text(f"redriven #{dlq_id} to New")
+        expect(page.locator("table.dead")).to_contain_text("No dead letters.")
+        with server.client() as http:
+            for n in ("1", "2"):
+                wait_for(lambda n=n: http.get("/__edge/state", params={"group": "done", "key": n}).status_code == 200)
+    finally:
+        server.kill()

@@ -1,4 +1,6 @@
-// #/queues: per subscription depth / in flight / retrying, and the dead letters (redrive, delete).
+// #/queues: per subscription depth / in flight / retrying, and the dead letters (redrive, delete);
+// messages and dead letters of a step renamed or removed: move them to the dead letters, redrive
+// them to the step that handles their work now (edge dlq orphans --move, edge dlq redrive --to).
 import { h, clear, api, every, json, badge, traceLink, when, compact, empty, errorBox } from "./util.js";
 
 export async function render(el, args, signal) {
@@ -52,7 +54,15 @@ export async function render(el, args, signal) {
         h("td", { class: "num" }, String(sub.handled)), h("td", { class: "num" }, sub.failed_attempts ? badge(String(sub.failed_attempts), "err") : "0")));
     }
     if (q && Object.keys(q.unrouted || {}).length) extra.append(h("p", { class: "pad warn-text" }, "Emitted to topics nobody subscribes to: ", compact(q.unrouted)));
-    if (q && Object.keys(q.orphaned || {}).length) extra.append(h("p", { class: "pad warn-text" }, "Stored for steps that no longer subscribe: ", compact(q.orphaned)));
+    if (q && Object.keys(q.orphaned || {}).length) {
+      extra.append(h("p", { class: "pad warn-text" }, "Stored for steps that no longer subscribe: ", compact(q.orphaned), " ",
+        h("button", { type: "button", class: "small", onclick: () => act(() => api("/__edge/dlq/orphans/move", { method: "POST", body: {} }),
+          (out) => `moved ${out.moved} to the dead letters`) }, "Move to dead letters")));
+    }
+    // Where a dead letter of a step that no longer subscribes to its topic can go instead.
+    const subs = q ? q.subscriptions : [];
+    const live = new Set(subs.map((sub) => `${sub.step}\u0000${sub.topic}`));
+    const targets = subs.filter((sub) => !sub.topic.startsWith("@"));
     deadCount.textContent = String(q ? q.dead_letters : dead.length);
     redriveAll.disabled = deleteAll.disabled = !dead.length;
     clear(deadBody);
@@ -67,8 +77,10 @@ export async function render(el, args, signal) {
         h("td", {}, traceLink(d.trace_id)),
         h("td", { class: "data-cell" }, h("details", {}, h("summary", { class: "mono small" }, compact(d.data, 48)), json(d.data))),
         h("td", { class: "nowrap" },
-          h("button", { type: "button", class: "small", onclick: () => act(() => api("/__edge/dlq/redrive", { method: "POST", body: { id: d.id } }),
-            (out) => out.count ? `redriven #${d.id}` : `skipped #${d.id}: ${out.skipped[0]?.reason}`) }, "Redrive"),
+          live.has(`${d.step}\u0000${d.topic}`) || !targets.length
+            ? h("button", { type: "button", class: "small", onclick: () => act(() => api("/__edge/dlq/redrive", { method: "POST", body: { id: d.id } }),
+              (out) => out.count ? `redriven #${d.id}` : `skipped #${d.id}: ${out.skipped[0]?.reason}`) }, "Redrive")
+            : redriveTo(d, targets),
           " ",
           h("button", { type: "button", class: "small danger", onclick: () => {
             if (confirm(`Delete dead letter #${d.id} for good?`)) act(() => api("/__edge/dlq", { method: "DELETE", query: { id: d.id } }), () => `deleted #${d.id}`);
@@ -76,6 +88,18 @@ export async function render(el, args, signal) {
     }
   };
   every(2000, signal, refresh);
+
+  /** A dead letter whose step no longer subscribes to its topic: pick the step that takes it now. */
+  function redriveTo(d, targets) {
+    const select = h("select", { name: "to", class: "small", title: `step "${d.step}" no longer subscribes to "${d.topic}"` },
+      ...targets.map((sub, i) => h("option", { value: String(i) }, `${sub.step} ← ${sub.topic}`)));
+    const go = () => {
+      const sub = targets[Number(select.value)];
+      act(() => api("/__edge/dlq/redrive", { method: "POST", body: { id: d.id, to: sub.step, topic: sub.topic } }),
+        (out) => out.count ? `redriven #${d.id} to ${sub.step}` : `skipped #${d.id}: ${out.skipped[0]?.reason}`);
+    };
+    return h("span", { class: "row" }, select, h("button", { type: "button", class: "small", onclick: go }, "Redrive to"));
+  }
 }
 
 /** State and stream triggers run through internal topics (``@state:0``): say what they are. */
