@@ -293,3 +293,39 @@ async def test_a_message_whose_ack_met_a_full_disk_runs_again_once_there_is_spac
         await trio.sleep(30)
         assert runs == [1, 1]
         assert app.depth() == 0
+
+
+async def test_a_message_whose_ack_met_a_full_disk_runs_again_on_a_disk_that_stays_short_of_room(
+        small_disk, autojump_clock):
+    # The disk takes writes again but never frees the 2 MiB that end "full" (data.mdb grew into
+    # that space): the message waited for good. A tester's 1,000 such messages stayed stored
+    # (depth 1000) after writes succeeded again, until another message came for their queue.
+    from edge.queues.service import FULL_RETRY
+
+    from .test_queues import queue_step, running
+
+    runs = []
+
+    async def handler(data, ctx):
+        runs.append(data)
+        await ctx.enqueue({"topic": "big", "data": "x" * 600_000})  # committed with the ack
+
+    producer = queue_step("A", "a", handler, enqueues=["big"])
+    sink = queue_step("B", "big", lambda data: None)
+    filler = small_disk / "filler"
+    async with running(small_disk, producer, sink) as app:
+        store = app.runtime.store
+        filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 300 * 1024))  # 300 KiB left
+        await app.emit("a", 1)  # small: stored
+        while not any("will be delivered again" in r["msg"] for r in app.logs("error")):
+            await trio.sleep(0.1)
+        await trio.sleep(30)  # the disk is still full: it does not run again
+        assert runs == [1]
+        with open(filler, "r+b") as f:  # 1.5 MiB free: room for the ack, short of the 2 MiB
+            f.truncate(filler.stat().st_size - 1200 * 1024)
+        assert shutil.disk_usage(small_disk).free < 2 << 20
+        await store.write(lambda t: t.put("state", b"probe", b"1"))  # a write succeeds again
+        assert (store.full, store.wrote_while_full) == (True, True)
+        await trio.sleep(FULL_RETRY + 10)
+        assert runs == [1, 1]  # once more, and its ack fitted
+        assert app.depth() == 0

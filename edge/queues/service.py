@@ -24,6 +24,7 @@ and "handler failed" exception types are injected (the runtime, ``edge.runtime``
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any, Callable, Iterable
@@ -49,6 +50,9 @@ __all__ = ["QueueService", "Outgoing", "NotFound", "BadRedrive", "HEAL_INTERVAL"
 #: (written by `edge emit` from another process) or could not ack (a failed commit; after a
 #: full disk, once it has room again).
 HEAL_INTERVAL = 5.0
+#: Seconds between tries of the messages whose ack met a full disk, while the disk is short of
+#: the free space that ends "full" but writes succeed again (``QueueService._heal``).
+FULL_RETRY = 60.0
 #: Trigger types whose invocations go through the queue machinery (SPEC 3.4): each such
 #: trigger is an internal subscription named "@<type>:<index>" (not a topic users can use).
 INTERNAL_TYPES = ("state", "stream")
@@ -165,6 +169,7 @@ class QueueService:
         self.on_outgoing: Callable | None = None
         self.unrouted: dict[str, int] = {}
         self.orphaned: dict[str, int] = {}
+        self._full_retry_at = -math.inf  # (trio's clock) see _heal
         self._serving = False
 
     def _log(self, level: str, msg: str, *, trace_id=None, step=None, data=None) -> None:
@@ -586,10 +591,18 @@ class QueueService:
     def _heal(self) -> None:
         # Caught up or not: one whose ack failed was rewound (not caught up) and has nothing
         # else to make it look again (``fill`` itself checks for room). Not while the disk is
-        # still full, though: its handler ran, and would run again every 5 s until then.
-        waiting_for_space = self.store.full and not self.store.has_room_again()
+        # still full, though: its handler ran, and would run again every 5 s until then. But a
+        # disk may never free RECOVERED_FREE again (data.mdb grew into it) and still take writes:
+        # once one has succeeded, the rewound ones are tried again, once a minute at most.
+        store = self.store
+        rewound_too = True
+        if store.full and not store.has_room_again():
+            now = trio.current_time()
+            rewound_too = store.wrote_while_full and now >= self._full_retry_at
+            if rewound_too:
+                self._full_retry_at = now + FULL_RETRY
         for sub in self.subscriptions:
-            if sub.caught_up or not waiting_for_space:
+            if sub.caught_up or rewound_too:
                 sub.reload()
         self.timers.at(HEAL_INTERVAL, self._heal)
 

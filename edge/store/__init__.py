@@ -243,8 +243,12 @@ class Store:
         self.on_hook_error: Callable[[str, BaseException], None] | None = None
         #: ``fn(level, message)``: said once when the disk fills up, once when writes work again.
         self.on_notice: Callable[[str, str], None] | None = None
-        #: True between a write that found the disk full and the next one that succeeded.
+        #: True from a write that found the disk full until one succeeds with RECOVERED_FREE
+        #: free (small writes fit in reused pages on a disk that is still full).
         self.full = False
+        #: While ``full``: a write succeeded since the last that found the disk full (a disk whose
+        #: data.mdb grew into its space may never free RECOVERED_FREE, yet take writes again).
+        self.wrote_while_full = False
         # Map growth and readers: growth waits for open reads, new reads wait for growth.
         self._readers = 0
         self._growing = False
@@ -463,6 +467,8 @@ class Store:
                     (self._apply_isolated if isolated else self._apply)(txn, batch)
                 self.commits += 1
                 self.ops_committed += len(batch)
+                if self.full:
+                    self.wrote_while_full = True
                 if self.full and self.has_room_again():
                     # (on a nearly full disk small commits fit in freed pages while big ones do
                     # not: without the margin the log would flap between full and not)
@@ -478,6 +484,8 @@ class Store:
                 for op in batch:
                     op.error = error
                     op.after = []
+                if isinstance(error, StorageFull):
+                    self.wrote_while_full = False
                 if isinstance(error, StorageFull) and not self.full:
                     self.full = True
                     self._notice("error", f"{error}. Until then writes answer 507 and queue messages wait; "
