@@ -235,7 +235,15 @@ def _load_extensions() -> None:
                 raise
 
 
+#: The data directory the command line (or EDGE_DATA_DIR) named, if it named one: a command
+#: that reaches a server must reach the one that serves it (:func:`call_server`).
+_named_data_dir: Path | None = None
+
+
 def settings_from(args, **extra) -> Settings:
+    global _named_data_dir
+    named = getattr(args, "data_dir", None) or os.environ.get("EDGE_DATA_DIR") or None
+    _named_data_dir = Path(named) if named else None
     flags = {
         "dir": getattr(args, "dir", None),
         "data_dir": getattr(args, "data_dir", None),
@@ -410,6 +418,15 @@ def call_server(settings, method: str, path: str, body: Any = None, query: dict 
     request.add_header("content-type", "application/json")
     if settings.token:
         request.add_header("authorization", f"Bearer {settings.token}")
+    global _named_data_dir
+    if _named_data_dir is not None and path != "/__edge/health":
+        named, served = _named_data_dir, _served_data_dir(settings)
+        _named_data_dir = None  # asked once per command (edge logs --follow polls)
+        if served is not None and not _same_dir(served, named):
+            raise EdgeError(
+                f"the edge server on port {settings.port} serves the data in {served}, not --data-dir "
+                f"{named}; to act on {named} while that server runs, pass a --port nothing listens on "
+                f"(edge then opens {named} itself), or leave out --data-dir to act through the server")
     try:
         with urllib.request.urlopen(request, timeout=_CLIENT_TIMEOUT) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -423,6 +440,24 @@ def call_server(settings, method: str, path: str, body: Any = None, query: dict 
         if isinstance(reason, (ConnectionRefusedError, FileNotFoundError)) or "refused" in str(reason).lower():
             return None
         raise EdgeError(f"cannot reach the edge server at {url}: {reason}") from None
+
+
+def _served_data_dir(settings) -> Path | None:
+    """The data directory the server on --port serves (from its health), or None: no server
+    answers, or it shows only the minimal health (another machine without the token)."""
+    answer = call_server(settings, "GET", "/__edge/health")
+    if answer is None or answer[0] != 200 or not isinstance(answer[1], dict):
+        return None
+    store = answer[1].get("store")
+    served = store.get("path") if isinstance(store, dict) else None
+    return Path(served) if isinstance(served, str) and Path(served).is_absolute() else None
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there (another machine's path): compare the names
+        return a.absolute() == b.absolute()
 
 
 #: How long a CLI write without a server waits for the data dir's lock (another command's

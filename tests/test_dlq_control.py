@@ -16,7 +16,7 @@ from edge.store import Store
 
 from .conftest import EdgeServer, wait_for, write_project
 from .test_dlq_limits import CLI_MARGIN_KB, cli
-from .test_queues import edge_cli, state_of
+from .test_queues import SERVER_PROJECT, edge_cli, state_of
 
 #: The step before the rename: every message of "orders" fails at once (a dead letter).
 WORKER = """
@@ -365,3 +365,35 @@ def test_redrive_to_a_step_whose_file_does_not_load_says_so(tmp_path):
         'edge dlq: --to OrderWorker: no step named "OrderWorker" has a queue trigger; steps that do: Audit '
         "(1 step file(s) failed to load: steps/worker_step.py; edge steps lists the errors)"))
     assert [d["id"] for d in dead_letters(data, project)] == [1]
+
+
+def test_a_data_dir_named_that_the_server_on_the_port_does_not_serve_is_refused(tmp_path):
+    # Before: the command went to the server on --port and acted on its data: `edge dlq delete
+    # --all --data-dir <a restored copy>` deleted the live server's dead letters, and said
+    # `deleted: 1` as if it had acted on the copy.
+    from .test_dlq_limits import counts, fill_dead
+
+    project = write_project(tmp_path / "app", SERVER_PROJECT)
+    copy = tmp_path / "copy"
+    fill_dead(copy, 3)
+    server = EdgeServer(project, tmp_path / "data").start()
+    try:
+        with server.client() as client:
+            assert client.post("/__edge/emit", json={"topic": "poison", "data": {"id": "p1"}}).status_code == 202
+            wait_for(lambda: client.get("/__edge/dlq").json()["total"] == 1)
+        for args in (("dlq", "delete", "--all"), ("dlq", "list"), ("dlq", "redrive"), ("logs",)):
+            out = edge_cli(*args, data_dir=copy, project=project, port=server.port)
+            assert (out.returncode, out.stdout) == (1, ""), (args, out)
+            assert out.stderr == (
+                f"edge {args[0]}: the edge server on port {server.port} serves the data in "
+                f"{server.data_dir}, not --data-dir {copy}; to act on {copy} while that server runs, pass a --port "
+                f"nothing listens on (edge then opens {copy} itself), or leave out --data-dir to act through the "
+                "server\n"), args
+        with server.client() as client:
+            assert client.get("/__edge/dlq").json()["total"] == 1  # the server's dead letter is still there
+        # the server's own data dir, named: served as before
+        out = edge_cli("dlq", "list", data_dir=server.data_dir, project=project, port=server.port)
+        assert (out.returncode, out.stdout.count("Poison <- poison")) == (0, 1), out
+    finally:
+        server.kill()
+    assert counts(copy) == (0, 3)  # the copy is untouched

@@ -607,7 +607,7 @@ class Store:
 
     def info(self) -> dict[str, Any]:
         info = self._env.info()
-        return {"path": str(self.path), "map_size": info["map_size"], "durability": self.durability}
+        return {"path": str(Path(self.path).absolute()), "map_size": info["map_size"], "durability": self.durability}
 
     # -- copies ---------------------------------------------------------------------------
 
