@@ -329,3 +329,29 @@ async def test_a_message_whose_ack_met_a_full_disk_runs_again_on_a_disk_that_sta
         await trio.sleep(FULL_RETRY + 10)
         assert runs == [1, 1]  # once more, and its ack fitted
         assert app.depth() == 0
+
+
+async def test_a_redrive_that_fills_the_disk_says_how_many_it_moved(small_disk, autojump_clock):
+    # Before: "the disk holding ... is full; nothing was written", after a first page of 1000
+    # had moved (a fault tester: queue depth 1000, 2000 dead letters left).
+    from edge.errors import StorageFull
+
+    from .test_dlq_limits import fill_dead
+    from .test_queues import queue_step, running
+
+    async def handler(data, ctx):
+        await trio.sleep_forever()  # the moved messages wait in flight: no writes of their own
+
+    fill_dead(small_disk / "data", 3000)
+    filler = small_disk / "filler"
+    async with running(small_disk, queue_step("Poison", "poison", handler)) as app:
+        filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 700 * 1024))  # 700 KiB left: not all 3 pages fit
+        with pytest.raises(StorageFull) as full:
+            await app.queues.redrive()
+        moved = app.runtime.store.read(lambda t: t.count("queue"))
+        assert 0 < moved < 3000
+        assert str(full.value) == (
+            f"the disk holding {small_disk / 'data'} is full: {moved} dead letter(s) were moved back to their "
+            "queues before it filled, the others stay dead letters; free space on that disk (or move "
+            "--data-dir), then redrive them")
+        assert len(app.dead()) == 3000 - moved

@@ -527,7 +527,15 @@ class QueueService:
                 # A dead letter moves once, however many redrives ask for it at the same time:
                 # one batch takes it once (Batch.redrive), a later batch finds it gone
                 # (Batch.apply). Report the ones this call moved (issue 10 item 9).
-                moved = set(await self.committer.durable())
+                try:
+                    moved = set(await self.committer.durable())
+                except StorageFull as exc:
+                    if not count:
+                        raise
+                    raise StorageFull(  # (the pages before this one did move: say how many)
+                        f"the disk holding {exc.path} is full: {count} dead letter(s) were moved back to their "
+                        "queues before it filled, the others stay dead letters; free space on that disk (or "
+                        "move --data-dir), then redrive them", exc.path) from None
                 mine = [i for i in asked if R.dlq_key(i) in moved]
                 count += len(mine)
                 redriven += mine[:IDS_SHOWN - len(redriven)]
