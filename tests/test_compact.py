@@ -156,6 +156,23 @@ def test_compact_after_one_killed_halfway(tmp_path):
     assert not (data / ".compact").exists()
 
 
+def test_edge_start_removes_what_a_compact_killed_halfway_left(tmp_path):
+    # Before: the partial copy stayed beside data.mdb until the next `edge compact`, megabytes
+    # of a card that may be full (a fault tester: 7-18 MB).
+    data = tmp_path / "data"
+    kept = grown_store(data, keep=10)
+    (data / ".compact").mkdir()
+    (data / ".compact" / "data.mdb").write_bytes(b"\0" * (3 << 20))  # as a killed copy leaves it
+    server = EdgeServer(write_project(tmp_path / "app", PROJECT), data).start()
+    try:
+        assert not (data / ".compact").exists()
+        assert (f"edge start: removed {data / '.compact'} (3.0 MiB), the copy of an edge compact that was "
+                "stopped partway; the store was not changed by it") in server.output
+    finally:
+        server.kill()
+    assert contents(data) == kept
+
+
 def test_backup_while_edge_serves_writes(tmp_path):
     """A copy taken under write load holds every write acknowledged before it began, starts
     as a data directory of its own, and the server never noticed."""
