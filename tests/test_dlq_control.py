@@ -397,3 +397,36 @@ def test_a_data_dir_named_that_the_server_on_the_port_does_not_serve_is_refused(
     finally:
         server.kill()
     assert counts(copy) == (0, 3)  # the copy is untouched
+
+
+STRICT = """
+    config = {
+        "name": "Strict",
+        "triggers": [{"type": "queue", "topic": "strict",
+                      "input": {"type": "object", "properties": {"id": {"enum": ["a1"]}}, "required": ["id"]}}],
+    }
+
+    async def handler(data, ctx):
+        await ctx.state.set("strict", data["id"], {"trace": ctx.trace_id})
+"""
+
+
+def test_redrive_to_a_step_whose_input_schema_refuses_the_data_skips_it_and_says_why(tmp_path):
+    # Before: moved, then a dead letter again at delivery (or, for a JSON-schema step, handed
+    # to a handler that cannot take it).
+    project, data = dead_orders(tmp_path, "a1", "a2", "a3")
+    (project / "steps" / "strict_step.py").write_text(STRICT.replace("\n    ", "\n").lstrip())
+    refused = ('skipped {}: its data does not match the input schema of step "Strict" ($.id: must be one of '
+               '["a1"], got "a{}"); redrive it to a step that takes it, or delete it (edge dlq delete --id {})')
+    out = edge_cli("dlq", "redrive", "--id", "2", "--to", "Strict", data_dir=data, project=project)
+    assert (out.returncode, out.stdout, out.stderr) == (1, "redriven: 0\n", refused.format(2, 2, 2) + "\n")
+    server = EdgeServer(project, data).start()
+    try:
+        out = edge_cli("dlq", "redrive", "--step", "Worker", "--to", "Strict", data_dir=data, project=project,
+                       port=server.port)
+        assert (out.returncode, out.stdout, out.stderr) == (
+            0, "redriven: 1\n", refused.format(2, 2, 2) + "\n" + refused.format(3, 3, 3) + "\n")
+        wait_for(lambda: state_of(server, "strict").get("a1") == {"trace": "trace-a1"})
+        assert [d["id"] for d in server.client().get("/__edge/dlq").json()["dead_letters"]] == [2, 3]
+    finally:
+        server.kill()

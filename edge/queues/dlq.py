@@ -17,7 +17,9 @@ from typing import Any
 
 import msgspec
 
+from ..errors import SchemaError
 from . import records as R
+from .enqueue import errors_line
 from .records import decode_dead, encode_redriven
 
 __all__ = ["select", "page", "list_page", "list_dead", "as_dict", "redrive_offline", "gone",
@@ -187,6 +189,25 @@ def gone(dead, dlq_id: int) -> str:
             f"now with --to STEP, or delete it (edge dlq delete --id {dlq_id})")
 
 
+def refused_by(sub, dead, dlq_id: int) -> str | None:
+    """Why step ``sub`` cannot take dead letter ``dlq_id`` (its data does not match the step's
+    input schema), or None. Checked for ``redrive --to``: the step is another than the one
+    the message was written for, and a mismatch would only make it a dead letter again."""
+    schema = sub.schema
+    if schema is None:
+        return None
+    try:
+        schema.validate(msgspec.msgpack.decode(dead.data))
+    except SchemaError as exc:
+        detail = errors_line(exc.errors)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        detail = str(exc)
+    else:
+        return None
+    return (f'its data does not match the input schema of step "{sub.step.name}" ({detail}); redrive it to a '
+            f"step that takes it, or delete it (edge dlq delete --id {dlq_id})")
+
+
 def redrive_offline(store, subs: dict, *, step: str | None = None, dlq_id: int | None = None, to=None,
                     now_ms: int = 0) -> tuple[int, int, list[dict], int]:
     """Move dead letters back to a queue (the server is not running).
@@ -212,10 +233,13 @@ def redrive_offline(store, subs: dict, *, step: str | None = None, dlq_id: int |
         shown, skips, placed = [], 0, []
         for key, dead in entries:
             sub = to or subs.get((dead.step, dead.topic))
-            if sub is None:
+            reason = gone(dead, R.dlq_id(key)) if sub is None else None
+            if to is not None:
+                reason = refused_by(to, dead, R.dlq_id(key))
+            if reason is not None:
                 skips += 1
                 if len(skipped) + len(shown) < SKIPS_SHOWN:
-                    shown.append({"id": R.dlq_id(key), "reason": gone(dead, R.dlq_id(key))})
+                    shown.append({"id": R.dlq_id(key), "reason": reason})
             else:
                 placed.append((key, dead, sub))
         if placed:

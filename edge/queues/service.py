@@ -484,7 +484,7 @@ class QueueService:
             NotFound: ``dlq_id`` names no dead letter.
             BadRedrive: ``to`` cannot take them (see :meth:`target`).
         """
-        from .dlq import IDS_SHOWN, SKIPS_SHOWN, gone, last_key, select
+        from .dlq import IDS_SHOWN, SKIPS_SHOWN, gone, last_key, refused_by, select
 
         moved_to = None if to is None else self.target(to, topic)
 
@@ -515,10 +515,13 @@ class QueueService:
             now = self._now_ms()
             for key, dead in entries:
                 sub = moved_to or self.by_name.get((dead.step, dead.topic))
-                if sub is None:
+                reason = gone(dead, R.dlq_id(key)) if sub is None else None
+                if moved_to is not None:
+                    reason = refused_by(moved_to, dead, R.dlq_id(key))
+                if reason is not None:
                     skips += 1
                     if len(skipped) < SKIPS_SHOWN:
-                        skipped.append({"id": R.dlq_id(key), "reason": gone(dead, R.dlq_id(key))})
+                        skipped.append({"id": R.dlq_id(key), "reason": reason})
                     continue
                 due = now + sub.delay_ms if sub.delay_ms else 0
                 if batch.redrive(key, sub, encode_redriven(dead, due)):
