@@ -430,3 +430,19 @@ def test_redrive_to_a_step_whose_input_schema_refuses_the_data_skips_it_and_says
         assert [d["id"] for d in server.client().get("/__edge/dlq").json()["dead_letters"]] == [2, 3]
     finally:
         server.kill()
+
+
+def test_a_skipped_run_of_a_state_or_stream_trigger_is_not_told_to_use_to():
+    # Before: "redrive it to the step that handles it now with --to STEP", which refuses any
+    # step without a queue trigger.
+    from edge.queues.dlq import gone
+
+    def dead(step, topic):
+        return R.DeadLetter(step=step, topic=topic, data=msgspec.Raw(msgspec.msgpack.encode({})), error="x",
+                            attempts=1, failed_at=0.0, trace_id="t", enqueued_at=0.0)
+
+    assert gone(dead("Watch", "@state:0"), 7) == (
+        'step "Watch" no longer has that state trigger (triggers[0]); a run of it cannot go to another step: '
+        "delete it (edge dlq delete --id 7)")
+    assert gone(dead("Feed", "@stream:1"), 8).startswith('step "Feed" no longer has that stream trigger (triggers[1]);')
+    assert gone(dead("Worker", "orders"), 9) == GONE.format(9)

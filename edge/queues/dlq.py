@@ -184,7 +184,11 @@ def _chunk(txn, step: str | None, start: bytes | None, stop: bytes):
 
 
 def gone(dead, dlq_id: int) -> str:
-    """Why a redrive skipped dead letter ``dlq_id``, and the two ways out."""
+    """Why a redrive skipped dead letter ``dlq_id``, and the ways out."""
+    if dead.topic.startswith("@"):  # a state or stream trigger's run ("@state:0"): not a topic
+        kind = "state" if dead.topic.startswith("@state") else "stream"
+        return (f'step "{dead.step}" no longer has that {kind} trigger (triggers[{dead.topic.partition(":")[2]}]); '
+                f"a run of it cannot go to another step: delete it (edge dlq delete --id {dlq_id})")
     return (f'step "{dead.step}" no longer subscribes to "{dead.topic}"; redrive it to the step that handles it '
             f"now with --to STEP, or delete it (edge dlq delete --id {dlq_id})")
 
