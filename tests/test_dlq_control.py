@@ -446,3 +446,13 @@ def test_a_skipped_run_of_a_state_or_stream_trigger_is_not_told_to_use_to():
         "delete it (edge dlq delete --id 7)")
     assert gone(dead("Feed", "@stream:1"), 8).startswith('step "Feed" no longer has that stream trigger (triggers[1]);')
     assert gone(dead("Worker", "orders"), 9) == GONE.format(9)
+
+
+def test_the_start_up_warning_of_orphaned_trigger_runs_does_not_suggest_to():
+    from edge.queues.orphans import orphans_warning
+
+    assert orphans_warning(3, "Watch", "@state:0") == (
+        '3 stored run(s) of a state trigger of step "Watch" (triggers[0]) wait for a trigger the step no longer '
+        "has; they are kept and run when it has it again. `edge dlq orphans` shows them, `edge dlq orphans "
+        "--move --step Watch` makes them dead letters (then `edge dlq delete`)")
+    assert "redrive --to STEP" in orphans_warning(4, "Worker", "orders")

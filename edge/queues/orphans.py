@@ -20,7 +20,7 @@ from . import records as R
 from .dlq import CHUNK
 from .records import DeadLetter, decode_message, encode_dead
 
-__all__ = ["failed_files", "orphaned", "moving", "moving_refused", "orphan_error", "SAMPLE"]
+__all__ = ["failed_files", "orphaned", "orphans_warning", "moving", "moving_refused", "orphan_error", "SAMPLE"]
 
 #: Messages of each orphaned subscription whose data a listing shows.
 SAMPLE = 3
@@ -49,6 +49,20 @@ def failed_files(discovery) -> str:
         return ""
     files = ", ".join(sorted({error.file for error in discovery.errors}))
     return f" ({len(discovery.errors)} step file(s) failed to load: {files}; edge steps lists the errors)"
+
+
+def orphans_warning(n: int, step: str, topic: str) -> str:
+    """What the start says of ``n`` stored messages of (``step``, ``topic``) that no step takes."""
+    if topic.startswith("@"):  # a state or stream trigger's runs ("@state:0"): no other step can take them
+        kind = "state" if topic.startswith("@state") else "stream"
+        return (f'{n} stored run(s) of a {kind} trigger of step "{step}" (triggers[{topic.partition(":")[2]}]) '
+                "wait for a trigger the step no longer has; they are kept and run when it has it again. "
+                f"`edge dlq orphans` shows them, `edge dlq orphans --move --step {step}` makes them dead "
+                "letters (then `edge dlq delete`)")
+    return (f'{n} stored message(s) for step "{step}" on topic "{topic}" wait for a step that no longer '
+            "subscribes to it; they are kept and delivered when it does again. `edge dlq orphans` shows them, "
+            f"`edge dlq orphans --move --step {step}` makes them dead letters (then `edge dlq redrive --to STEP` "
+            "or `edge dlq delete`)")
 
 
 def orphan_error(step: str, topic: str) -> str:

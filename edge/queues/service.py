@@ -40,6 +40,7 @@ from . import records as R
 from .committer import Committer
 from .committer import Batch
 from .enqueue import Outgoing, check_declared, encode_for, errors_line, parse_event
+from .orphans import orphans_warning
 from .records import DeadLetter, Message, backoff_delay, encode_dead, encode_message, encode_redriven
 from .timers import Timers
 from .window import WINDOW, Subscription, _Msg
@@ -634,10 +635,7 @@ class QueueService:
                 continue
             step, topic = names.get(int.from_bytes(prefix, "big"), ("?", "?"))
             self.orphaned[f"{step} <- {topic}"] = n
-            self._log("warn", f'{n} stored message(s) for step "{step}" on topic "{topic}" wait for a step that '
-                              "no longer subscribes to it; they are kept and delivered when it does again. "
-                              f"`edge dlq orphans` shows them, `edge dlq orphans --move --step {step}` makes them "
-                              "dead letters (then `edge dlq redrive --to STEP` or `edge dlq delete`)")
+            self._log("warn", orphans_warning(n, step, topic))
 
     def health(self) -> dict:
         depth, dead = self.store.read(lambda t: (t.count("queue"), t.count("dlq")))
