@@ -298,7 +298,13 @@ def cmd_start(args, *, mode: str = "start") -> int:
 
     lock = DataDirLock.acquire(settings.data_dir)  # one process per data dir; held until os._exit
     if lock is not None:
-        _remove_stopped_compaction(Path(settings.data_dir), mode)
+        from .store import COMPACT_DIR, remove_stopped_compaction
+
+        removed = remove_stopped_compaction(settings.data_dir)
+        if removed is not None:
+            print(f"edge {mode}: removed {Path(settings.data_dir) / COMPACT_DIR} ({removed / (1 << 20):.1f} MiB), "
+                  "the copy of an edge compact that was stopped partway; the store was not changed by it",
+                  file=sys.stderr)
     discovery = discover_project(settings)
     _print_discovery_problems(discovery)
     if discovery.errors and mode == "start":
@@ -317,20 +323,6 @@ def cmd_start(args, *, mode: str = "start") -> int:
     sys.stderr.flush()
     # Granian's Rust threads may still run: skip interpreter finalisation (STACK-NOTES 8).
     os._exit(code)
-
-
-def _remove_stopped_compaction(data_dir: Path, mode: str) -> None:
-    """Remove the copy an ``edge compact`` stopped partway left beside data.mdb (the store itself
-    is whole): megabytes a full SD card needs. Compaction holds the lock, so none is running."""
-    import shutil
-
-    work = data_dir / ".compact"
-    if not work.is_dir():
-        return
-    size = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"edge {mode}: removed {work} ({size / (1 << 20):.1f} MiB), the copy of an edge compact that "
-          "was stopped partway; the store was not changed by it", file=sys.stderr)
 
 
 def cmd_dev(args) -> int:

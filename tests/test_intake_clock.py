@@ -36,26 +36,28 @@ async def sweeps(intake: BodyIntake, n: int) -> None:
         await until(lambda: intake._sweep is None or intake._sweep.when() > due)
 
 
+async def read(intake: BodyIntake, body: asyncio.Future, size: int, client: str = "192.0.2.7:50000"):
+    """What the request path does around a body read (``EdgeApp._read_body``): the body, or
+    the 408 once the sweep found it late."""
+    task = asyncio.current_task()
+    assert intake.begin(task, client, size) is None
+    try:
+        return await body
+    except asyncio.CancelledError:
+        if not intake.late(task):
+            raise
+        return intake.timed_out(size, chunked=False)
+    finally:
+        intake.end(task, client, size)
+
+
 def test_a_body_is_cancelled_by_the_first_sweep_past_its_deadline_and_answers_408(run):
     async def main():
         intake = BodyIntake(idle_timeout=30, max_body=1 << 20)
         size = 64 * 1024  # 4 s of grace at MIN_RATE: 34 s in all
         assert size / MIN_RATE == 4
         reading = asyncio.get_running_loop().create_future()  # a body that never arrives
-
-        async def request():
-            task = asyncio.current_task()
-            assert intake.begin(task, "192.0.2.7:50000", size) is None
-            try:
-                await reading
-            except asyncio.CancelledError:
-                if not intake.late(task):
-                    raise
-                return intake.timed_out(size, chunked=False)
-            finally:
-                intake.end(task, "192.0.2.7:50000", size)
-
-        task = asyncio.ensure_future(request())
+        task = asyncio.ensure_future(read(intake, reading, size))
         await asyncio.sleep(0)
         assert (intake.bodies, intake.receiving) == (1, size)
         await sweeps(intake, 33)  # 33 s: one second short of the deadline
@@ -77,16 +79,7 @@ def test_a_body_that_arrives_in_time_is_not_cancelled_and_the_sweep_stops(run):
     async def main():
         intake = BodyIntake(idle_timeout=30, max_body=1 << 20)
         arrived = asyncio.get_running_loop().create_future()
-
-        async def request():
-            task = asyncio.current_task()
-            assert intake.begin(task, "192.0.2.7:50000", 100) is None
-            try:
-                return await arrived
-            finally:
-                intake.end(task, "192.0.2.7:50000", 100)
-
-        task = asyncio.ensure_future(request())
+        task = asyncio.ensure_future(read(intake, arrived, 100))
         await asyncio.sleep(0)
         await sweeps(intake, 29)
         arrived.set_result(b"the body")
@@ -104,26 +97,14 @@ def test_the_sweep_runs_once_a_second_for_any_number_of_bodies(run):
     async def main():
         intake = BodyIntake(idle_timeout=1, max_body=1 << 20)
         never = asyncio.get_running_loop().create_future()
-
-        async def request(i):
-            task = asyncio.current_task()
-            intake.begin(task, f"192.0.2.{i % 200}:5000", 1024)
-            try:
-                await never
-            except asyncio.CancelledError:
-                assert intake.late(task)
-                return "408"
-            finally:
-                intake.end(task, f"192.0.2.{i % 200}:5000", 1024)
-
-        tasks = [asyncio.ensure_future(request(i)) for i in range(1000)]
+        tasks = [asyncio.ensure_future(read(intake, never, 1024, f"192.0.2.{i % 200}:5000")) for i in range(1000)]
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         assert (loop.sweeps_armed, intake._sweep.when()) == (1, loop.now + SWEEP_INTERVAL)  # one timer for all
         await sweeps(intake, 2)  # 1 s of grace + 1024/16384 s: due at the second sweep
         assert loop.sweeps_armed == 3  # one more by each sweep (bodies were left), none per body
         await until(lambda: all(t.done() for t in tasks))
-        assert [t.result() for t in tasks] == ["408"] * 1000
+        assert [t.result()[0] for t in tasks] == [408] * 1000
         assert (intake.bodies, intake.receiving) == (0, 0)
         await sweeps(intake, 1)
         assert intake._sweep is None

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -267,26 +269,35 @@ def test_a_small_write_that_fits_on_a_disk_with_nothing_free_is_no_recovery(smal
         store.close()
 
 
-async def test_a_message_whose_ack_met_a_full_disk_runs_again_once_there_is_space(small_disk, autojump_clock):
-    # The ack (and what the handler enqueued with it) did not fit: the message stays stored
-    # and "will be delivered again", but it was only once another message came for its queue
-    # (or at a restart): the heal every 5 s skipped the subscription whose ack had failed.
+@asynccontextmanager
+async def ack_met_full_disk(disk: Path, enqueued: int, left: int):
+    """A runtime on ``disk`` whose queue handler enqueues ``enqueued`` bytes with its ack, with
+    ``left`` bytes free: one message is handled once and its ack does not fit. Yields
+    ``(app, runs, filler)`` then: the handler's runs so far and the file to free space from."""
     from .test_queues import queue_step, running
 
     runs = []
 
     async def handler(data, ctx):
         runs.append(data)
-        await ctx.enqueue({"topic": "big", "data": "x" * 3_000_000})  # committed with the ack
+        await ctx.enqueue({"topic": "big", "data": "x" * enqueued})  # committed with the ack
 
     producer = queue_step("A", "a", handler, enqueues=["big"])
     sink = queue_step("B", "big", lambda data: None)
-    filler = small_disk / "filler"
-    async with running(small_disk, producer, sink) as app:
-        filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 1024 * 1024))  # 1 MiB left
+    filler = disk / "filler"
+    async with running(disk, producer, sink) as app:
+        filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - left))
         await app.emit("a", 1)  # small: stored
         while not any("will be delivered again" in r["msg"] for r in app.logs("error")):
             await trio.sleep(0.1)
+        yield app, runs, filler
+
+
+async def test_a_message_whose_ack_met_a_full_disk_runs_again_once_there_is_space(small_disk, autojump_clock):
+    # The ack (and what the handler enqueued with it) did not fit: the message stays stored
+    # and "will be delivered again", but it was only once another message came for its queue
+    # (or at a restart): the heal every 5 s skipped the subscription whose ack had failed.
+    async with ack_met_full_disk(small_disk, enqueued=3_000_000, left=1024 * 1024) as (app, runs, filler):
         await trio.sleep(30)  # six heal intervals: the disk is still full, it does not run again
         assert runs == [1]
         filler.unlink()
@@ -302,23 +313,8 @@ async def test_a_message_whose_ack_met_a_full_disk_runs_again_on_a_disk_that_sta
     # (depth 1000) after writes succeeded again, until another message came for their queue.
     from edge.queues.service import FULL_RETRY
 
-    from .test_queues import queue_step, running
-
-    runs = []
-
-    async def handler(data, ctx):
-        runs.append(data)
-        await ctx.enqueue({"topic": "big", "data": "x" * 600_000})  # committed with the ack
-
-    producer = queue_step("A", "a", handler, enqueues=["big"])
-    sink = queue_step("B", "big", lambda data: None)
-    filler = small_disk / "filler"
-    async with running(small_disk, producer, sink) as app:
+    async with ack_met_full_disk(small_disk, enqueued=600_000, left=300 * 1024) as (app, runs, filler):
         store = app.runtime.store
-        filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 300 * 1024))  # 300 KiB left
-        await app.emit("a", 1)  # small: stored
-        while not any("will be delivered again" in r["msg"] for r in app.logs("error")):
-            await trio.sleep(0.1)
         await trio.sleep(30)  # the disk is still full: it does not run again
         assert runs == [1]
         with open(filler, "r+b") as f:  # 1.5 MiB free: room for the ack, short of the 2 MiB

@@ -183,11 +183,32 @@ def _chunk(txn, step: str | None, start: bytes | None, stop: bytes):
     return found, None
 
 
+def internal_trigger(topic: str) -> tuple[str, str] | None:
+    """``(kind, index)`` of a state or stream trigger's internal subscription (``"@state:0"``:
+    ``("state", "0")``), or None for a topic."""
+    if not topic.startswith("@"):
+        return None
+    kind, _, index = topic[1:].partition(":")
+    return kind, index
+
+
+def redrive_target(dead, dlq_id: int, subs: dict, to=None):
+    """Where a redrive puts dead letter ``dlq_id``: ``(subscription, None)``, or ``(None, why it
+    is skipped)``. Back to its own (step, topic) in ``subs``, or into ``to`` (``--to``) if that
+    step's input schema takes its data."""
+    if to is not None:
+        reason = refused_by(to, dead, dlq_id)
+        return (None, reason) if reason is not None else (to, None)
+    sub = subs.get((dead.step, dead.topic))
+    return (sub, None) if sub is not None else (None, gone(dead, dlq_id))
+
+
 def gone(dead, dlq_id: int) -> str:
     """Why a redrive skipped dead letter ``dlq_id``, and the ways out."""
-    if dead.topic.startswith("@"):  # a state or stream trigger's run ("@state:0"): not a topic
-        kind = "state" if dead.topic.startswith("@state") else "stream"
-        return (f'step "{dead.step}" no longer has that {kind} trigger (triggers[{dead.topic.partition(":")[2]}]); '
+    trigger = internal_trigger(dead.topic)
+    if trigger is not None:  # a state or stream trigger's run: no other step can take it
+        kind, index = trigger
+        return (f'step "{dead.step}" no longer has that {kind} trigger (triggers[{index}]); '
                 f"a run of it cannot go to another step: delete it (edge dlq delete --id {dlq_id})")
     return (f'step "{dead.step}" no longer subscribes to "{dead.topic}"; redrive it to the step that handles it '
             f"now with --to STEP, or delete it (edge dlq delete --id {dlq_id})")
@@ -236,10 +257,7 @@ def redrive_offline(store, subs: dict, *, step: str | None = None, dlq_id: int |
     def move(entries, txn):  # pure over txn (the store may run it twice): it returns the skips
         shown, skips, placed = [], 0, []
         for key, dead in entries:
-            sub = to or subs.get((dead.step, dead.topic))
-            reason = gone(dead, R.dlq_id(key)) if sub is None else None
-            if to is not None:
-                reason = refused_by(to, dead, R.dlq_id(key))
+            sub, reason = redrive_target(dead, R.dlq_id(key), subs, to)
             if reason is not None:
                 skips += 1
                 if len(skipped) + len(shown) < SKIPS_SHOWN:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import msgspec
 
 from . import records as R
-from .dlq import CHUNK
+from .dlq import CHUNK, internal_trigger
 from .records import DeadLetter, decode_message, encode_dead
 
 __all__ = ["failed_files", "orphaned", "orphans_warning", "moving", "moving_refused", "orphan_error", "SAMPLE"]
@@ -53,9 +53,10 @@ def failed_files(discovery) -> str:
 
 def orphans_warning(n: int, step: str, topic: str) -> str:
     """What the start says of ``n`` stored messages of (``step``, ``topic``) that no step takes."""
-    if topic.startswith("@"):  # a state or stream trigger's runs ("@state:0"): no other step can take them
-        kind = "state" if topic.startswith("@state") else "stream"
-        return (f'{n} stored run(s) of a {kind} trigger of step "{step}" (triggers[{topic.partition(":")[2]}]) '
+    trigger = internal_trigger(topic)
+    if trigger is not None:  # a state or stream trigger's runs: no other step can take them
+        kind, index = trigger
+        return (f'{n} stored run(s) of a {kind} trigger of step "{step}" (triggers[{index}]) '
                 "wait for a trigger the step no longer has; they are kept and run when it has it again. "
                 f"`edge dlq orphans` shows them, `edge dlq orphans --move --step {step}` makes them dead "
                 "letters (then `edge dlq delete`)")

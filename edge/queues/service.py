@@ -485,7 +485,7 @@ class QueueService:
             NotFound: ``dlq_id`` names no dead letter.
             BadRedrive: ``to`` cannot take them (see :meth:`target`).
         """
-        from .dlq import IDS_SHOWN, SKIPS_SHOWN, gone, last_key, refused_by, select
+        from .dlq import IDS_SHOWN, SKIPS_SHOWN, last_key, redrive_target, select
 
         moved_to = None if to is None else self.target(to, topic)
 
@@ -515,10 +515,7 @@ class QueueService:
             asked = []
             now = self._now_ms()
             for key, dead in entries:
-                sub = moved_to or self.by_name.get((dead.step, dead.topic))
-                reason = gone(dead, R.dlq_id(key)) if sub is None else None
-                if moved_to is not None:
-                    reason = refused_by(moved_to, dead, R.dlq_id(key))
+                sub, reason = redrive_target(dead, R.dlq_id(key), self.by_name, moved_to)
                 if reason is not None:
                     skips += 1
                     if len(skipped) < SKIPS_SHOWN:

@@ -40,7 +40,7 @@ from .._format import mib, user_name
 from .._loops import Completion
 from ..errors import StorageFull, StoreError
 
-__all__ = ["Store", "Txn", "TABLES", "backup", "compact"]
+__all__ = ["Store", "Txn", "TABLES", "backup", "compact", "remove_stopped_compaction", "COMPACT_DIR"]
 
 T = TypeVar("T")
 
@@ -184,6 +184,8 @@ class _Op:
         self.after: list = []
 
 
+#: Where :func:`compact` writes its copy, beside data.mdb.
+COMPACT_DIR = ".compact"
 #: LMDB's files in the data directory, which it opens read-write.
 _LMDB_FILES = ("data.mdb", "lock.mdb")
 
@@ -469,11 +471,11 @@ class Store:
                 self.ops_committed += len(batch)
                 if self.full:
                     self.wrote_while_full = True
-                if self.full and self.has_room_again():
-                    # (on a nearly full disk small commits fit in freed pages while big ones do
-                    # not: without the margin the log would flap between full and not)
-                    self.full = False
-                    self._notice("info", f"the disk holding {self.path} has space again; writes succeed")
+                    if self.has_room_again():
+                        # (on a nearly full disk small commits fit in freed pages while big ones
+                        # do not: without the margin the log would flap between full and not)
+                        self.full = False
+                        self._notice("info", f"the disk holding {self.path} has space again; writes succeed")
                 return
             except _OpFailed:
                 isolated = True  # (the batch's writes were aborted) redo it, so the op fails alone
@@ -486,10 +488,10 @@ class Store:
                     op.after = []
                 if isinstance(error, StorageFull):
                     self.wrote_while_full = False
-                if isinstance(error, StorageFull) and not self.full:
-                    self.full = True
-                    self._notice("error", f"{error}. Until then writes answer 507 and queue messages wait; "
-                                          "reads go on")
+                    if not self.full:
+                        self.full = True
+                        self._notice("error", f"{error}. Until then writes answer 507 and queue messages "
+                                              "wait; reads go on")
                 return
 
     def _apply(self, txn, batch: list[_Op]) -> None:
@@ -607,7 +609,7 @@ class Store:
 
     def info(self) -> dict[str, Any]:
         info = self._env.info()
-        return {"path": str(Path(self.path).absolute()), "map_size": info["map_size"], "durability": self.durability}
+        return {"path": str(self.path.absolute()), "map_size": info["map_size"], "durability": self.durability}
 
     # -- copies ---------------------------------------------------------------------------
 
@@ -702,7 +704,7 @@ def compact(path: str | os.PathLike, durability: str = "durable") -> tuple[int, 
     if not data_file.exists():
         raise StoreError(f"no store in {path} (no data.mdb): pass the --data-dir edge runs with")
     before = data_file.stat().st_size
-    work = path / ".compact"
+    work = path / COMPACT_DIR
     shutil.rmtree(work, ignore_errors=True)  # what a compaction killed halfway left
     try:
         work.mkdir()
@@ -737,6 +739,18 @@ def compact(path: str | os.PathLike, durability: str = "durable") -> tuple[int, 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return before, after
+
+
+def remove_stopped_compaction(path: str | os.PathLike) -> int | None:
+    """Remove the copy a :func:`compact` stopped partway left beside data.mdb (the store itself
+    is whole); the bytes it held, or None when there was none. Call it holding the data dir's
+    lock (compaction holds it too, so none is running)."""
+    work = Path(path) / COMPACT_DIR
+    if not work.is_dir():
+        return None
+    size = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
+    shutil.rmtree(work, ignore_errors=True)
+    return size
 
 
 def _cut_off(env: lmdb.Environment, data_file: Path) -> str | None:
