@@ -89,10 +89,15 @@ class Completion:
     what they waited for.
     """
 
-    __slots__ = ("done", "value", "error", "_waiters", "observed")
+    __slots__ = ("done", "value", "error", "_waiters", "observed", "blocking", "touches")
 
     def __init__(self):
         self.done = False
+        #: Set on the store's writer thread once the write is durable, for a caller that must
+        #: block the loop thread on it (``Store.submit(..., blockable=True)``), else None.
+        self.blocking: threading.Event | None = None
+        #: What the write changes, for such callers (``motia._runtime.settle``).
+        self.touches: tuple = ()
         #: Someone awaited the result (and so has seen its error, if any).
         self.observed = False
         self.value: Any = None

@@ -141,6 +141,7 @@ class StateStore:
                                trace_id=trace, parent=parent)
             return value
 
+        op.value = value  # known before the commit: Motia 1.0.4's synchronous set answers it at once
         return op
 
     def _delete_op(self, group, key):

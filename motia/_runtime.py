@@ -10,11 +10,16 @@ stream.get(...)``), the 1.0 release candidates made them coroutines (``todo = aw
 stream.get(...)``), and code for both runs on edge unchanged. A call looks at the instruction
 its caller runs next: ``await`` (``GET_AWAITABLE``) means the caller awaits the result, and the
 call answers with edge's native awaitable (writes join the next group commit; the await returns
-once they are durable). Otherwise the call completes before it returns: reads answer the value,
-writes block until durable (``Store.write_blocking``: one commit, on the loop thread) so the
-next read sees them. A dict or list result is also awaitable, so ``asyncio.gather(...)`` over
-such calls works too; a ``None`` result cannot be (``gather`` over a ``get`` of a missing item
-fails: await each call instead).
+once they are durable). Otherwise the call answers at once: reads the value; a ``set`` the item
+as it will be stored, its write queued for the next group commit (:func:`write_soon`) without
+blocking the loop thread; ``update``, ``delete`` and ``clear``, whose answers depend on what is
+stored, block until durable (``Store.write_blocking``: one commit, on the loop thread). A read
+(or a write's look at the old value) of something a queued ``set`` of the same invocation
+changes first waits for that set to be durable (:func:`settle`), so the code reads its own
+writes; the invocation answers (or acks) only once every queued write is durable, and fails if
+one failed. A dict or list result is also awaitable, so ``asyncio.gather(...)`` over such calls
+works too; a ``None`` result cannot be (``gather`` over a ``get`` of a missing item fails: await
+each call instead).
 
 This is the only module of the ``motia`` package that reaches into edge's internals
 (``ctx._runtime``, the state store's and streams' write plans).
@@ -28,11 +33,11 @@ import sys
 from types import CodeType
 from typing import Any
 
-from edge._loops import in_async
+from edge._loops import Completion, in_async, track
 from edge.context import current_context
 
 __all__ = ["MotiaError", "current", "runtime_of", "awaited", "answer", "Then", "AwaitableDict",
-           "AwaitableList"]
+           "AwaitableList", "write_soon", "settle"]
 
 
 class MotiaError(RuntimeError):
@@ -118,3 +123,24 @@ class Then:
     def __await__(self):
         value = yield from self._awaitable.__await__()
         return self._fn(value)
+
+
+def write_soon(done: Completion | None, touches: tuple) -> None:
+    """Make a synchronous call's queued write (``Store.submit(..., blockable=True)``, or None:
+    nothing to store) part of the running invocation: it answers only once the write is
+    durable, and :func:`settle` finds it. ``touches`` names what it changes:
+    ``("state", scope, key)`` or ``("stream", name, group, id)``."""
+    if done is not None:
+        done.touches = touches
+        track(done)
+
+
+def settle(ctx, touches: tuple) -> None:
+    """Block the loop thread until the queued writes of invocation ``ctx`` that change what
+    ``touches`` names (a prefix: ``("state", scope)`` is every key of the scope) are durable,
+    so that a read sees them. Costs nothing when there are none (the common case: a handler
+    that reads, then writes)."""
+    for done in ctx.pending:
+        event = done.blocking
+        if event is not None and not done.done and done.touches[:len(touches)] == touches:
+            event.wait()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge._loops import Ready
+from edge._loops import Ready, in_async
 
-from ._runtime import Then, answer, awaited, current, runtime_of
+from ._runtime import Then, answer, awaited, current, runtime_of, settle, write_soon
 
 __all__ = ["StateManager", "stateManager", "motia_ops"]
 
@@ -50,27 +50,38 @@ def _changed(old: Any):
 class StateManager:
     """Module-level state, acting for the running invocation (``from motia import stateManager``)."""
 
-    def _state(self, what: str):
-        return runtime_of(current(f"stateManager.{what}")).state
+    def _state(self, what: str, reads: tuple | None = None):
+        """The state store, once this invocation's queued sets of what the call ``reads``
+        (``(scope, key)``, ``(scope,)``, ``()``: all) are durable (``motia._runtime.settle``).
+        Writes that do not read need not wait: the store commits in call order."""
+        ctx = current(f"stateManager.{what}")
+        if reads is not None:
+            settle(ctx, ("state", *reads))
+        return runtime_of(ctx).state
 
     def get(self, scope: str, key: str) -> Any:
-        value = self._state("get").get_nowait(scope, key)
+        value = self._state("get", (scope, key)).get_nowait(scope, key)
         return Ready(value) if awaited() else answer(value)
 
     def set(self, scope: str, key: str, value: Any = _UNSET, *, data: Any = _UNSET) -> Any:
         """Store a value; answers ``{"old_value", "new_value"}``. (``data=`` is the release
         candidates' name of ``value``.)"""
         value = data if value is _UNSET else value
-        state = self._state("set")
+        state = self._state("set", (scope, key))
         old = state.get_nowait(scope, key)
         if awaited():
             return Then(state.set(scope, key, value), _changed(old))
-        new = state.store.write_blocking(state._set_op(scope, key, value))
+        op = state._set_op(scope, key, value)
+        if in_async():  # on the loop thread: queued, not waited for (motia._runtime)
+            write_soon(state.store.submit(op, blockable=True), ("state", scope, key))
+            new = op.value
+        else:
+            new = state.store.write_blocking(op)
         return answer({"old_value": old, "new_value": new})
 
     def update(self, scope: str, key: str, ops: Any) -> Any:
         """Apply update ops atomically; answers ``{"old_value", "new_value"}``."""
-        state = self._state("update")
+        state = self._state("update", (scope, key))
         ops = motia_ops(ops)
         old = state.get_nowait(scope, key)
         if awaited():
@@ -87,14 +98,14 @@ class StateManager:
 
     def list(self, scope: str) -> _list[Any]:
         """Every value of ``scope``."""
-        value = self._state("list").get_group_nowait(scope)
+        value = self._state("list", (scope,)).get_group_nowait(scope)
         return Ready(value) if awaited() else answer(value)
 
     get_group = list
     getGroup = list
 
     def list_groups(self) -> _list[str]:
-        value = self._state("list_groups").list_groups_nowait()
+        value = self._state("list_groups", ()).list_groups_nowait()
         return Ready(value) if awaited() else answer(value)
 
     def clear(self, scope: str) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from edge._loops import Ready
+from edge._loops import Ready, in_async
 
-from ._runtime import MotiaError, Then, answer, awaited, current, runtime_of
+from ._runtime import MotiaError, Then, answer, awaited, current, runtime_of, settle, write_soon
 from ._state import motia_ops
 from ._types import StreamConfig
 
@@ -50,33 +50,44 @@ class Stream(Generic[TData]):
                 out[key] = value
         return out
 
-    def _streams(self, what: str):
-        streams = runtime_of(current(f"Stream({self.stream_name!r}).{what}")).streams
+    def _streams(self, what: str, reads: tuple | None = None):
+        """The streams, once this invocation's queued sets of what the call ``reads``
+        (``(group, id)``, ``(group,)``, ``()``: the whole stream) are durable
+        (``motia._runtime.settle``)."""
+        ctx = current(f"Stream({self.stream_name!r}).{what}")
+        streams = runtime_of(ctx).streams
         if self.stream_name not in streams.streams:
             raise MotiaError(
                 f"Stream({self.stream_name!r}).{what}: no stream named {self.stream_name!r} was declared when "
                 f"the steps were loaded; create Stream({self.stream_name!r}) at module level in a step file (or in "
                 f"a module a step imports), or add a {self.stream_name}_stream.py file"
             )
+        if reads is not None:
+            settle(ctx, ("stream", self.stream_name, *reads))
         return streams
 
     def get(self, group_id: str, item_id: str) -> TData | None:
-        value = self._streams("get").get_nowait(self.stream_name, group_id, item_id)
+        value = self._streams("get", (group_id, item_id)).get_nowait(self.stream_name, group_id, item_id)
         return Ready(value) if awaited() else answer(value)
 
     def set(self, group_id: str, item_id: str, data: TData) -> Any:
         """Store an item (validated, ``id`` added); answers ``{"old_value", "new_value"}``."""
-        streams = self._streams("set")
+        streams = self._streams("set", (group_id, item_id))
         name = self.stream_name
         old = streams.get_nowait(name, group_id, item_id)
         if awaited():
             return Then(streams.set(name, group_id, item_id, data), lambda new: {"old_value": old, "new_value": new})
-        new = streams._execute_blocking(streams._plan_set(name, group_id, item_id, data))
+        plan = streams._plan_set(name, group_id, item_id, data)
+        if in_async():  # on the loop thread: queued, not waited for (motia._runtime)
+            new, done = streams._perform_soon(plan)
+            write_soon(done, ("stream", name, group_id, item_id))
+        else:
+            new = streams._execute_blocking(plan)
         return answer({"old_value": old, "new_value": new})
 
     def update(self, group_id: str, item_id: str, ops: Any) -> Any:
         """Apply update ops atomically; answers ``{"old_value", "new_value"}``."""
-        streams = self._streams("update")
+        streams = self._streams("update", (group_id, item_id))
         name = self.stream_name
         ops = motia_ops(ops)
         old = streams.get_nowait(name, group_id, item_id)
@@ -93,14 +104,14 @@ class Stream(Generic[TData]):
         return answer(streams._execute_blocking(streams._plan_delete(self.stream_name, group_id, item_id)))
 
     def get_group(self, group_id: str) -> _list[TData]:
-        value = self._streams("get_group").get_group_nowait(self.stream_name, group_id)
+        value = self._streams("get_group", (group_id,)).get_group_nowait(self.stream_name, group_id)
         return Ready(value) if awaited() else answer(value)
 
     list = get_group
     getGroup = get_group
 
     def list_groups(self) -> _list[str]:
-        value = self._streams("list_groups").list_groups_nowait(self.stream_name)
+        value = self._streams("list_groups", ()).list_groups_nowait(self.stream_name)
         return Ready(value) if awaited() else answer(value)
 
     def send(self, channel: dict, event: dict) -> None:

@@ -284,3 +284,106 @@ async def test_motia_project_under_edge_testing(tmp_path):
         got = await app.http("GET", "/orders/o-1")
     assert got.json["order"]["status"] == "processed"
     assert got.json["result"]["stream_new"] == {"status": "processing", "total": 11, "id": "o-1"}
+
+
+# -- Motia 1.0.4's synchronous writes on the loop thread --------------------------------------------
+
+SYNC_WRITES = {
+    "steps/todo_step.py": '''
+        import os
+        from pathlib import Path
+
+        from motia import Stream, http, stateManager
+
+        todo_stream = Stream("todo")
+        config = {"name": "CreateTodo", "triggers": [http("POST", "/todo")]}
+
+        async def handler(request, ctx):
+            todo_id = f"t-{request.body['n']}"
+            stored = todo_stream.set("inbox", todo_id, {"description": "milk"})  # synchronous in 1.0.4
+            was = stateManager.set("todos", todo_id, {"description": "milk"})
+            Path(os.environ["EDGE_TEST_MARK"]).touch()  # both sets have returned
+            return {"status": 201, "body": {"todo": stored["new_value"], "was": was["old_value"]}}
+    ''',
+    "steps/read_step.py": '''
+        from motia import Stream, http, stateManager
+
+        todo_stream = Stream("todo")
+        config = {"name": "ReadTodo", "triggers": [http("GET", "/todo/:id")]}
+
+        async def handler(request, ctx):
+            return {"status": 200, "body": {"item": todo_stream.get("inbox", request.path_params["id"]),
+                                            "state": stateManager.get("todos", request.path_params["id"])}}
+    ''',
+    "steps/rw_step.py": '''
+        from motia import Stream, http, stateManager
+
+        notes = Stream("notes")
+        config = {"name": "ReadOwnWrites", "triggers": [http("POST", "/rw")]}
+
+        async def handler(request, ctx):
+            notes.set("g", "k", {"v": 1})
+            item, group = notes.get("g", "k"), notes.get_group("g")
+            again = notes.set("g", "k", {"v": 2})
+            stateManager.set("scope", "k", {"v": 1})
+            value, values = stateManager.get("scope", "k"), stateManager.list("scope")
+            changed = stateManager.update("scope", "k", [{"type": "increment", "path": "v", "by": 1}])
+            return {"status": 200, "body": {"item": item, "group": group, "old": again["old_value"],
+                                            "value": value, "values": values, "changed": changed}}
+    ''',
+    "steps/ping_step.py": '''
+        config = {"name": "Ping", "triggers": [{"type": "http", "method": "GET", "path": "/ping"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": {"pong": True}}
+    ''',
+}
+
+
+async def test_a_synchronous_set_does_not_stop_other_requests_while_it_waits_for_the_disk(tmp_path, monkeypatch):
+    import threading
+
+    import trio
+
+    from edge.testing import App
+
+    mark = tmp_path / "sets-returned"
+    monkeypatch.setenv("EDGE_TEST_MARK", str(mark))
+    write_project(tmp_path / "app", SYNC_WRITES)
+    async with App(tmp_path / "app") as app:
+        disk = threading.Event()  # a slow card: the writer is inside a commit until this is set
+        app.runtime.store.write_nowait(lambda txn: disk.wait(30))
+        answers = {}
+
+        async def create():
+            answers["created"] = await app.http("POST", "/todo", json={"n": 1})
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(create)
+                with trio.fail_after(10):  # the sets return at once: they do not wait for the commit
+                    while not mark.exists():
+                        await trio.sleep(0.01)
+                    ping = await app.http("GET", "/ping")  # the loop serves others meanwhile
+                assert ping.status == 200 and ping.json == {"pong": True}
+                assert "created" not in answers  # its answer waits until the sets are durable
+                disk.set()
+        finally:
+            disk.set()
+        created = answers["created"]
+        assert created.status == 201
+        assert created.json == {"todo": {"description": "milk", "id": "t-1"}, "was": None}
+        stored = await app.http("GET", "/todo/t-1")
+    assert stored.json == {"item": {"description": "milk", "id": "t-1"}, "state": {"description": "milk"}}
+
+
+async def test_a_synchronous_read_sees_the_sets_made_just_before_it(tmp_path):
+    from edge.testing import App
+
+    write_project(tmp_path / "app", SYNC_WRITES)
+    async with App(tmp_path / "app") as app:
+        answer = await app.http("POST", "/rw")
+    assert answer.json == {
+        "item": {"v": 1, "id": "k"}, "group": [{"v": 1, "id": "k"}], "old": {"v": 1, "id": "k"},
+        "value": {"v": 1}, "values": [{"v": 1}], "changed": {"old_value": {"v": 1}, "new_value": {"v": 2}},
+    }

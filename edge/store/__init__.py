@@ -357,10 +357,17 @@ class Store:
         self._thread = threading.Thread(target=self._writer_loop, name="edge-store-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[Txn], Any]) -> Completion:
+    def submit(self, fn: Callable[[Txn], Any], *, blockable: bool = False) -> Completion:
         """Queue ``fn`` for the next group commit now; the completion is set (on the loop
-        thread) with its result, or failed with its error, once the batch is durable."""
+        thread) with its result, or failed with its error, once the batch is durable.
+
+        ``blockable``: the loop thread may also block until the batch is durable, with
+        ``completion.blocking.wait()`` (set on the writer thread, so waiting on the loop thread
+        cannot deadlock): Motia 1.0.4's synchronous writes are queued, and only a read that
+        needs one waits for it (``motia._runtime``)."""
         op = _Op(fn, Completion())
+        if blockable and self._thread is not None:
+            op.blocking = op.done.blocking = threading.Event()
         if self._thread is None:
             self._commit([op])
             self._finish([op])

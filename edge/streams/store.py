@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 import msgspec
 
-from .._loops import Pending, checkpoint, current_caller, in_async, track
+from .._loops import Completion, Pending, checkpoint, current_caller, in_async, track
 from ..errors import SchemaError
 from ..schema import compile_schema, to_builtins
 from .._state import StateError, apply_ops, check_ops, encode_value
@@ -265,6 +265,7 @@ class Streams:
             self._committing(t, stream, change)
             return item
 
+        op.value = item  # known before the commit: Motia 1.0.4's synchronous set answers it at once
         return stream, change, op
 
     def _plan_update(self, name, group, id, ops):
@@ -347,6 +348,18 @@ class Streams:
         # Awaiting lets the sockets' writers run: a handler setting items in a loop must not
         # fill every subscriber's queue before any of them had a chance to send.
         return _Yielding(change.data)
+
+    def _perform_soon(self, plan) -> tuple[Any, Completion | None]:
+        """Start a set ``plan`` (as :meth:`_perform`) and answer the item now, without waiting:
+        ``(item, completion)``, the completion blockable (``Store.submit``), or None when there
+        is nothing to store (a memory stream no trigger watches). For Motia 1.0.4's
+        synchronous calls on the loop thread (``motia._streams``)."""
+        stream, change, op = plan
+        if stream.memory is None:
+            return op.value, self.store.submit(op, blockable=True)
+        if self._apply_memory(stream, change, op) and self._fires(stream):
+            return change.data, self.store.submit(lambda t: self.on_change(t, change), blockable=True)
+        return change.data, None
 
     def _execute_blocking(self, plan) -> Any:
         stream, change, op = plan
