@@ -1,5 +1,7 @@
 """The competitor: a bare Granian RSGI hello-world, embedded, one worker (as edge runs it), on
-the host loop named by argv[2]: "uvloop" (when installed) or "asyncio"."""
+the host loop named by argv[2]: "uvloop" (when installed) or "asyncio". With argv[3] "body" it
+reads the request body first (``await proto()``), as every app that takes a body must: the
+ceiling of such an app on this machine."""
 
 import asyncio
 import os
@@ -13,8 +15,13 @@ async def app(scope, proto):
     proto.response_bytes(200, [("content-type", "application/json")], b'{"hello":"world"}')
 
 
-async def main(port: int) -> None:
-    server = Server(app, address="127.0.0.1", port=port, interface=Interfaces.RSGI, log_enabled=False)
+async def app_reading_the_body(scope, proto):
+    await proto()
+    proto.response_bytes(200, [("content-type", "application/json")], b'{"hello":"world"}')
+
+
+async def main(port: int, target) -> None:
+    server = Server(target, address="127.0.0.1", port=port, interface=Interfaces.RSGI, log_enabled=False)
     print(f"listening {port}", flush=True)
     await server.serve()
 
@@ -26,5 +33,5 @@ if __name__ == "__main__":
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main(int(sys.argv[1])))
+        runner.run(main(int(sys.argv[1]), app_reading_the_body if sys.argv[3:4] == ["body"] else app))
     os._exit(0)
