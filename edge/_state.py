@@ -141,7 +141,9 @@ class StateStore:
                                trace_id=trace, parent=parent)
             return value
 
-        op.value = value  # known before the commit: Motia 1.0.4's synchronous set answers it at once
+        # Known before the commit: Motia 1.0.4's synchronous set answers a copy at once (a copy:
+        # what the caller does to it must not change what the commit stores or triggers see).
+        op.copy = lambda: _unpack.decode(packed)
         return op
 
     def _delete_op(self, group, key):

@@ -125,22 +125,44 @@ class Then:
         return self._fn(value)
 
 
-def write_soon(done: Completion | None, touches: tuple) -> None:
+def write_soon(done: Completion | None, touches: tuple | None) -> None:
     """Make a synchronous call's queued write (``Store.submit(..., blockable=True)``, or None:
-    nothing to store) part of the running invocation: it answers only once the write is
-    durable, and :func:`settle` finds it. ``touches`` names what it changes:
-    ``("state", scope, key)`` or ``("stream", name, group, id)``."""
-    if done is not None:
-        done.touches = touches
-        track(done)
+    nothing to store) part of the running invocation: it answers only once the write is durable,
+    and :func:`settle` finds it by what it changes, ``touches``: ``("state", scope, key)`` or
+    ``("stream", name, group, id)`` (None: a memory stream's item, which reads see at once).
+
+    The write is filed under every prefix of ``touches`` (``()``, ``("state",)``, ``("state",
+    scope)``, ...), each entry the latest such write: the store commits in call order, so once
+    the latest write of a scope is durable, every earlier one is. A settle is then one lookup,
+    however many writes the invocation queued, and the entries are dropped once the latest of
+    all (``()``) is durable."""
+    if done is None:
+        return
+    track(done)
+    event = done.blocking
+    if touches is None or event is None:  # nothing to read back, or already durable (no writer thread)
+        return
+    soon = current_context.get().writes_soon
+    latest = soon.get(())  # the invocation's latest queued write: once durable, all of them are
+    if latest is not None and latest.is_set():
+        soon.clear()
+    for n in range(len(touches) + 1):
+        soon[touches[:n]] = event
 
 
 def settle(ctx, touches: tuple) -> None:
-    """Block the loop thread until the queued writes of invocation ``ctx`` that change what
-    ``touches`` names (a prefix: ``("state", scope)`` is every key of the scope) are durable,
-    so that a read sees them. Costs nothing when there are none (the common case: a handler
-    that reads, then writes)."""
-    for done in ctx.pending:
-        event = done.blocking
-        if event is not None and not done.done and done.touches[:len(touches)] == touches:
-            event.wait()
+    """Block the loop thread until the queued writes of invocation ``ctx`` (and of the
+    ``ctx.invoke`` callers and callees it shares them with) that change what ``touches`` names
+    (a prefix: ``("state", scope)`` is every key of the scope) are durable, so that a read sees
+    them. Costs one dict lookup when there are none (the common case: a handler that reads,
+    then writes).
+
+    Raises:
+        StoreError: the store's writer stopped before committing them.
+    """
+    soon = ctx.writes_soon
+    event = soon.get(touches)
+    if event is None:
+        return
+    if not event.is_set():
+        runtime_of(ctx).store.wait_durable(event)

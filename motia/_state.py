@@ -74,7 +74,7 @@ class StateManager:
         op = state._set_op(scope, key, value)
         if in_async():  # on the loop thread: queued, not waited for (motia._runtime)
             write_soon(state.store.submit(op, blockable=True), ("state", scope, key))
-            new = op.value
+            new = op.copy()
         else:
             new = state.store.write_blocking(op)
         return answer({"old_value": old, "new_value": new})

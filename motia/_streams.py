@@ -80,7 +80,7 @@ class Stream(Generic[TData]):
         plan = streams._plan_set(name, group_id, item_id, data)
         if in_async():  # on the loop thread: queued, not waited for (motia._runtime)
             new, done = streams._perform_soon(plan)
-            write_soon(done, ("stream", name, group_id, item_id))
+            write_soon(done, ("stream", name, group_id, item_id) if plan[0].memory is None else None)
         else:
             new = streams._execute_blocking(plan)
         return answer({"old_value": old, "new_value": new})

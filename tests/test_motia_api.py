@@ -387,3 +387,160 @@ async def test_a_synchronous_read_sees_the_sets_made_just_before_it(tmp_path):
         "item": {"v": 1, "id": "k"}, "group": [{"v": 1, "id": "k"}], "old": {"v": 1, "id": "k"},
         "value": {"v": 1}, "values": [{"v": 1}], "changed": {"old_value": {"v": 1}, "new_value": {"v": 2}},
     }
+
+
+SYNC_MORE = {
+    "steps/many_step.py": '''
+        from motia import Stream, http, stateManager
+
+        notes = Stream("notes")
+        config = {"name": "Many", "triggers": [http("POST", "/many")]}
+
+        async def handler(request, ctx):
+            n = request.body["n"]
+            for i in range(n):  # each set first looks up the item's old value: a settle per call
+                notes.set("g", f"k{i}", {"i": i})
+                stateManager.set("many", f"k{i}", {"i": i})
+            return {"status": 200, "body": {"items": len(notes.get_group("g")), "keys": len(stateManager.list("many"))}}
+    ''',
+    "steps/caller_step.py": '''
+        import os
+        from pathlib import Path
+
+        from motia import Stream, http, stateManager
+
+        notes = Stream("notes")
+        config = {"name": "Caller", "triggers": [http("POST", "/caller")]}
+
+        async def handler(request, ctx):
+            notes.set("g", "mine", {"by": "caller"})
+            stateManager.set("s", "mine", {"by": "caller"})
+            Path(os.environ["EDGE_TEST_MARK"]).touch()  # the sets are queued, the disk is held
+            seen = await ctx.invoke("Callee", {})
+            return {"status": 200, "body": {"callee_saw": seen, "caller_sees": notes.get("g", "theirs")}}
+    ''',
+    "steps/callee_step.py": '''
+        from motia import Stream, queue, stateManager
+
+        notes = Stream("notes")
+        config = {"name": "Callee", "triggers": [queue("callee.never")]}
+
+        async def handler(data, ctx):
+            notes.set("g", "theirs", {"by": "callee"})
+            return {"item": notes.get("g", "mine"), "state": stateManager.get("s", "mine")}
+    ''',
+    "steps/mutate_step.py": '''
+        import os
+        from pathlib import Path
+
+        from motia import Stream, http, stateManager
+
+        notes = Stream("notes")
+        config = {"name": "Mutate", "triggers": [http("POST", "/mutate")]}
+
+        async def handler(request, ctx):
+            stored = notes.set("watched", "k", {"v": 1})
+            stored["new_value"]["v"] = 99  # the caller's copy: not what is stored, not what triggers see
+            was = stateManager.set("watched", "k", {"v": 1})
+            was["new_value"]["v"] = 99
+            Path(os.environ["EDGE_TEST_MARK"]).touch()
+            return {"status": 200, "body": {"mine": [stored["new_value"], was["new_value"]]}}
+    ''',
+    "steps/watch_state_step.py": '''
+        from motia import state, stateManager
+
+        config = {"name": "WatchState", "triggers": [state()]}
+
+        async def handler(event, ctx):
+            if event.group_id == "watched":
+                stateManager.set("seen", "state", event.new_value)
+    ''',
+    "steps/watch_stream_step.py": '''
+        from motia import stateManager, stream
+
+        config = {"name": "WatchStream", "triggers": [stream("notes", group_id="watched")]}
+
+        async def handler(event, ctx):
+            stateManager.set("seen", "stream", event.event.data)
+    ''',
+}
+
+
+async def test_a_long_loop_of_synchronous_sets_costs_each_set_the_same(tmp_path):
+    # Each set settles (looks for queued writes of its item) before it reads the old value. That
+    # look is one dict lookup: when it walked every write queued so far, 20,000 sets took
+    # minutes (quadratic), and this limit, ten times what they take now, was far exceeded.
+    import trio
+
+    from edge.testing import App
+
+    write_project(tmp_path / "app", SYNC_MORE)
+    async with App(tmp_path / "app") as app:
+        with trio.fail_after(60):
+            answer = await app.http("POST", "/many", json={"n": 20_000})
+    assert answer.status == 200 and answer.json == {"items": 20_000, "keys": 20_000}
+
+
+async def test_a_step_called_with_ctx_invoke_reads_its_callers_synchronous_sets(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from edge.testing import App
+
+    mark = tmp_path / "sets-queued"
+    monkeypatch.setenv("EDGE_TEST_MARK", str(mark))
+    write_project(tmp_path / "app", SYNC_MORE)
+    async with App(tmp_path / "app") as app:
+        disk = threading.Event()  # a slow card: the caller's sets are still queued when the callee reads
+        app.runtime.store.write_nowait(lambda txn: disk.wait(30))
+
+        def card():  # the card finishes its commit a moment after the sets were queued
+            deadline = time.monotonic() + 30
+            while not mark.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            disk.set()
+
+        threading.Thread(target=card, daemon=True).start()
+        try:
+            answer = await app.http("POST", "/caller")
+        finally:
+            disk.set()
+    assert answer.json == {"callee_saw": {"item": {"by": "caller", "id": "mine"}, "state": {"by": "caller"}},
+                           "caller_sees": {"by": "callee", "id": "theirs"}}
+
+
+async def test_changing_what_a_synchronous_set_answered_changes_neither_the_store_nor_the_triggers(
+        tmp_path, monkeypatch):
+    import threading
+
+    import trio
+
+    from edge.testing import App
+
+    mark = tmp_path / "answers-changed"
+    monkeypatch.setenv("EDGE_TEST_MARK", str(mark))
+    write_project(tmp_path / "app", SYNC_MORE)
+    async with App(tmp_path / "app") as app:
+        disk = threading.Event()  # the sets commit only after the handler changed what they answered
+        app.runtime.store.write_nowait(lambda txn: disk.wait(30))
+        answers = {}
+
+        async def mutate():
+            answers["mutate"] = await app.http("POST", "/mutate")
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(mutate)
+                with trio.fail_after(10):
+                    while not mark.exists():
+                        await trio.sleep(0.01)
+                disk.set()
+        finally:
+            disk.set()
+        await app.drain()
+        stored = await app.state.get("watched", "k"), app.runtime.streams.get_nowait("notes", "watched", "k")
+        seen = await app.state.get("seen", "state"), await app.state.get("seen", "stream")
+    assert answers["mutate"].json == {"mine": [{"v": 99, "id": "k"}, {"v": 99}]}
+    assert stored == ({"v": 1}, {"v": 1, "id": "k"})
+    assert seen == ({"v": 1}, {"v": 1, "id": "k"})

@@ -318,3 +318,18 @@ def test_count_prefix_counts_the_prefix_alone_and_stops_at_the_limit(store):
     counts = store.read(lambda t: [t.count_prefix("queue", p, 1000) for p in (b"a", b"b", b"c", b"d", b"")])
     assert counts == [50, 50, 50, 0, 150]
     assert store.read(lambda t: t.count_prefix("queue", b"b", 20)) == 20
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the writer's death
+def test_a_caller_blocked_on_a_write_is_told_when_the_writer_thread_died(store):
+    # Motia 1.0.4's synchronous calls block the loop thread until the writer commits; if the
+    # writer thread is gone that must be an error, not a server hung for ever.
+    store.start_writer(notify=lambda callback, *args: None)
+
+    def kills_the_writer(txn):
+        raise SystemExit  # not an Exception: nothing in the writer catches it
+
+    store.write_nowait(kills_the_writer)
+    with pytest.raises(StoreError) as caught:
+        store.write_blocking(lambda t: t.put("state", b"k", b"v"))
+    assert str(caught.value) == f"the store's writer thread for {store.path} stopped before the write was committed"

@@ -394,10 +394,23 @@ class Store:
             return self.write_sync(fn)
         op = _Op(fn, None, threading.Event())
         self._ops.put(op)
-        op.blocking.wait()
+        self.wait_durable(op.blocking)
         if op.error is not None:
             raise op.error
         return op.result
+
+    def wait_durable(self, event: threading.Event) -> None:
+        """Block the calling thread until the writer thread sets ``event`` (a write's
+        ``blocking`` event: its batch is committed). A writer that has died never will: that is
+        a StoreError, not a hang of the loop thread.
+
+        Raises:
+            StoreError: the writer thread stopped before committing the write.
+        """
+        while not event.wait(1.0):
+            thread = self._thread
+            if (thread is None or not thread.is_alive()) and not event.is_set():
+                raise StoreError(f"the store's writer thread for {self.path} stopped before the write was committed")
 
     def write_nowait(self, fn: Callable[[Txn], Any]) -> None:
         """Queue ``fn`` for the next group commit without waiting (logs, spans)."""

@@ -265,7 +265,7 @@ class Streams:
             self._committing(t, stream, change)
             return item
 
-        op.value = item  # known before the commit: Motia 1.0.4's synchronous set answers it at once
+        op.copy = lambda: _unpack.decode(packed)  # as state's set op (edge._state): answered before the commit
         return stream, change, op
 
     def _plan_update(self, name, group, id, ops):
@@ -351,15 +351,15 @@ class Streams:
 
     def _perform_soon(self, plan) -> tuple[Any, Completion | None]:
         """Start a set ``plan`` (as :meth:`_perform`) and answer the item now, without waiting:
-        ``(item, completion)``, the completion blockable (``Store.submit``), or None when there
+        ``(item, completion)``, the item a copy of what is stored, the completion blockable (``Store.submit``), or None when there
         is nothing to store (a memory stream no trigger watches). For Motia 1.0.4's
         synchronous calls on the loop thread (``motia._streams``)."""
         stream, change, op = plan
         if stream.memory is None:
-            return op.value, self.store.submit(op, blockable=True)
-        if self._apply_memory(stream, change, op) and self._fires(stream):
-            return change.data, self.store.submit(lambda t: self.on_change(t, change), blockable=True)
-        return change.data, None
+            return op.copy(), self.store.submit(op, blockable=True)
+        fires = self._apply_memory(stream, change, op) and self._fires(stream)
+        item = _unpack.decode(encode_value(change.data))  # a copy: the caller's changes reach neither memory nor triggers
+        return item, self.store.submit(lambda t: self.on_change(t, change), blockable=True) if fires else None
 
     def _execute_blocking(self, plan) -> Any:
         stream, change, op = plan
