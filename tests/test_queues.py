@@ -782,6 +782,60 @@ def test_emit_endpoint_cli_and_dlq_over_a_real_server(tmp_path):
         server.kill()
 
 
+
+def test_emit_endpoint_takes_a_list_stored_all_or_none(tmp_path):
+    from edge.queues.endpoints import MAX_EMIT
+
+    project = write_project(tmp_path / "app", SERVER_PROJECT)
+    server = EdgeServer(project, tmp_path / "data").start()
+    try:
+        with server.client() as client:
+            r = client.post("/__edge/emit", json=[{"topic": "jobs", "data": {"id": "b1"}},
+                                                  {"topic": "jobs", "data": {"id": "b2"}, "messageGroupId": "g"}])
+            assert r.status_code == 202
+            answer = r.json()
+            assert answer["accepted"] == 2
+            assert [(m["topic"], m["steps"]) for m in answer["messages"]] == [("jobs", ["Record"])] * 2
+            traces = [m["trace_id"] for m in answer["messages"]]
+            assert len(set(traces)) == 2  # each event its own trace
+            wait_for(lambda: {"b1", "b2"} <= set(state_of(server, "jobs")))
+            assert [state_of(server, "jobs")[id]["trace"] for id in ("b1", "b2")] == traces
+
+            r = client.post("/__edge/emit", json=[{"topic": "jobs", "data": {"id": "t1"}}] * 2,
+                            headers={"x-trace-id": "trace-batch"})
+            assert [m["trace_id"] for m in r.json()["messages"]] == ["trace-batch"] * 2
+
+            # one bad event: a 400 (or 404) that names it, and none of the others is stored
+            r = client.post("/__edge/emit", json=[{"topic": "jobs", "data": {"id": "n1"}},
+                                                  {"topic": "jobs", "data": {"id": 5}}])
+            assert (r.status_code, r.json()) == (400, {
+                "error": 'emit[1]("jobs"): data does not match the input schema of step "Record" '
+                         '(steps/record_step.py): $.id: expected string, got integer',
+                "errors": [{"path": "$.id", "message": "expected string, got integer"}]})
+            r = client.post("/__edge/emit", json=[{"topic": "jobs", "data": {"id": "n2"}},
+                                                  {"topic": "nope", "data": {}}])
+            assert r.status_code == 404
+            assert r.json()["detail"] == ('emit[1]: no step subscribes to topic "nope"; none of the 2 events was '
+                                          'stored (topics with subscribers: "jobs", "poison")')
+            r = client.post("/__edge/emit", json=[{"topic": "jobs", "data": {"id": "n3"}}, {"data": {}}])
+            assert (r.status_code, r.json()["detail"]) == (
+                400, 'emit[1]: "topic" is required, e.g. {"topic": "todo.created", "data": {...}}')
+
+            r = client.post("/__edge/emit", json=[])
+            assert (r.status_code, r.json()["detail"]) == (400, f"POST /__edge/emit takes a list of 1 to {MAX_EMIT} "
+                                                                "events, got 0")
+            r = client.post("/__edge/emit", json=[{"topic": "jobs", "data": {"id": "n4"}}] * (MAX_EMIT + 1))
+            assert (r.status_code, r.json()["detail"]) == (
+                400, f"POST /__edge/emit takes a list of 1 to {MAX_EMIT} events, got {MAX_EMIT + 1}; "
+                     "send them in several requests")
+
+            # what was refused never arrives: a last good emit is handled after all of them
+            client.post("/__edge/emit", json={"topic": "jobs", "data": {"id": "last"}})
+            wait_for(lambda: "last" in state_of(server, "jobs"))
+            assert set(state_of(server, "jobs")) == {"b1", "b2", "t1", "last"}
+    finally:
+        server.kill()
+
 def dead_poison(tmp_path: Path, id: str, *, fixed: bool = False) -> tuple[Path, Path]:
     """SERVER_PROJECT with one dead letter of step Poison (``fixed``: and Poison then mended);
     ``(project, data dir)``, no server running."""

@@ -1,6 +1,7 @@
 """The queue endpoints of the runtime's own API (what `edge emit` and `edge dlq` call).
 
     POST /__edge/emit            {"topic", "data", "messageGroupId"?}  -> 202 once durable
+                                 [event, ...] (at most MAX_EMIT)       -> 202 once all are durable (or none)
     GET  /__edge/dlq             ?step=S&limit=N&after=ID               -> {"dead_letters": [...], "total",
                                                                             "more", "next_after"}
     POST /__edge/dlq/redrive     {"step"?, "id"?, "to"?, "topic"?}      -> {"count", "redriven", "skipped_count", "skipped"}
@@ -22,9 +23,11 @@ from .enqueue import parse_event
 from .orphans import failed_files, moving_refused
 from .service import BadRedrive, NotFound
 
-__all__ = ["queue_endpoints", "int_param"]
+__all__ = ["queue_endpoints", "int_param", "MAX_EMIT"]
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Events one ``POST /__edge/emit`` may carry as a list.
+MAX_EMIT = 1000
 
 
 def queue_endpoints() -> dict:
@@ -41,16 +44,41 @@ def queue_endpoints() -> dict:
 async def emit(app, request):
     service = app.runtime.queues
     body = request.body
+    given = request.header("x-trace-id")
+    given = given if given and _TRACE_ID.match(given) else None
+    if isinstance(body, list):
+        return await _emit_list(service, body, given)
     where = "emit"
     if not isinstance(body, dict):
-        raise EdgeError('POST /__edge/emit takes a JSON object {"topic": "...", "data": ..., "messageGroupId"?: "..."}')
+        raise EdgeError('POST /__edge/emit takes a JSON object {"topic": "...", "data": ..., "messageGroupId"?: "..."}, '
+                        f"or a list of up to {MAX_EMIT} of them")
     topic, data, group = parse_event(body, where)
     if topic not in service.by_topic:
         return _not_found(service.no_subscribers(topic), topics=service.topics)
-    given = request.header("x-trace-id")
-    trace_id = given if given and _TRACE_ID.match(given) else new_id(16)
+    trace_id = given or new_id(16)
     out = await service.emit(topic, data, group=group, trace_id=trace_id, where=where)
     return 202, {"topic": topic, "steps": out.steps, "trace_id": trace_id}
+
+
+async def _emit_list(service, events: list, given: str | None):
+    """Many events in one request: all are checked first, then stored in one commit (all of
+    them or, on any error, none). Each gets its own trace id, unless the request names one."""
+    if not events or len(events) > MAX_EMIT:
+        raise EdgeError(f"POST /__edge/emit takes a list of 1 to {MAX_EMIT} events, got {len(events)}"
+                        + ("; send them in several requests" if events else ""))
+    outs, answers = [], []
+    for i, event in enumerate(events):
+        where = f"emit[{i}]"
+        topic, data, group = parse_event(event, where)
+        if topic not in service.by_topic:
+            refused = service.no_subscribers(topic, f"none of the {len(events)} events was stored")
+            return _not_found(f"{where}: {refused}", topics=service.topics)
+        trace_id = given or new_id(16)
+        out = service.outgoing(topic, data, group, trace_id, where=where)
+        outs.append(out)
+        answers.append({"topic": topic, "steps": out.steps, "trace_id": trace_id})
+    await service.commit(outs)
+    return 202, {"accepted": len(outs), "messages": answers}
 
 
 def int_param(value, name: str, low: int | None = None) -> int | None:

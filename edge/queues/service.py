@@ -188,10 +188,10 @@ class QueueService:
     def topics(self) -> list[str]:
         return sorted(self.by_topic)
 
-    def no_subscribers(self, topic: str) -> str:
+    def no_subscribers(self, topic: str, stored: str = "nothing was stored") -> str:
         """Why an emit to ``topic`` (which nobody subscribes to) was refused."""
         topics = ", ".join(f'"{t}"' for t in self.topics) or "none"
-        return f'no step subscribes to topic "{topic}"; nothing was stored (topics with subscribers: {topics})'
+        return f'no step subscribes to topic "{topic}"; {stored} (topics with subscribers: {topics})'
 
     # -- enqueue --------------------------------------------------------------------------
 
