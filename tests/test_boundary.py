@@ -204,6 +204,34 @@ PROJECT = {
         def handler(data, ctx):
             time.sleep(1.0)
     """,
+    "steps/slow_http_step.py": """
+        import asyncio
+        import time
+
+        config = {"name": "SlowHttp", "triggers": [
+            {"type": "http", "method": "GET", "path": "/slow-http", "timeout": 0.2},
+            {"type": "http", "method": "GET", "path": "/slow-http-mw", "timeout": 0.2, "middleware": [
+                lambda req, ctx, next: next()]}]}
+
+        async def handler(req, ctx):
+            try:
+                await asyncio.sleep(float(req.query_params["s"]))
+            except asyncio.CancelledError:
+                ctx.state.set("http-timeout", req.query_params["id"], "cancelled")  # queued at call time
+                raise
+            return {"status": 200, "body": {"slept": req.query_params["s"]}}
+    """,
+    "steps/slow_http_sync_step.py": """
+        import time
+
+        config = {"name": "SlowHttpSync", "triggers": [
+            {"type": "http", "method": "GET", "path": "/slow-http-sync", "timeout": 0.2}]}
+
+        def handler(req, ctx):
+            time.sleep(1.0)  # its thread cannot be stopped: it ends in the background
+            ctx.state.set("http-timeout", "sync", "finished")
+            return {"status": 200, "body": {}}
+    """,
     # BaseExceptions a handler raises are its outcome too (the server must not stop)
     "steps/base_raises_step.py": """
         import asyncio
@@ -580,6 +608,26 @@ def test_a_cron_handler_that_awaits_a_task_it_cancelled_fails_that_run_alone(cli
     record = wait_for(lambda: next((r for r in server.logs() if r.get("msg", "").startswith("CronCancel failed")), None))
     assert record["msg"].startswith("CronCancel failed: CancelledError (error_id ")
     still_serving(client)
+
+
+def test_an_http_handler_past_its_timeout_is_cancelled_and_answers_504(client, server):
+    for path, id in (("/slow-http", "a"), ("/slow-http-mw", "b")):
+        answer = client.get(path, params={"s": "3600", "id": id})
+        error_id = answer.json().get("error_id")
+        assert (answer.status_code, answer.json()) == (504, {
+            "error": "Gateway Timeout", "detail": "the handler did not answer within 0.2 s (its timeout)",
+            "error_id": error_id})
+        assert logged(server, error_id)["msg"] == (
+            f"SlowHttp: TimeoutError: the handler did not answer within 0.2 s (its timeout); it was cancelled "
+            f"and the client got 504 (error_id {error_id})")
+        assert wait_for(lambda: state_value(client, "http-timeout", id)) == "cancelled"  # its task was cancelled
+    answer = client.get("/slow-http", params={"s": "0", "id": "c"})  # within its timeout: answered as usual
+    assert (answer.status_code, answer.json()) == (200, {"slept": "0"})
+
+    answer = client.get("/slow-http-sync")
+    assert (answer.status_code, answer.json()["detail"]) == (504, "the handler did not answer within 0.2 s (its timeout)")
+    still_serving(client)  # while the sync handler's thread sleeps on
+    assert wait_for(lambda: state_value(client, "http-timeout", "sync")) == "finished"
 
 
 def test_an_async_handler_that_returns_past_its_timeout_failed_the_attempt(client, server):

@@ -279,6 +279,10 @@ def test_wrong_types_show_the_bad_value():
         "steps/create_step.py: triggers[0].config.concurrency: expected an int >= 1, got 0"
     assert error_of({"name": "a", "triggers": [queue("t", config={"timeout": -1})]}) == \
         "steps/create_step.py: triggers[0].config.timeout: expected a number > 0, got -1"
+    assert error_of({"name": "a", "triggers": [http("GET", "/x", timeout=0)]}) == \
+        "steps/create_step.py: triggers[0].timeout: expected a number > 0, got 0"
+    assert error_of({"name": "a", "triggers": [{"type": "http", "method": "GET", "path": "/x", "timeout": "30s"}]}) == \
+        'steps/create_step.py: triggers[0].timeout: expected number, got "30s"'
     assert error_of({"name": "a", "triggers": [queue("t", config={"backoffType": "linear"})]}) == \
         'steps/create_step.py: triggers[0].config.backoffType: expected one of "exponential", "fixed", got "linear"'
     assert error_of({"name": "a", "triggers": [http("GET", "/x")], "flows": ["a", 3]}) == \

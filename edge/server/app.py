@@ -212,18 +212,31 @@ class EdgeApp:
 
         step, trigger = match.step, match.trigger
         runtime = self.runtime
+        limit = trigger.timeout
         try:
-            if step.runtime == "asyncio":  # already on the loop it runs on: the boundary itself
+            if step.runtime == "asyncio" and limit is None:  # on the loop it runs on: the boundary itself
                 response, _ = await runtime.boundary.run(step, trigger, request, trace_id, None, None, build_response)
             else:
-                response, _ = await runtime.invoke(step, trigger, request, trace_id=trace_id, finish=build_response)
+                response, _ = await runtime.invoke(step, trigger, request, trace_id=trace_id, finish=build_response,
+                                                   limit=limit)
             return response
+        except TimeoutError:  # past the trigger's timeout: cancelled (a sync handler's thread runs on)
+            return self._timed_out(step, limit, trace_id)
         except Skipped:
             return error_response(422, error="Request condition not met", skipped=True)
         except HandlerError as exc:
             if isinstance(exc.original, StorageFull):
                 return storage_full(exc.original)  # (said once by the store, no error_id)
             return error_response(500, error_id=exc.error_id)
+
+    def _timed_out(self, step, limit: float, trace_id: str):
+        """The 504 of a handler that outlived its HTTP trigger's ``timeout``, said in the log."""
+        error_id = new_id(6)
+        detail = f"the handler did not answer within {limit:g} s (its timeout)"
+        self.runtime.tracer.log("error", f"{step.name}: TimeoutError: {detail}; it was cancelled and the client got "
+                                         f"504 (error_id {error_id})", trace_id=trace_id, step=step.name,
+                                flows=step.flows, data={"error_id": error_id})
+        return error_response(504, detail=detail, error_id=error_id)
 
     # -- request pieces -------------------------------------------------------------------
 

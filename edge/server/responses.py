@@ -15,7 +15,7 @@ STATUS_TEXT = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large", 415: "Unsupported Media Type",
     421: "Misdirected Request", 422: "Unprocessable Entity", 500: "Internal Server Error",
-    503: "Service Unavailable", 507: "Insufficient Storage",
+    503: "Service Unavailable", 504: "Gateway Timeout", 507: "Insufficient Storage",
 }
 
 JSON = "application/json"

@@ -53,7 +53,8 @@ _LEGACY_KEYS = (
 )
 _LEGACY_TYPES = ("api", "event", "cron", "noop")
 _TRIGGER_KEYS = {
-    "http": ("type", "method", "path", "body_schema", "response_schema", "query_params", "middleware", "condition"),
+    "http": ("type", "method", "path", "body_schema", "response_schema", "query_params", "middleware", "condition",
+             "timeout"),
     "queue": ("type", "topic", "input", "config", "infrastructure", "condition"),
     "cron": ("type", "expression", "timezone", "missed", "condition"),
     "state": ("type", "group", "key", "condition"),
@@ -399,6 +400,7 @@ def _http_trigger(t: _Obj, index: int, method_hint: str, path_hint: str) -> Http
         query_params=_query_params(t),
         middleware=_middleware(t),
         condition=t.function("condition", _CONDITION),
+        timeout=t.number("timeout", None, positive=True),
     )
 
 

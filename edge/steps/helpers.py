@@ -27,6 +27,7 @@ def http(
     query_params: list[Any] | None = None,
     middleware: list[Any] | None = None,
     condition: Any = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """An HTTP trigger: ``http("POST", "/todos", body_schema=Todo)``.
 
@@ -38,6 +39,7 @@ def http(
         query_params: ``[{"name", "description"}]``, for OpenAPI.
         middleware: ``[async fn(req, ctx, next)]``, outermost first.
         condition: ``fn(input, ctx) -> bool``; false answers 422.
+        timeout: seconds the handler may take; past them it is cancelled and the client gets 504.
     """
     return _trigger(
         "http",
@@ -48,6 +50,7 @@ def http(
         query_params=query_params,
         middleware=middleware,
         condition=condition,
+        timeout=timeout,
     )
 
 

@@ -67,6 +67,7 @@ class HttpTrigger(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", t
     query_params: tuple[QueryParam, ...] = ()
     middleware: tuple[Any, ...] = ()
     condition: Any = None
+    timeout: float | None = None  # seconds the handler (with its middleware) may take; None: no limit
 
     @property
     def param_names(self) -> tuple[str, ...]:
