@@ -81,6 +81,7 @@ class Host:
     def __init__(self, loop: asyncio.AbstractEventLoop, nursery: trio.Nursery | None = None):
         self.loop = loop
         self.nursery = nursery
+        self.token: trio.lowlevel.TrioToken | None = None  # set with the nursery, inside trio
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -106,22 +107,32 @@ class Host:
     async def run_trio(self, fn: Callable, *args) -> Any:
         """From an asyncio task: run ``fn(*args)`` as a trio task in the runtime's nursery."""
         future = self.loop.create_future()
+        scope = trio.CancelScope()  # cancelled when the caller is (an HTTP trigger's timeout)
 
         async def run():
             # Resolved on every path (STACK-NOTES 4), or the caller would wait forever.
             try:
-                result = await fn(*args)
+                with scope:
+                    result = await fn(*args)
+                    if not future.done():
+                        future.set_result(result)
             except BaseException as exc:
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else RuntimeStopping())
                 if not isinstance(exc, Exception):
                     raise
-            else:
-                if not future.done():
-                    future.set_result(result)
+            # (the scope cancelled: the caller left, nobody waits for an answer)
 
         self.nursery.start_soon(run)
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.cancelled() and self.token is not None:  # the caller was, not the trio side
+                try:
+                    self.token.run_sync_soon(scope.cancel)
+                except trio.RunFinishedError:
+                    pass
+            raise
 
     def start_runtime(self, runtime, *, clock=None, signals: bool = True, inside: Callable | None = None,
                       **serve_options) -> tuple[asyncio.Future, asyncio.Future, trio.CancelScope]:

@@ -240,6 +240,7 @@ class Runtime:
             async with trio.open_nursery() as nursery:
                 if host is not None:
                     host.nursery = nursery
+                    host.token = trio.lowlevel.current_trio_token()
                     self.boundary.host = host
                 await nursery.start(self.tracer.serve_flush)
                 if self.tracer.exporter is not None:

@@ -221,6 +221,19 @@ PROJECT = {
                 raise
             return {"status": 200, "body": {"slept": req.query_params["s"]}}
     """,
+    "steps/slow_http_trio_step.py": """
+        import trio
+
+        config = {"name": "SlowHttpTrio", "runtime": "trio", "triggers": [
+            {"type": "http", "method": "GET", "path": "/slow-http-trio", "timeout": 0.2}]}
+
+        async def handler(req, ctx):
+            try:
+                await trio.sleep(3600)
+            except trio.Cancelled:
+                ctx.state.set("http-timeout", "trio", "cancelled")  # queued at call time
+                raise
+    """,
     "steps/slow_http_sync_step.py": """
         import time
 
@@ -621,6 +634,9 @@ def test_an_http_handler_past_its_timeout_is_cancelled_and_answers_504(client, s
             f"SlowHttp: TimeoutError: the handler did not answer within 0.2 s (its timeout); it was cancelled "
             f"and the client got 504 (error_id {error_id})")
         assert wait_for(lambda: state_value(client, "http-timeout", id)) == "cancelled"  # its task was cancelled
+    answer = client.get("/slow-http-trio")  # a trio handler is cancelled in trio
+    assert (answer.status_code, answer.json()["detail"]) == (504, "the handler did not answer within 0.2 s (its timeout)")
+    assert wait_for(lambda: state_value(client, "http-timeout", "trio")) == "cancelled"
     answer = client.get("/slow-http", params={"s": "0", "id": "c"})  # within its timeout: answered as usual
     assert (answer.status_code, answer.json()) == (200, {"slept": "0"})
 
