@@ -341,8 +341,10 @@ class Boundary:
                 result = await self.call(step, input, ctx)
             if finish is not None:
                 result = finish(result)
-            for done in ctx.pending:  # writes the handler started are durable; one it never
-                if not done.observed:  # awaited that failed fails the invocation
+            pending = ctx.pending
+            while pending:  # writes the handler started are durable; one it never awaited
+                done = pending.pop()  # that failed fails the invocation (tasks may add more)
+                if not done.observed:
                     await done.wait()
             if deadline is not None and time.perf_counter() > deadline:
                 status, error = "error", "returned after its timeout"

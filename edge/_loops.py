@@ -89,15 +89,13 @@ class Completion:
     what they waited for.
     """
 
-    __slots__ = ("done", "value", "error", "_waiters", "observed", "blocking", "touches")
+    __slots__ = ("done", "value", "error", "_waiters", "observed", "blocking")
 
     def __init__(self):
         self.done = False
         #: Set on the store's writer thread once the write is durable, for a caller that must
         #: block the loop thread on it (``Store.submit(..., blockable=True)``), else None.
         self.blocking: threading.Event | None = None
-        #: What the write changes, for such callers (``motia._runtime.settle``).
-        self.touches: tuple = ()
         #: Someone awaited the result (and so has seen its error, if any).
         self.observed = False
         self.value: Any = None
@@ -199,7 +197,14 @@ def track(completion: Completion) -> None:
     """Tell the running invocation (if any) to wait for ``completion`` before it answers."""
     invocation = current_invocation.get()
     if invocation is not None:
-        invocation.pending.append(completion)
+        pending = invocation.pending
+        pending.append(completion)
+        n = len(pending)
+        if n >= 64 and not n & (n - 1):
+            # A long-running handler writes for hours: forget what is done, so the list stays
+            # as long as what is still in flight (at each power of two: amortized O(1)). A
+            # failure nobody awaited stays: the boundary raises it.
+            pending[:] = [d for d in pending if not d.done or (d.error is not None and not d.observed)]
 
 
 def current_caller() -> tuple[str | None, str | None]:

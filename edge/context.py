@@ -101,7 +101,7 @@ class Context:
                  "span_id", "input", "pending", "writes_soon")
 
     def __init__(self, runtime, step, trigger, trace_id: str, span_id: str | None = None,
-                 input: Any = None, outbox: list | None = None, writes_soon: dict | None = None):
+                 input: Any = None, outbox: list | None = None, writes_soon: Any = None):
         self._runtime = runtime
         self.step = step
         self.trigger_model = trigger
@@ -113,9 +113,9 @@ class Context:
         self._trigger = None
         #: Writes this invocation started (awaited or not): the boundary waits for them.
         self.pending: list = []
-        #: Motia 1.0.4's queued synchronous writes not yet known durable, by what they change
-        #: (``motia._runtime.write_soon``); a ``ctx.invoke`` callee shares its caller's.
-        self.writes_soon: dict = {} if writes_soon is None else writes_soon
+        #: Motia 1.0.4's queued synchronous writes not yet known durable (a
+        #: ``motia._runtime.WritesSoon``, made by the first); a ``ctx.invoke`` callee shares its caller's.
+        self.writes_soon = writes_soon
 
     @property
     def logger(self) -> StepLogger:

@@ -27,9 +27,11 @@ This is the only module of the ``motia`` package that reaches into edge's intern
 
 from __future__ import annotations
 
+import collections
 import dis
 import functools
 import sys
+import threading
 from types import CodeType
 from typing import Any
 
@@ -125,6 +127,18 @@ class Then:
         return self._fn(value)
 
 
+class WritesSoon:
+    """An invocation's queued synchronous writes not yet known durable (``ctx.writes_soon``):
+    ``latest`` maps each prefix of what a write changes to the latest such write's durable
+    event; ``order`` holds ``(event, touches)`` in call order, to drop entries once durable."""
+
+    __slots__ = ("latest", "order")
+
+    def __init__(self):
+        self.latest: dict[tuple, threading.Event] = {}
+        self.order: collections.deque = collections.deque()
+
+
 def write_soon(done: Completion | None, touches: tuple | None) -> None:
     """Make a synchronous call's queued write (``Store.submit(..., blockable=True)``, or None:
     nothing to store) part of the running invocation: it answers only once the write is durable,
@@ -134,20 +148,28 @@ def write_soon(done: Completion | None, touches: tuple | None) -> None:
     The write is filed under every prefix of ``touches`` (``()``, ``("state",)``, ``("state",
     scope)``, ...), each entry the latest such write: the store commits in call order, so once
     the latest write of a scope is durable, every earlier one is. A settle is then one lookup,
-    however many writes the invocation queued, and the entries are dropped once the latest of
-    all (``()``) is durable."""
+    however many writes the invocation queued, and the entries of writes found durable are
+    dropped as new ones come (oldest first: they commit first), so a handler that writes for
+    hours keeps only what is in flight."""
     if done is None:
         return
     track(done)
     event = done.blocking
     if touches is None or event is None:  # nothing to read back, or already durable (no writer thread)
         return
-    soon = current_context.get().writes_soon
-    latest = soon.get(())  # the invocation's latest queued write: once durable, all of them are
-    if latest is not None and latest.is_set():
-        soon.clear()
+    ctx = current_context.get()
+    soon = ctx.writes_soon
+    if soon is None:
+        soon = ctx.writes_soon = WritesSoon()
+    latest, order = soon.latest, soon.order
+    while order and order[0][0].is_set():
+        durable, done_touches = order.popleft()
+        for n in range(len(done_touches) + 1):
+            if latest.get(done_touches[:n]) is durable:  # not refiled under a later write
+                del latest[done_touches[:n]]
+    order.append((event, touches))
     for n in range(len(touches) + 1):
-        soon[touches[:n]] = event
+        latest[touches[:n]] = event
 
 
 def settle(ctx, touches: tuple) -> None:
@@ -161,7 +183,7 @@ def settle(ctx, touches: tuple) -> None:
         StoreError: the store's writer stopped before committing them.
     """
     soon = ctx.writes_soon
-    event = soon.get(touches)
+    event = None if soon is None else soon.latest.get(touches)
     if event is None:
         return
     if not event.is_set():

@@ -544,3 +544,64 @@ async def test_changing_what_a_synchronous_set_answered_changes_neither_the_stor
     assert answers["mutate"].json == {"mine": [{"v": 99, "id": "k"}, {"v": 99}]}
     assert stored == ({"v": 1}, {"v": 1, "id": "k"})
     assert seen == ({"v": 1}, {"v": 1, "id": "k"})
+
+
+LONG_RUNNING = {
+    "steps/slow_card_step.py": '''
+        import threading
+
+        from motia import http, stateManager
+        from motia._runtime import runtime_of
+
+        config = {"name": "SlowCard", "triggers": [http("POST", "/slow-card")]}
+
+        def hold(started, until):  # a write that takes until `until` (a slow card)
+            def op(txn):
+                started.set()
+                until.wait(30)
+            return op
+
+        async def handler(request, ctx):
+            store = runtime_of(ctx).store
+            busy, writing, card1, card2, card3 = (threading.Event() for _ in range(5))
+            store.write_nowait(hold(busy, card1))
+            busy.wait(30)  # the writer is busy: the next writes go in one batch
+            for i in range(10):
+                stateManager.set("r", f"k{i}", {"i": i})
+            store.write_nowait(hold(writing, card2))  # ... with this one
+            card1.set()
+            writing.wait(30)  # that batch is being written; what comes next is a later batch
+            store.write_nowait(hold(threading.Event(), card3))
+            stateManager.set("r", "k10", {"i": 10})  # queued while k0..k9 are not durable
+            card2.set()
+            stateManager.get("r", "k9")  # waits until k0..k9 are durable; k10 is not
+            stateManager.set("r", "k11", {"i": 11})
+            kept = sorted(key for key in ctx.writes_soon.latest if len(key) == 3)
+            card3.set()
+            return {"status": 200, "body": {"kept": kept, "k11": stateManager.get("r", "k11")}}
+    ''',
+    "steps/awaited_step.py": '''
+        from motia import http
+
+        config = {"name": "Awaited", "triggers": [http("POST", "/awaited")]}
+
+        async def handler(request, ctx):
+            for i in range(5000):
+                await ctx.state.set("awaited", f"k{i}", i)
+            return {"status": 200, "body": {"pending": len(ctx.pending)}}
+    ''',
+}
+
+
+async def test_a_long_running_handler_keeps_only_its_writes_in_flight(tmp_path):
+    # Before: the table of queued writes was cleared only when the newest was durable, so a
+    # handler writing for hours with a write always in flight kept every key it ever set
+    # (5,003 entries after 5,000 sets), and ctx.pending kept every write it ever made.
+    from edge.testing import App
+
+    write_project(tmp_path / "app", LONG_RUNNING)
+    async with App(tmp_path / "app") as app:
+        queued = await app.http("POST", "/slow-card")
+        awaited = await app.http("POST", "/awaited")
+    assert queued.json == {"kept": [["state", "r", "k10"], ["state", "r", "k11"]], "k11": {"i": 11}}
+    assert awaited.status == 200 and awaited.json["pending"] <= 64

@@ -810,7 +810,7 @@ def test_emit_endpoint_takes_a_list_stored_all_or_none(tmp_path):
                                                   {"topic": "jobs", "data": {"id": 5}}])
             assert (r.status_code, r.json()) == (400, {
                 "error": 'emit[1]("jobs"): data does not match the input schema of step "Record" '
-                         '(steps/record_step.py): $.id: expected string, got integer',
+                         '(steps/record_step.py): $.id: expected string, got integer; none of the 2 events was stored',
                 "errors": [{"path": "$.id", "message": "expected string, got integer"}]})
             r = client.post("/__edge/emit", json=[{"topic": "jobs", "data": {"id": "n2"}},
                                                   {"topic": "nope", "data": {}}])
@@ -819,7 +819,8 @@ def test_emit_endpoint_takes_a_list_stored_all_or_none(tmp_path):
                                           'stored (topics with subscribers: "jobs", "poison")')
             r = client.post("/__edge/emit", json=[{"topic": "jobs", "data": {"id": "n3"}}, {"data": {}}])
             assert (r.status_code, r.json()["detail"]) == (
-                400, 'emit[1]: "topic" is required, e.g. {"topic": "todo.created", "data": {...}}')
+                400, 'emit[1]: "topic" is required, e.g. {"topic": "todo.created", "data": {...}}; '
+                     'none of the 2 events was stored')
 
             r = client.post("/__edge/emit", json=[])
             assert (r.status_code, r.json()["detail"]) == (400, f"POST /__edge/emit takes a list of 1 to {MAX_EMIT} "
@@ -835,6 +836,19 @@ def test_emit_endpoint_takes_a_list_stored_all_or_none(tmp_path):
             assert set(state_of(server, "jobs")) == {"b1", "b2", "t1", "last"}
     finally:
         server.kill()
+
+async def test_the_testing_kit_records_an_emitted_list_only_once_it_is_stored(tmp_path):
+    # Before: app.enqueued("jobs") listed the first event of a list that was refused whole.
+    from edge.testing import App
+
+    async with App(write_project(tmp_path / "app", SERVER_PROJECT)) as app:
+        refused = await app.http("POST", "/__edge/emit", json=[{"topic": "jobs", "data": {"id": "n1"}},
+                                                               {"topic": "jobs", "data": {"id": 5}}])
+        assert (refused.status, app.enqueued("jobs")) == (400, [])
+        await app.http("POST", "/__edge/emit", json=[{"topic": "jobs", "data": {"id": "a"}},
+                                                     {"topic": "jobs", "data": {"id": "b"}}])
+        assert app.enqueued("jobs") == [{"id": "a"}, {"id": "b"}]
+
 
 def dead_poison(tmp_path: Path, id: str, *, fixed: bool = False) -> tuple[Path, Path]:
     """SERVER_PROJECT with one dead letter of step Poison (``fixed``: and Poison then mended);

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import msgspec
 import pytest
 import trio
 
+from edge._state import StateError
 from edge.errors import SchemaError
 from edge.steps.model import StreamDef, StreamTrigger
 from edge.store import Store
@@ -262,6 +264,69 @@ async def test_untriggered_streams_do_not_call_on_change(store):
     await streams.view().todos.set("g", "a", {"title": "x"})
     await streams.view().live.set("g", "a", {"x": 1})
     assert [c.stream for c in calls] == ["live"]
+
+
+@pytest.mark.parametrize("name", ["todos", "live"])
+async def test_answers_are_the_callers_copies(store, name):
+    # Before: a memory stream answered its live item, so changing an answer changed the
+    # stream (and the trigger message the writer had yet to store).
+    store.start_writer()
+    seen = []
+    streams = make_streams(store, on_change=lambda t, c: seen.append(msgspec.json.decode(msgspec.json.encode(c.data))),
+                           triggered={name})
+    s = streams.view()[name]
+    (await s.set("g", "a", {"title": "one"}))["title"] = "changed"
+    (await s.get("g", "a"))["title"] = "changed"
+    (await s.get_group("g"))[0]["title"] = "changed"
+    (await s.update("g", "a", {"type": "set", "path": "done", "value": True}))["title"] = "changed"
+    assert await s.get("g", "a") == {"title": "one", "id": "a", "done": True}
+    (await s.delete("g", "a"))["title"] = "changed"
+    assert [item["title"] for item in seen] == ["one", "one", "one"]
+    assert streams.set_sync(name, "g", "b", {"title": "two"}) is not streams.set_sync(name, "g", "b", {"title": "two"})
+    streams.set_sync(name, "g", "b", {"title": "two"})["title"] = "changed"
+    assert await s.get("g", "b") == {"title": "two", "id": "b"}
+
+
+async def test_a_threads_answer_is_its_own_before_the_loop_publishes_the_item(store):
+    # A sync handler's write returns once committed; the loop publishes it afterwards. Before,
+    # the thread got the very item being published: its change went out to the subscribers.
+    store.start_writer()
+    streams = make_streams(store)
+    sub = Sub()
+    streams.hub.add(("todos", "g", None), sub)
+    changed = threading.Event()
+
+    def handler_thread():
+        streams.set_sync("todos", "g", "a", {"title": "mine"})["title"] = "changed"
+        changed.set()
+
+    thread = threading.Thread(target=handler_thread)
+    thread.start()
+    assert changed.wait(10)  # the loop thread is held here: it publishes after the change
+    thread.join()
+    with trio.fail_after(5):
+        while not sub.messages:
+            await trio.sleep(0.01)
+    assert sub.messages[0]["event"]["data"] == {"title": "mine", "id": "a"}
+
+
+async def test_a_memory_item_past_the_stored_limits_is_refused_before_it_is_kept(store):
+    # Before: a memory stream kept and published 2**70, then its trigger message failed to store.
+    store.start_writer()
+    streams = make_streams(store, on_change=lambda t, c: None, triggered={"live"})
+    sub = Sub()
+    streams.hub.add(("live", "g", None), sub)
+    live = streams.view().live
+    with pytest.raises(StateError) as caught:
+        await live.set("g", "a", {"n": 2 ** 70})
+    assert str(caught.value) == ("ctx.streams.live.set: item 'a': an integer is out of range (stored integers "
+                                 "must fit in -2**63 .. 2**64-1; send big numbers as strings)")
+    assert await live.get("g", "a") is None
+    await live.set("g", "a", {"n": 1})
+    with pytest.raises(StateError, match=r"^ctx.streams.live.update: item 'a': an integer is out of range"):
+        await live.update("g", "a", {"type": "set", "path": "n", "value": 2 ** 70})
+    assert await live.get("g", "a") == {"n": 1, "id": "a"}
+    assert sub.types() == ["create"]
 
 
 def test_sync_calls_work_without_the_writer(store):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import EdgeError
+from ..errors import EdgeError, SchemaError
 from ..tracing import new_id
 from .dlq import DEFAULT_LIMIT, MAX_LIMIT, list_page
 from .enqueue import parse_event
@@ -66,19 +66,28 @@ async def _emit_list(service, events: list, given: str | None):
     if not events or len(events) > MAX_EMIT:
         raise EdgeError(f"POST /__edge/emit takes a list of 1 to {MAX_EMIT} events, got {len(events)}"
                         + ("; send them in several requests" if events else ""))
-    outs, answers = [], []
-    for i, event in enumerate(events):
-        where = f"emit[{i}]"
-        topic, data, group = parse_event(event, where)
-        if topic not in service.by_topic:
-            refused = service.no_subscribers(topic, f"none of the {len(events)} events was stored")
-            return _not_found(f"{where}: {refused}", topics=service.topics)
-        trace_id = given or new_id(16)
-        out = service.outgoing(topic, data, group, trace_id, where=where)
-        outs.append(out)
-        answers.append({"topic": topic, "steps": out.steps, "trace_id": trace_id})
+    stored = f"none of the {len(events)} events was stored"
+    outs, checked = [], []
+    try:
+        for i, event in enumerate(events):
+            where = f"emit[{i}]"
+            topic, data, group = parse_event(event, where)
+            if topic not in service.by_topic:
+                return _not_found(f"{where}: {service.no_subscribers(topic, stored)}", topics=service.topics)
+            trace_id = given or new_id(16)
+            outs.append(service.outgoing(topic, data, group, trace_id, where=where, record=False))
+            checked.append((data, group, trace_id))
+    except SchemaError as exc:
+        raise SchemaError(f"{exc}; {stored}", exc.errors) from None
+    except EdgeError as exc:
+        raise EdgeError(f"{exc}; {stored}") from None
     await service.commit(outs)
-    return 202, {"accepted": len(outs), "messages": answers}
+    if service.on_outgoing is not None:  # hook (edge.testing): what was stored, once it was
+        for out, (data, group, trace_id) in zip(outs, checked):
+            service.on_outgoing(out, data, group, trace_id)
+    return 202, {"accepted": len(outs),
+                 "messages": [{"topic": out.topic, "steps": out.steps, "trace_id": trace_id}
+                              for out, (_, _, trace_id) in zip(outs, checked)]}
 
 
 def int_param(value, name: str, low: int | None = None) -> int | None:

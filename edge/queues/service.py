@@ -208,16 +208,17 @@ class QueueService:
         return self.outgoing(topic, data, group, ctx.trace_id, step=step, parent=getattr(ctx, "span_id", None))
 
     def outgoing(self, topic: str, data: Any, group: str | None, trace_id: str, *, step=None,
-                 where: str = "ctx.enqueue", parent: str | None = None) -> Outgoing:
+                 where: str = "ctx.enqueue", parent: str | None = None, record: bool = True) -> Outgoing:
         """Validate and encode a message for every subscriber of ``topic``.
 
         A topic nobody subscribes to gives an Outgoing with no records (and a warning, once
-        per topic): there is nobody to deliver to, so nothing is stored.
+        per topic): there is nobody to deliver to, so nothing is stored. ``record=False``: the
+        caller tells the ``on_outgoing`` hook itself, once it is stored.
         """
         subs = self.by_topic.get(topic)
         if subs:
             out = encode_for(subs, topic, data, group, trace_id, self._now_ms(), where, parent)
-            if self.on_outgoing is not None:  # hook (edge.testing)
+            if record and self.on_outgoing is not None:  # hook (edge.testing)
                 self.on_outgoing(out, data, group, trace_id)
             return out
         if self.on_outgoing is not None:  # hook (edge.testing)

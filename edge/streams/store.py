@@ -30,6 +30,12 @@ _CLOCK_KEY = b"streams.clock"
 CLOCK_MARGIN_MS = 1_000
 
 
+def _copy(item: Any) -> Any:
+    """A caller's own copy of a stored (encodable) item: what it does to it changes neither the
+    stream nor what subscribers and triggers are sent."""
+    return None if item is None else _unpack.decode(_pack.encode(item))
+
+
 def _check_name(value: Any, what: str, call: str) -> str:
     if not isinstance(value, str) or not value:
         raise StreamError(f"{call}: {what} must be a non-empty string, got {value!r}")
@@ -172,7 +178,7 @@ class Streams:
         _check_name(id, "id", call)
         key = stream.key(group, id, call)
         if stream.memory is not None:
-            return stream.memory.get(group, {}).get(id)
+            return _copy(stream.memory.get(group, {}).get(id))
         raw = self.store.read(lambda t: t.get("streams", key))
         return None if raw is None else _unpack.decode(raw)
 
@@ -181,7 +187,7 @@ class Streams:
         stream = self.get_stream(name, call)
         _check_name(group, "group id", call)
         if stream.memory is not None:
-            return list(stream.memory.get(group, {}).values())
+            return _copy(list(stream.memory.get(group, {}).values()))
         prefix = stream.group_prefix(group)
         return self.store.read(lambda t: [_unpack.decode(v) for _, v in t.scan("streams", prefix)])
 
@@ -252,9 +258,10 @@ class Streams:
         call = f"ctx.streams.{name}.set"
         stream, change = self._prepare(name, group, id, call)
         item = stream.item(id, data, call)
+        # Both kinds: a memory item keeps the limits of a stored one, checked before anything changes.
+        packed = encode_value(item, f"{call}: item {id!r}")
         if stream.memory is not None:
             return stream, change, lambda old: item
-        packed = encode_value(item, f"{call}: item {id!r}")
         key = stream.key(group, id, call)
 
         def op(t):
@@ -280,7 +287,12 @@ class Streams:
             return stream.item(id, apply_ops(old, ops), call)
 
         if stream.memory is not None:
-            return stream, change, new_item
+            def checked(old):  # as set: refused before it is stored
+                item = new_item(old)
+                encode_value(item, f"{call}: item {id!r}")
+                return item
+
+            return stream, change, checked
         key = stream.key(group, id, call)
 
         def op(t):
@@ -337,37 +349,40 @@ class Streams:
             track(done)
             return Pending(done)
         if self._apply_memory(stream, change, op) and self._fires(stream):
+            answer = _copy(change.data)
+
             # Memory items are not durable, but the triggers they fire are.
             def fire(t):
                 self.on_change(t, change)
-                return change.data
+                return answer
 
             done = self.store.submit(fire)
             track(done)
             return Pending(done)
         # Awaiting lets the sockets' writers run: a handler setting items in a loop must not
         # fill every subscriber's queue before any of them had a chance to send.
-        return _Yielding(change.data)
+        return _Yielding(_copy(change.data))
 
     def _perform_soon(self, plan) -> tuple[Any, Completion | None]:
         """Start a set ``plan`` (as :meth:`_perform`) and answer the item now, without waiting:
-        ``(item, completion)``, the item a copy of what is stored, the completion blockable (``Store.submit``), or None when there
-        is nothing to store (a memory stream no trigger watches). For Motia 1.0.4's
-        synchronous calls on the loop thread (``motia._streams``)."""
+        ``(item, completion)``, the item a copy of what is stored, the completion blockable
+        (``Store.submit``), or None when there is nothing to store (a memory stream no trigger
+        watches). For Motia 1.0.4's synchronous calls on the loop thread (``motia._streams``)."""
         stream, change, op = plan
         if stream.memory is None:
             return op.copy(), self.store.submit(op, blockable=True)
         fires = self._apply_memory(stream, change, op) and self._fires(stream)
-        item = _unpack.decode(encode_value(change.data))  # a copy: the caller's changes reach neither memory nor triggers
-        return item, self.store.submit(lambda t: self.on_change(t, change), blockable=True) if fires else None
+        done = self.store.submit(lambda t: self.on_change(t, change), blockable=True) if fires else None
+        return _copy(change.data), done
 
     def _execute_blocking(self, plan) -> Any:
         stream, change, op = plan
         if stream.memory is None:
-            return self.store.write_blocking(op)
+            # A copy: the writer wakes this thread before the loop publishes the item.
+            return _copy(self.store.write_blocking(op))
         if self._apply_memory(stream, change, op) and self._fires(stream):
             self.store.write_blocking(lambda t: self.on_change(t, change))
-        return change.data
+        return _copy(change.data)
 
     def _fires(self, stream: _Stream) -> bool:
         """Whether changes of ``stream`` call ``on_change`` (some step has a trigger on it)."""
