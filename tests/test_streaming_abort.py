@@ -64,6 +64,27 @@ FILES = {
                 i += 1
                 await asyncio.sleep(0.02)
     """,
+    "steps/slow_start_step.py": """
+        import asyncio
+        from typing import Any
+
+        from motia import MotiaHttpArgs, stateManager
+
+        config = {"name": "SlowStart", "enqueues": [],
+                  "triggers": [{"type": "http", "method": "GET", "path": "/slow-start/:how", "timeout": 0.3}]}
+
+        async def handler(args: MotiaHttpArgs[Any], ctx) -> None:
+            if args.path_params["how"] == "hangs":  # an upstream that never answers
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    await stateManager.set("streaming", "cancelled", True)
+                    raise
+            await args.response.headers({"content-type": "text/event-stream"})
+            for i in range(6):  # started at once, then runs past the timeout: not under it
+                await args.response.send(f"data: {i}\\n\\n")
+                await asyncio.sleep(0.1)
+    """,
 }
 
 #: Each interface, as a user gets it: an app with a streaming step is served through ASGI by
@@ -207,3 +228,26 @@ def test_a_response_a_sync_handler_starts_after_the_sink_let_go_never_starts():
         return proto.streams
 
     assert asyncio.run(main()) == []
+
+
+def test_a_streaming_handler_that_has_not_started_within_its_timeout_answers_504(edge_server):
+    # Before: the timeout of a streaming step's trigger was ignored, and a handler waiting on a
+    # hung upstream held its client for good.
+    server = edge_server(FILES)
+    with server.client() as client:
+        answer = client.get("/slow-start/hangs")
+        assert answer.status_code == 504
+        body = answer.json()
+        assert (body["error"], body["detail"]) == ("Gateway Timeout", "the handler did not answer within 0.3 s (its timeout)")
+        wait_for(lambda: client.get("/__edge/state", params={"group": "streaming", "key": "cancelled"}).json()
+                 .get("value") is True)
+    assert (f"SlowStart: TimeoutError: the handler did not answer within 0.3 s (its timeout); it was cancelled "
+            f"and the client got 504 (error_id {body['error_id']})") in server.output
+
+
+def test_a_stream_that_started_within_its_timeout_runs_past_it(edge_server):
+    server = edge_server(FILES)
+    head, chunks, terminated = fetch_raw(server.port, "/slow-start/streams")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"".join(chunks) == b"".join(f"data: {i}\n\n".encode() for i in range(6))
+    assert terminated

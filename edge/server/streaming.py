@@ -160,29 +160,52 @@ class _Sink:
         self.disconnected = True
 
 
-async def _run_until_gone(proto, sink: "_Sink", invocation):
+async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None = None):
     """Run the invocation; once the response has started, a client that goes away cancels it
     (an endless event stream would otherwise run for nobody). Before the first write a
-    disconnect changes nothing, as on the normal path."""
+    disconnect changes nothing, as on the normal path.
+
+    ``limit`` (the trigger's ``timeout``) bounds the time to the first write: a handler that
+    has not started its response by then is cancelled and TimeoutError raised (the caller
+    answers 504). A response that has started is not under it: an event stream may run for
+    hours."""
+    loop = asyncio.get_running_loop()
+    deadline = None if limit is None else loop.time() + limit
     task = asyncio.ensure_future(invocation)
     gone = asyncio.ensure_future(proto.client_disconnect())
     try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done() and sink.started:
-            sink.disconnected = True
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():
-                    raise  # we were cancelled ourselves (shutdown), not just the handler
-            return None
-        result, _ = await task  # done, or the client left before the first write: let it finish
+        while not task.done():
+            if sink.started and gone.done():
+                sink.disconnected = True
+                await _cancelled(task)
+                return None
+            if deadline is not None and not sink.started and loop.time() >= deadline:
+                sink.let_go(complete=True)  # a sync handler's thread that writes later reaches nobody
+                await _cancelled(task)
+                raise TimeoutError
+            # (a client gone before the first write: let the handler finish, as on the normal path)
+            waiting = {task} if gone.done() else {task, gone}
+            timeout = None if deadline is None or sink.started else max(0.0, deadline - loop.time())
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        result, _ = await task
         return result
     finally:
         gone.cancel()
         if not task.done():
             task.cancel()
+
+
+async def _cancelled(task: asyncio.Future) -> None:
+    """Cancel the handler's ``task`` and wait until it has stopped (what it raises instead
+    was logged by the boundary)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if asyncio.current_task().cancelling():
+            raise  # we were cancelled ourselves (shutdown), not just the handler
+    except Exception:
+        pass
 
 
 async def _replay(raw: bytes):
@@ -241,7 +264,9 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     failed = False
     try:
         result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,
-                                                                    finish=_as_it_is))
+                                                                    finish=_as_it_is), trigger.timeout)
+    except TimeoutError:  # past the trigger's timeout before the first write: cancelled
+        return app._timed_out(step, trigger.timeout, trace_id)
     except Skipped:
         if not sink.started:
             return error_response(422, error="Request condition not met", skipped=True)
