@@ -20,15 +20,12 @@ import sys
 from typing import Callable
 
 import trio
-from granian.constants import HTTPModes, Interfaces  # HTTPModes: faults hook (issue 10 item 4)
-from granian.http import HTTP1Settings  # faults hook (issue 10 item 4)
-from granian.server.embed import Server
-
-from .._limits import connection_limit  # faults hook (issue 10 item 4)
 
 from .._boundary import Host
+from .._limits import connection_limit  # faults hook (issue 10 item 4)
 from ..errors import PortInUse
 from ..runtime import Runtime
+from ._embed import HTTP1Settings, HTTPModes, Interfaces, Server
 from .access import startup_lines
 from .app import EdgeApp
 
