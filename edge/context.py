@@ -98,10 +98,10 @@ class Context:
     """
 
     __slots__ = ("_runtime", "step", "trigger_model", "trace_id", "_logger", "outbox", "_trigger",
-                 "span_id", "input", "pending", "writes_soon")
+                 "span_id", "input", "pending", "writes_soon", "caller")
 
     def __init__(self, runtime, step, trigger, trace_id: str, span_id: str | None = None,
-                 input: Any = None, outbox: list | None = None, writes_soon: Any = None):
+                 input: Any = None, outbox: list | None = None, caller: "Context | None" = None):
         self._runtime = runtime
         self.step = step
         self.trigger_model = trigger
@@ -114,8 +114,19 @@ class Context:
         #: Writes this invocation started (awaited or not): the boundary waits for them.
         self.pending: list = []
         #: Motia 1.0.4's queued synchronous writes not yet known durable (a
-        #: ``motia._runtime.WritesSoon``, made by the first); a ``ctx.invoke`` callee shares its caller's.
-        self.writes_soon = writes_soon
+        #: ``motia._runtime.WritesSoon``, made by the first). Kept on the invocation a chain of
+        #: ``ctx.invoke`` calls started (:attr:`root`): callers and callees share them.
+        self.writes_soon = None
+        #: The invocation whose ``ctx.invoke`` ran this one, or None.
+        self.caller = caller
+
+    @property
+    def root(self) -> "Context":
+        """The invocation that started this chain of ``ctx.invoke`` calls (itself if none)."""
+        ctx = self
+        while ctx.caller is not None:
+            ctx = ctx.caller
+        return ctx
 
     @property
     def logger(self) -> StepLogger:

@@ -139,8 +139,7 @@ class Runtime:
         if step is None:
             raise EnqueueError(f"ctx.invoke: no step named {name!r}; known steps: {', '.join(sorted(self.steps))}")
         trigger = step.triggers[0] if step.triggers else None
-        child = Context(self, step, trigger, ctx.trace_id, input=input, outbox=ctx.outbox,
-                        writes_soon=ctx.writes_soon)
+        child = Context(self, step, trigger, ctx.trace_id, input=input, outbox=ctx.outbox, caller=ctx)
         result, _ = await self.boundary.invoke(step, None, input, trace_id=ctx.trace_id,
                                                parent=ctx.span_id, ctx=child)
         return result

@@ -157,10 +157,10 @@ def write_soon(done: Completion | None, touches: tuple | None) -> None:
     event = done.blocking
     if touches is None or event is None:  # nothing to read back, or already durable (no writer thread)
         return
-    ctx = current_context.get()
-    soon = ctx.writes_soon
+    root = current_context.get().root  # shared along a chain of ctx.invoke calls
+    soon = root.writes_soon
     if soon is None:
-        soon = ctx.writes_soon = WritesSoon()
+        soon = root.writes_soon = WritesSoon()
     latest, order = soon.latest, soon.order
     while order and order[0][0].is_set():
         durable, done_touches = order.popleft()
@@ -182,7 +182,7 @@ def settle(ctx, touches: tuple) -> None:
     Raises:
         StoreError: the store's writer stopped before committing them.
     """
-    soon = ctx.writes_soon
+    soon = ctx.root.writes_soon
     event = None if soon is None else soon.latest.get(touches)
     if event is None:
         return

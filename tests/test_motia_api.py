@@ -429,6 +429,37 @@ SYNC_MORE = {
             notes.set("g", "theirs", {"by": "callee"})
             return {"item": notes.get("g", "mine"), "state": stateManager.get("s", "mine")}
     ''',
+    "steps/fresh_caller_step.py": '''
+        import asyncio
+        import os
+        from pathlib import Path
+
+        from motia import Stream, http
+
+        notes = Stream("notes")
+        config = {"name": "FreshCaller", "triggers": [http("POST", "/fresh-caller")]}
+
+        async def handler(request, ctx):  # writes nothing itself before the callee does
+            callee = asyncio.ensure_future(ctx.invoke("FreshCallee", {}))
+            while not Path(os.environ["EDGE_TEST_MARK"]).exists():  # the callee's set is queued
+                await asyncio.sleep(0.01)
+            seen = notes.get("g", "fresh")  # the disk is still held: this read must wait for it
+            await callee
+            return {"status": 200, "body": {"caller_saw": seen}}
+    ''',
+    "steps/fresh_callee_step.py": '''
+        import os
+        from pathlib import Path
+
+        from motia import Stream, queue
+
+        notes = Stream("notes")
+        config = {"name": "FreshCallee", "triggers": [queue("fresh.never")]}
+
+        async def handler(data, ctx):
+            notes.set("g", "fresh", {"by": "callee"})
+            Path(os.environ["EDGE_TEST_MARK"]).touch()
+    ''',
     "steps/mutate_step.py": '''
         import os
         from pathlib import Path
@@ -481,33 +512,52 @@ async def test_a_long_loop_of_synchronous_sets_costs_each_set_the_same(tmp_path)
     assert answer.status == 200 and answer.json == {"items": 20_000, "keys": 20_000}
 
 
-async def test_a_step_called_with_ctx_invoke_reads_its_callers_synchronous_sets(tmp_path, monkeypatch):
+async def _on_a_slow_card(app, mark, request):
+    """``request()`` while the store's writer is held inside a commit, from before the request
+    until a moment after ``mark`` exists (the step touches it once its sets are queued)."""
     import threading
     import time
 
+    disk = threading.Event()  # a slow card: the sets are still queued when the other side reads
+    app.runtime.store.write_nowait(lambda txn: disk.wait(30))
+
+    def card():  # the card finishes its commit a moment after the sets were queued
+        deadline = time.monotonic() + 30
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        disk.set()
+
+    threading.Thread(target=card, daemon=True).start()
+    try:
+        return await request()
+    finally:
+        disk.set()
+
+
+async def test_a_step_called_with_ctx_invoke_reads_its_callers_synchronous_sets(tmp_path, monkeypatch):
     from edge.testing import App
 
     mark = tmp_path / "sets-queued"
     monkeypatch.setenv("EDGE_TEST_MARK", str(mark))
     write_project(tmp_path / "app", SYNC_MORE)
     async with App(tmp_path / "app") as app:
-        disk = threading.Event()  # a slow card: the caller's sets are still queued when the callee reads
-        app.runtime.store.write_nowait(lambda txn: disk.wait(30))
-
-        def card():  # the card finishes its commit a moment after the sets were queued
-            deadline = time.monotonic() + 30
-            while not mark.exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)
-            disk.set()
-
-        threading.Thread(target=card, daemon=True).start()
-        try:
-            answer = await app.http("POST", "/caller")
-        finally:
-            disk.set()
+        answer = await _on_a_slow_card(app, mark, lambda: app.http("POST", "/caller"))
     assert answer.json == {"callee_saw": {"item": {"by": "caller", "id": "mine"}, "state": {"by": "caller"}},
                            "caller_sees": {"by": "callee", "id": "theirs"}}
+
+
+async def test_a_caller_that_wrote_nothing_yet_reads_what_its_running_callee_set(tmp_path, monkeypatch):
+    # Before: the queued writes were kept per invocation, made at its first set, and a callee
+    # shared them only if its caller had written already; this caller read None.
+    from edge.testing import App
+
+    mark = tmp_path / "set-queued"
+    monkeypatch.setenv("EDGE_TEST_MARK", str(mark))
+    write_project(tmp_path / "app", SYNC_MORE)
+    async with App(tmp_path / "app") as app:
+        answer = await _on_a_slow_card(app, mark, lambda: app.http("POST", "/fresh-caller"))
+    assert answer.json == {"caller_saw": {"by": "callee", "id": "fresh"}}
 
 
 async def test_changing_what_a_synchronous_set_answered_changes_neither_the_store_nor_the_triggers(
