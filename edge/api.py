@@ -279,6 +279,7 @@ class ResponseStream:
         if isinstance(status_code, bool) or not isinstance(status_code, int) or not 200 <= status_code <= 599:
             raise ValueError(f"response.status(): expected an HTTP status code (200-599), got {status_code!r}")
         self._status = status_code
+        self._sink.shaped = True
 
     async def headers(self, headers: dict) -> None:
         self._check_open("headers")
@@ -289,6 +290,7 @@ class ResponseStream:
             self._headers.pop(name, None)
         for name, value in checked:  # name -> the values as sent
             self._headers.setdefault(name, []).append(value)
+        self._sink.shaped = True
 
     def _write(self, data: bytes | str) -> None:
         if self._closed:

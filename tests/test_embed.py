@@ -25,8 +25,8 @@ def test_edge_serves_without_loading_granians_process_servers_or_logging_config(
     out = _python(f"""
 import sys
 import edge.server.bridge
-from edge.server._embed import Server
-Server(lambda *a: None, port=0, log_enabled=False)  # what edge's serve() builds: configures logging
+from edge.server._embed import quiet_server
+quiet_server(lambda *a: None, port=0)  # what edge's serve() builds
 print(sorted(m for m in {LEFT_OUT!r} if m in sys.modules), "dictConfig" in vars(sys.modules["logging.config"]))
 """)
     assert out == "[] False"
@@ -43,6 +43,100 @@ print(granian.Granian.__name__, isinstance(granian.__version__, str), fileConfig
       type(logging.getLogger("step").handlers[0]).__name__)
 """)
     assert out == "MPServer True fileConfig MemoryHandler"
+
+
+def test_another_granian_server_in_the_process_configures_its_logging_as_usual():
+    # Before: edge's quiet configure_logging replaced Granian's for every server in the process,
+    # and one built with log_access=True lost its access log's handler.
+    out = _python("""
+import logging
+from edge.server._embed import quiet_server
+from granian.server.embed import Server
+quiet_server(lambda *a: None, port=0)
+Server(lambda *a: None, port=0, log_enabled=False, log_access=True)
+print([type(h).__name__ for h in logging.getLogger("granian.access").handlers])
+""")
+    assert out == "['StreamHandler']"
+
+
+def test_threads_that_read_a_module_while_its_code_runs_wait_for_it():
+    # Before: the shell let go of its __getattr__ before the code ran, so a second thread got
+    # "module 'logging.config' has no attribute 'fileConfig'" meanwhile.
+    out = _python("""
+import importlib.abc, sys, threading
+import edge.server.bridge
+
+running, release = threading.Event(), threading.Event()
+
+class Held(importlib.abc.MetaPathFinder):  # logging.config's code imports socketserver: hold it there
+    def find_spec(self, name, path=None, target=None):
+        if name == "socketserver":
+            running.set()
+            release.wait(30)
+
+sys.meta_path.insert(0, Held())
+import logging.config
+got = {}
+
+def use(key, read):
+    try:
+        got[key] = read().__name__
+    except Exception as exc:
+        got[key] = repr(exc)
+
+first = threading.Thread(target=use, args=("first", lambda: logging.config.dictConfig))
+first.start()
+running.wait(30)  # the first reader runs the module's code, held mid-way
+others = [threading.Thread(target=use, args=(key, read)) for key, read in (
+    ("attribute", lambda: logging.config.fileConfig),
+    ("from-import", lambda: __import__("logging.config", fromlist=["listen"]).listen))]
+for t in others:
+    t.start()
+for t in others:
+    t.join(1)  # (they wait for the code: on the earlier shell they failed at once)
+release.set()
+for t in [first, *others]:
+    t.join(30)
+print(sorted(got.items()))
+""")
+    assert out == "[('attribute', 'fileConfig'), ('first', 'dictConfig'), ('from-import', 'listen')]"
+
+
+def test_a_module_whose_code_fails_is_imported_afresh_next_time():
+    out = _python("""
+import importlib.abc, sys
+import edge.server.bridge
+
+class Once(importlib.abc.MetaPathFinder):
+    failed = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "socketserver" and not Once.failed:
+            Once.failed = True
+            raise ImportError("no socketserver this once")
+
+sys.meta_path.insert(0, Once())
+import logging.config
+try:
+    logging.config.dictConfig
+except ImportError as exc:
+    print("first:", exc)
+import logging.config
+print("then:", logging.config.dictConfig.__name__)
+""")
+    assert out == "first: no socketserver this once\nthen: dictConfig"
+
+
+def test_a_reloaded_shell_runs_its_code_once():
+    out = _python("""
+import importlib
+import edge.server.bridge
+import logging.config
+importlib.reload(logging.config)
+kept = logging.config.DictConfigurator
+print(hasattr(logging.config, "nope"), logging.config.DictConfigurator is kept, "__getattr__" in vars(logging.config))
+""")
+    assert out == "False True False"
 
 
 def test_granians_own_log_stays_silent_in_a_running_server(edge_server):

@@ -71,17 +71,25 @@ FILES = {
         from motia import MotiaHttpArgs, stateManager
 
         config = {"name": "SlowStart", "enqueues": [],
-                  "triggers": [{"type": "http", "method": "GET", "path": "/slow-start/:how", "timeout": 0.3}]}
+                  "triggers": [{"type": "http", "method": "GET", "path": "/slow-start/:how", "timeout": 1}]}
 
         async def handler(args: MotiaHttpArgs[Any], ctx) -> None:
-            if args.path_params["how"] == "hangs":  # an upstream that never answers
+            how = args.path_params["how"]
+            if how == "hangs":  # an upstream that never answers
                 try:
                     await asyncio.sleep(3600)
                 except asyncio.CancelledError:
-                    await stateManager.set("streaming", "cancelled", True)
+                    try:  # a clean-up that tells the client, as it would on its own errors
+                        await args.response.send("event: error\\n\\n")
+                    except ConnectionError as exc:
+                        await stateManager.set("streaming", "cancelled", str(exc))
                     raise
             await args.response.headers({"content-type": "text/event-stream"})
-            for i in range(6):  # started at once, then runs past the timeout: not under it
+            if how == "waits":  # an event stream whose first event comes after the timeout
+                await asyncio.sleep(1.5)
+                await args.response.send("data: late\\n\\n")
+                return
+            for i in range(12):  # started at once, then runs past the timeout: not under it
                 await args.response.send(f"data: {i}\\n\\n")
                 await asyncio.sleep(0.1)
     """,
@@ -238,10 +246,13 @@ def test_a_streaming_handler_that_has_not_started_within_its_timeout_answers_504
         answer = client.get("/slow-start/hangs")
         assert answer.status_code == 504
         body = answer.json()
-        assert (body["error"], body["detail"]) == ("Gateway Timeout", "the handler did not answer within 0.3 s (its timeout)")
-        wait_for(lambda: client.get("/__edge/state", params={"group": "streaming", "key": "cancelled"}).json()
-                 .get("value") is True)
-    assert (f"SlowStart: TimeoutError: the handler did not answer within 0.3 s (its timeout); it was cancelled "
+        assert (body["error"], body["detail"]) == ("Gateway Timeout", "the handler did not answer within 1 s (its timeout)")
+        cleanup = wait_for(lambda: client.get("/__edge/state", params={"group": "streaming", "key": "cancelled"})
+                           .json().get("value"))
+    # what the handler's clean-up is told when it writes after its timeout
+    assert cleanup == ("response.writer.stream.write(): the handler did not start its response within 1 s "
+                       "(its timeout); the client got 504")
+    assert (f"SlowStart: TimeoutError: the handler did not answer within 1 s (its timeout); it was cancelled "
             f"and the client got 504 (error_id {body['error_id']})") in server.output
 
 
@@ -249,5 +260,14 @@ def test_a_stream_that_started_within_its_timeout_runs_past_it(edge_server):
     server = edge_server(FILES)
     head, chunks, terminated = fetch_raw(server.port, "/slow-start/streams")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert b"".join(chunks) == b"".join(f"data: {i}\n\n".encode() for i in range(6))
+    assert b"".join(chunks) == b"".join(f"data: {i}\n\n".encode() for i in range(12))
+    assert terminated
+
+
+def test_a_stream_that_set_its_headers_within_its_timeout_may_wait_past_it_for_its_first_event(edge_server):
+    # Before: only a write counted as started, and this event stream got a 504 at 1 s.
+    server = edge_server(FILES)
+    head, chunks, terminated = fetch_raw(server.port, "/slow-start/waits")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"".join(chunks) == b"data: late\n\n"
     assert terminated

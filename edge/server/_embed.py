@@ -6,14 +6,15 @@ multiprocessing supervisor, file watcher and signal plumbing) and probe every ev
 knows (uvloop, rloop, winloop), none of which the embedded server edge runs uses. And the
 server's constructor configures Granian's loggers through ``logging.config.dictConfig``, whose
 module (with ``logging.handlers`` and ``socketserver``) weighs 0.8 MiB, only to silence them:
-edge passes ``log_enabled=False``. Together that was 2.5 MiB of an idle edge's RSS on
-asyncio's loop (``docs/architecture.md``, "Idle memory").
+edge's server runs with ``log_enabled=False`` (:func:`quiet_server`). Together that was 2.5 MiB
+of an idle edge's RSS on asyncio's loop (``docs/architecture.md``, "Idle memory").
 
 So those modules are entered as *shells*: a module object made from the module's own spec,
 whose code runs only when something reads a name it defines (PEP 562 ``__getattr__``). A
 package's ``__path__`` is set, so its submodules import as usual. Any other code in the
 process that uses them (``granian.Granian``, ``logging.config.dictConfig`` in a step) gets
-the whole module at its first use, as if imported normally.
+the whole module at its first use, as if imported normally: threads that read from a shell
+while its code runs wait for it; a module whose code fails is dropped, as a failed import is.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ import logging
 import sys
 import threading
 
-__all__ = ["HTTP1Settings", "HTTPModes", "Interfaces", "Server"]
-
-_loading = threading.RLock()
+__all__ = ["HTTP1Settings", "HTTPModes", "Interfaces", "quiet_server"]
 
 
 def _shell(name: str) -> None:
@@ -35,22 +34,46 @@ def _shell(name: str) -> None:
     if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
         return  # a module we cannot load later: the plain import does the rest
     module = importlib.util.module_from_spec(spec)
-    running = False
+    lock = threading.RLock()
+    loader = None  # the thread running the module's code
 
     def __getattr__(attr: str):
-        nonlocal running
-        with _loading:
-            if not running:  # the first name the module defines: run its code now, in place
-                running = True
-                del module.__getattr__
-                spec.loader.exec_module(module)
-        return getattr(module, attr)  # now the module's own lookup (its own __getattr__ if any)
+        nonlocal loader
+        with lock:  # other threads wait here while the code runs
+            if module.__dict__.get("__getattr__") is __getattr__:
+                if loader == threading.get_ident():  # the module's own code, mid-run
+                    raise AttributeError(f"partially initialized module {name!r} has no attribute {attr!r}")
+                if not _ran(module):  # (importlib.reload may have run it already)
+                    loader = threading.get_ident()
+                    try:
+                        spec.loader.exec_module(module)
+                    except BaseException:
+                        _forget(name)  # as a failed import: the next `import` starts afresh
+                        raise
+                    finally:
+                        loader = None
+                if module.__dict__.get("__getattr__") is __getattr__:
+                    del module.__getattr__  # a plain module from now on
+        return getattr(module, attr)
 
     module.__getattr__ = __getattr__
     sys.modules[name] = module
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, module)
+
+
+def _ran(module) -> bool:
+    """Whether the module's code has run: it defined a name of its own (a shell has only the
+    import system's dunders, its ``__getattr__`` and the submodules imported since)."""
+    return any(not key.startswith("__") and not isinstance(value, type(sys)) for key, value in vars(module).items())
+
+
+def _forget(name: str) -> None:
+    sys.modules.pop(name, None)
+    parent, _, child = name.rpartition(".")
+    if parent in sys.modules:
+        sys.modules[parent].__dict__.pop(child, None)
 
 
 _shell("granian")
@@ -62,16 +85,16 @@ from granian.http import HTTP1Settings  # noqa: E402
 import granian.server.common as _common  # noqa: E402  (not `from granian.server import`: it reads the shell)
 from granian.server.embed import Server  # noqa: E402
 
-_configure_logging = _common.configure_logging
-
-
-def _configure_quietly(level, config=None, enabled: bool = True) -> None:
-    """What Granian's ``configure_logging`` leaves behind when logging is off (its logger above
-    every level: edge logs the server's events itself), without ``dictConfig``."""
-    if enabled or config:
-        _configure_logging(level, config, enabled)
-    else:
+def quiet_server(target, **options) -> Server:
+    """Granian's embedded ``Server(target, log_enabled=False, ...)``, built without
+    ``logging.config``: its constructor's ``configure_logging`` only leaves Granian's logger
+    above every level then (edge logs the server's events itself), and that is done here. Other
+    Granian servers in the process configure their logging as usual."""
+    def configure_quietly(level, config=None, enabled: bool = True) -> None:
         logging.getLogger("_granian").setLevel(logging.CRITICAL + 1)
 
-
-_common.configure_logging = _configure_quietly
+    configure, _common.configure_logging = _common.configure_logging, configure_quietly
+    try:
+        return Server(target, log_enabled=False, **options)
+    finally:
+        _common.configure_logging = configure

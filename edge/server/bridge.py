@@ -25,7 +25,7 @@ from .._boundary import Host
 from .._limits import connection_limit  # faults hook (issue 10 item 4)
 from ..errors import PortInUse
 from ..runtime import Runtime
-from ._embed import HTTP1Settings, HTTPModes, Interfaces, Server
+from ._embed import HTTP1Settings, HTTPModes, Interfaces, quiet_server
 from .access import startup_lines
 from .app import EdgeApp
 
@@ -116,7 +116,7 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
 
     holder, port = _reserve_port(settings.host, settings.port)
     target, interface = _interface(app)
-    server = Server(
+    server = quiet_server(
         target,
         address=settings.host,
         port=port,
@@ -124,7 +124,6 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
         websockets=True,
         runtime_threads=1,
         blocking_threads=1,
-        log_enabled=False,
         backlog=1024,
         # faults hook (issue 10 item 4): connections past 1,024 are accepted, idle ones time out
         backpressure=connection_limit(),

@@ -55,7 +55,7 @@ class _Sink:
     thread (sync handlers) reach it through ``call_soon_threadsafe``, in order."""
 
     __slots__ = ("_proto", "_extra", "_loop", "_thread", "_transport", "_queue", "_unsent", "_pump",
-                 "started", "disconnected", "status", "headers")
+                 "started", "shaped", "disconnected", "closed_why", "status", "headers")
 
     def __init__(self, proto, extra_headers: list, loop: asyncio.AbstractEventLoop):
         self._proto = proto
@@ -67,7 +67,11 @@ class _Sink:
         self._unsent = 0  # bytes in _queue and in the send under way (kept on the loop thread)
         self._pump: asyncio.Task | None = None
         self.started = False
+        #: The handler set its status or headers: it streams (out of its trigger's timeout).
+        self.shaped = False
         self.disconnected = False
+        #: Why writes are refused once ``disconnected``, when not because the client left.
+        self.closed_why: str | None = None
         self.status = 200
         self.headers: dict = {}
 
@@ -93,8 +97,8 @@ class _Sink:
 
     def write(self, data: bytes) -> None:
         if self.disconnected:
-            raise ConnectionError("response.writer.stream.write(): the client has gone; stop writing "
-                                  "(args.response.disconnected says so before a write)")
+            raise ConnectionError(self.closed_why or "response.writer.stream.write(): the client has gone; stop "
+                                  "writing (args.response.disconnected says so before a write)")
         if self._unsent > MAX_UNSENT:
             raise ConnectionError(f"response.writer.stream.write(): {self._unsent // 1024 // 1024} MiB written are still "
                                   f"waiting for a client that reads slower than this handler writes; "
@@ -165,10 +169,10 @@ async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None 
     (an endless event stream would otherwise run for nobody). Before the first write a
     disconnect changes nothing, as on the normal path.
 
-    ``limit`` (the trigger's ``timeout``) bounds the time to the first write: a handler that
-    has not started its response by then is cancelled and TimeoutError raised (the caller
-    answers 504). A response that has started is not under it: an event stream may run for
-    hours."""
+    ``limit`` (the trigger's ``timeout``) bounds the time until the handler starts its
+    response (sets its status or headers, or writes): one that has not by then is cancelled and
+    TimeoutError raised (the caller answers 504). A response that has started is not under it:
+    an event stream may run for hours, and wait long for its first event."""
     loop = asyncio.get_running_loop()
     deadline = None if limit is None else loop.time() + limit
     task = asyncio.ensure_future(invocation)
@@ -179,13 +183,16 @@ async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None 
                 sink.disconnected = True
                 await _cancelled(task)
                 return None
-            if deadline is not None and not sink.started and loop.time() >= deadline:
-                sink.let_go(complete=True)  # a sync handler's thread that writes later reaches nobody
+            streams = sink.started or sink.shaped
+            if deadline is not None and not streams and loop.time() >= deadline:
+                sink.closed_why = (f"response.writer.stream.write(): the handler did not start its response "
+                                   f"within {limit:g} s (its timeout); the client got 504")
+                sink.let_go(complete=True)  # what the handler writes now (a thread, its clean-up) reaches nobody
                 await _cancelled(task)
                 raise TimeoutError
             # (a client gone before the first write: let the handler finish, as on the normal path)
             waiting = {task} if gone.done() else {task, gone}
-            timeout = None if deadline is None or sink.started else max(0.0, deadline - loop.time())
+            timeout = None if deadline is None or streams else max(0.0, deadline - loop.time())
             await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         result, _ = await task
         return result
