@@ -59,6 +59,36 @@ print([type(h).__name__ for h in logging.getLogger("granian.access").handlers])
     assert out == "['StreamHandler']"
 
 
+def test_a_granian_server_built_while_edge_builds_its_own_configures_its_logging_as_usual():
+    # Before: quiet_server swapped Granian's configure_logging for the whole process while it
+    # built edge's server, so another thread's server built meanwhile lost its access log.
+    out = _python("""
+import logging, threading
+from edge.server._embed import quiet_server
+from granian.server.embed import Server
+
+inside, release = threading.Event(), threading.Event()
+granian_log = logging.getLogger("_granian")
+set_level = granian_log.setLevel
+
+def held(level):  # the first call, from edge's server: held there while the other one is built
+    granian_log.setLevel = set_level
+    inside.set()
+    release.wait(30)
+    set_level(level)
+
+granian_log.setLevel = held
+edge = threading.Thread(target=quiet_server, args=(lambda *a: None,), kwargs={"port": 0})
+edge.start()
+inside.wait(30)
+Server(lambda *a: None, port=0, log_enabled=False, log_access=True)
+release.set()
+edge.join(30)
+print([type(h).__name__ for h in logging.getLogger("granian.access").handlers], granian_log.level > logging.CRITICAL)
+""")
+    assert out == "['StreamHandler'] True"
+
+
 def test_threads_that_read_a_module_while_its_code_runs_wait_for_it():
     # Before: the shell let go of its __getattr__ before the code ran, so a second thread got
     # "module 'logging.config' has no attribute 'fileConfig'" meanwhile.

@@ -85,6 +85,13 @@ FILES = {
                         await stateManager.set("streaming", "cancelled", str(exc))
                     raise
             await args.response.headers({"content-type": "text/event-stream"})
+            if how == "waits-long":  # for an event that comes after its client left
+                await stateManager.set("streaming", "waiting", True)
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    await stateManager.set("streaming", "stopped", True)
+                    raise
             if how == "waits":  # an event stream whose first event comes after the timeout
                 await asyncio.sleep(1.5)
                 await args.response.send("data: late\\n\\n")
@@ -271,3 +278,18 @@ def test_a_stream_that_set_its_headers_within_its_timeout_may_wait_past_it_for_i
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"".join(chunks) == b"data: late\n\n"
     assert terminated
+
+
+def test_a_stream_waiting_for_its_first_event_stops_when_its_client_leaves(edge_server):
+    # Before: the disconnect watch looked only at writes, so a stream that had set its headers
+    # and waited for an event ran on for nobody once its client left.
+    server = edge_server(FILES)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /slow-start/waits-long HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        with server.client() as client:
+            def state(key):
+                return client.get("/__edge/state", params={"group": "streaming", "key": key}).json()
+
+            wait_for(lambda: state("waiting").get("value"))
+            sock.close()  # the client leaves before the first event
+            assert wait_for(lambda: state("stopped").get("value")) is True

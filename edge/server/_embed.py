@@ -19,6 +19,7 @@ while its code runs wait for it; a module whose code fails is dropped, as a fail
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import logging
 import sys
@@ -28,6 +29,12 @@ __all__ = ["HTTP1Settings", "HTTPModes", "Interfaces", "quiet_server"]
 
 
 def _shell(name: str) -> None:
+    """Enter module ``name`` as a shell. Only for modules that, like these three, no submodule
+    of theirs reads a name from while importing: a thread importing such a submodule would
+    hold its import lock while it waits for the shell's code, which may wait for that lock
+    (Python's import detects that deadlock between its own locks only). And not for a
+    package whose submodules replace themselves in ``sys.modules`` with other objects (the
+    package would then look run: :func:`_ran`)."""
     if name in sys.modules:
         return  # already imported whole (or shelled before): nothing to save
     spec = importlib.util.find_spec(name)
@@ -66,7 +73,8 @@ def _shell(name: str) -> None:
 def _ran(module) -> bool:
     """Whether the module's code has run: it defined a name of its own (a shell has only the
     import system's dunders, its ``__getattr__`` and the submodules imported since)."""
-    return any(not key.startswith("__") and not isinstance(value, type(sys)) for key, value in vars(module).items())
+    names = list(vars(module).items())  # a snapshot: another thread may import a submodule meanwhile
+    return any(not key.startswith("__") and not isinstance(value, type(sys)) for key, value in names)
 
 
 def _forget(name: str) -> None:
@@ -85,16 +93,31 @@ from granian.http import HTTP1Settings  # noqa: E402
 import granian.server.common as _common  # noqa: E402  (not `from granian.server import`: it reads the shell)
 from granian.server.embed import Server  # noqa: E402
 
+
+_quiet = contextvars.ContextVar("edge_quiet_granian", default=False)
+_configure_logging = _common.configure_logging
+
+
+def _configure(level, config=None, enabled: bool = True) -> None:
+    """Granian's ``configure_logging`` for every server, except for the one
+    :func:`quiet_server` builds (in its thread and task only)."""
+    if _quiet.get():
+        logging.getLogger("_granian").setLevel(logging.CRITICAL + 1)
+    else:
+        _configure_logging(level, config, enabled)
+
+
+_common.configure_logging = _configure
+
+
 def quiet_server(target, **options) -> Server:
     """Granian's embedded ``Server(target, log_enabled=False, ...)``, built without
-    ``logging.config``: its constructor's ``configure_logging`` only leaves Granian's logger
-    above every level then (edge logs the server's events itself), and that is done here. Other
-    Granian servers in the process configure their logging as usual."""
-    def configure_quietly(level, config=None, enabled: bool = True) -> None:
-        logging.getLogger("_granian").setLevel(logging.CRITICAL + 1)
-
-    configure, _common.configure_logging = _common.configure_logging, configure_quietly
+    ``logging.config``: with logging off its constructor's ``configure_logging`` only leaves
+    Granian's logger above every level (edge logs the server's events itself), and that is
+    what it does here. Other Granian servers in the process configure their logging as usual,
+    built at the same time or not."""
+    token = _quiet.set(True)
     try:
         return Server(target, log_enabled=False, **options)
     finally:
-        _common.configure_logging = configure
+        _quiet.reset(token)

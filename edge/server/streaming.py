@@ -165,9 +165,9 @@ class _Sink:
 
 
 async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None = None):
-    """Run the invocation; once the response has started, a client that goes away cancels it
-    (an endless event stream would otherwise run for nobody). Before the first write a
-    disconnect changes nothing, as on the normal path.
+    """Run the invocation; once the response has started (the handler set its status or
+    headers, or wrote), a client that goes away cancels it (an endless event stream would
+    otherwise run for nobody). Before that a disconnect changes nothing, as on the normal path.
 
     ``limit`` (the trigger's ``timeout``) bounds the time until the handler starts its
     response (sets its status or headers, or writes): one that has not by then is cancelled and
@@ -179,18 +179,18 @@ async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None 
     gone = asyncio.ensure_future(proto.client_disconnect())
     try:
         while not task.done():
-            if sink.started and gone.done():
+            streams = sink.started or sink.shaped
+            if streams and gone.done():
                 sink.disconnected = True
                 await _cancelled(task)
                 return None
-            streams = sink.started or sink.shaped
             if deadline is not None and not streams and loop.time() >= deadline:
                 sink.closed_why = (f"response.writer.stream.write(): the handler did not start its response "
                                    f"within {limit:g} s (its timeout); the client got 504")
                 sink.let_go(complete=True)  # what the handler writes now (a thread, its clean-up) reaches nobody
                 await _cancelled(task)
                 raise TimeoutError
-            # (a client gone before the first write: let the handler finish, as on the normal path)
+            # (a client gone before the response started: let the handler finish, as on the normal path)
             waiting = {task} if gone.done() else {task, gone}
             timeout = None if deadline is None or streams else max(0.0, deadline - loop.time())
             await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
