@@ -71,13 +71,15 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def run_once(cmd: list[str], tmp: Path, idle: float, extra: list[str]) -> dict:
+def run_once(cmd: list[str], tmp: Path, idle: float, extra: list[str], loop: str | None = None) -> dict:
     """Start, time the first 200, let it idle, measure RSS and the unpacked size, stop."""
     port = free_port()
     data = Path(tempfile.mkdtemp(dir=tmp, prefix="data-"))
     extract = Path(tempfile.mkdtemp(dir=tmp, prefix="tmpdir-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
     env["TMPDIR"] = str(extract)
+    if loop is not None:
+        env["EDGE_LOOP"] = loop
     log = open(data.with_suffix(".log"), "w+")
     started = time.perf_counter()
     proc = subprocess.Popen([*cmd, "start", *extra, "--port", str(port), "--host", "127.0.0.1", "--data-dir", str(data)],
@@ -110,8 +112,8 @@ def run_once(cmd: list[str], tmp: Path, idle: float, extra: list[str]) -> dict:
     return {"start": first_200, "rss": rss, "procs": len(pids), "unpacked": unpacked}
 
 
-def measure(cmd: list[str], tmp: Path, runs: int, idle: float, extra: list[str] = ()) -> dict:
-    results = [run_once(cmd, tmp, idle, list(extra)) for _ in range(runs)]
+def measure(cmd: list[str], tmp: Path, runs: int, idle: float, extra: list[str] = (), loop: str | None = None) -> dict:
+    results = [run_once(cmd, tmp, idle, list(extra), loop) for _ in range(runs)]
     return {
         "start": statistics.median(r["start"] for r in results),
         "rss": statistics.median(r["rss"] for r in results),
@@ -128,19 +130,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="starts per variant (median)")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before reading RSS")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"),
+                        help="EDGE_LOOP for every start (default: edge's choice, uvloop when bundled)")
     args = parser.parse_args()
     import PyInstaller
 
     print(f"edge build benchmark: example app (steps/), {machine()}, Python {sys.version.split()[0]}, "
-          f"PyInstaller {PyInstaller.__version__}; {args.runs} starts each, RSS after {args.idle:g} s idle")
+          f"PyInstaller {PyInstaller.__version__}; {args.runs} starts each, RSS after {args.idle:g} s idle"
+          + (f"; EDGE_LOOP={args.loop}" if args.loop else ""))
     with tempfile.TemporaryDirectory(prefix="edge-bench-build-") as tmp_name:
         tmp = Path(tmp_name)
         rows = {}
         for kind in ("onefile", "onedir"):
             binary, took, size = build(tmp, kind)
-            rows[kind] = {"build": took, "size": size, **measure([str(binary)], tmp, args.runs, args.idle)}
+            rows[kind] = {"build": took, "size": size, **measure([str(binary)], tmp, args.runs, args.idle, loop=args.loop)}
         rows["source"] = {"build": None, "size": None,
-                          **measure([sys.executable, "-m", "edge"], tmp, args.runs, args.idle, ["--dir", str(ROOT)])}
+                          **measure([sys.executable, "-m", "edge"], tmp, args.runs, args.idle, ["--dir", str(ROOT)],
+                                    loop=args.loop)}
 
     def cell(kind, key, fmt):
         value = rows[kind][key]
