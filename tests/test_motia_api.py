@@ -512,37 +512,38 @@ async def test_a_long_loop_of_synchronous_sets_costs_each_set_the_same(tmp_path)
     assert answer.status == 200 and answer.json == {"items": 20_000, "keys": 20_000}
 
 
-async def _on_a_slow_card(app, mark, request):
-    """``request()`` while the store's writer is held inside a commit, from before the request
-    until a moment after ``mark`` exists (the step touches it once its sets are queued)."""
+async def _post_on_a_slow_card(tmp_path, monkeypatch, path: str):
+    """``POST path`` of the SYNC_MORE app while the store's writer is held inside a commit, from
+    before the request until a moment after the step touched EDGE_TEST_MARK (its sets are
+    queued then): the other side of a ctx.invoke reads them while they are not durable yet."""
     import threading
     import time
 
-    disk = threading.Event()  # a slow card: the sets are still queued when the other side reads
-    app.runtime.store.write_nowait(lambda txn: disk.wait(30))
-
-    def card():  # the card finishes its commit a moment after the sets were queued
-        deadline = time.monotonic() + 30
-        while not mark.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
-        disk.set()
-
-    threading.Thread(target=card, daemon=True).start()
-    try:
-        return await request()
-    finally:
-        disk.set()
-
-
-async def test_a_step_called_with_ctx_invoke_reads_its_callers_synchronous_sets(tmp_path, monkeypatch):
     from edge.testing import App
 
     mark = tmp_path / "sets-queued"
     monkeypatch.setenv("EDGE_TEST_MARK", str(mark))
     write_project(tmp_path / "app", SYNC_MORE)
     async with App(tmp_path / "app") as app:
-        answer = await _on_a_slow_card(app, mark, lambda: app.http("POST", "/caller"))
+        disk = threading.Event()  # a slow card
+        app.runtime.store.write_nowait(lambda txn: disk.wait(30))
+
+        def card():  # the card finishes its commit a moment after the sets were queued
+            deadline = time.monotonic() + 30
+            while not mark.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            disk.set()
+
+        threading.Thread(target=card, daemon=True).start()
+        try:
+            return await app.http("POST", path)
+        finally:
+            disk.set()
+
+
+async def test_a_step_called_with_ctx_invoke_reads_its_callers_synchronous_sets(tmp_path, monkeypatch):
+    answer = await _post_on_a_slow_card(tmp_path, monkeypatch, "/caller")
     assert answer.json == {"callee_saw": {"item": {"by": "caller", "id": "mine"}, "state": {"by": "caller"}},
                            "caller_sees": {"by": "callee", "id": "theirs"}}
 
@@ -550,13 +551,7 @@ async def test_a_step_called_with_ctx_invoke_reads_its_callers_synchronous_sets(
 async def test_a_caller_that_wrote_nothing_yet_reads_what_its_running_callee_set(tmp_path, monkeypatch):
     # Before: the queued writes were kept per invocation, made at its first set, and a callee
     # shared them only if its caller had written already; this caller read None.
-    from edge.testing import App
-
-    mark = tmp_path / "set-queued"
-    monkeypatch.setenv("EDGE_TEST_MARK", str(mark))
-    write_project(tmp_path / "app", SYNC_MORE)
-    async with App(tmp_path / "app") as app:
-        answer = await _on_a_slow_card(app, mark, lambda: app.http("POST", "/fresh-caller"))
+    answer = await _post_on_a_slow_card(tmp_path, monkeypatch, "/fresh-caller")
     assert answer.json == {"caller_saw": {"by": "callee", "id": "fresh"}}
 
 

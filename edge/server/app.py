@@ -221,7 +221,7 @@ class EdgeApp:
                                                    limit=limit)
             return response
         except TimeoutError:  # past the trigger's timeout: cancelled (a sync handler's thread runs on)
-            return self._timed_out(step, limit, trace_id)
+            return self.timed_out(step, limit, trace_id)
         except Skipped:
             return error_response(422, error="Request condition not met", skipped=True)
         except HandlerError as exc:
@@ -229,7 +229,7 @@ class EdgeApp:
                 return storage_full(exc.original)  # (said once by the store, no error_id)
             return error_response(500, error_id=exc.error_id)
 
-    def _timed_out(self, step, limit: float, trace_id: str):
+    def timed_out(self, step, limit: float, trace_id: str):
         """The 504 of a handler that outlived its HTTP trigger's ``timeout``, said in the log."""
         error_id = new_id(6)
         detail = f"the handler did not answer within {limit:g} s (its timeout)"

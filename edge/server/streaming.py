@@ -273,7 +273,7 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
         result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,
                                                                     finish=_as_it_is), trigger.timeout)
     except TimeoutError:  # past the trigger's timeout before the first write: cancelled
-        return app._timed_out(step, trigger.timeout, trace_id)
+        return app.timed_out(step, trigger.timeout, trace_id)
     except Skipped:
         if not sink.started:
             return error_response(422, error="Request condition not met", skipped=True)
