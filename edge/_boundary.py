@@ -29,8 +29,10 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import math
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 import trio
@@ -40,7 +42,8 @@ from .context import Context
 from .errors import BadResult, RequestBodyError, Retry, StorageFull
 from .tracing import Span, new_id
 
-__all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES", "cancelled_from_outside"]
+__all__ = ["Boundary", "Host", "Skipped", "HandlerError", "maybe_await", "QUEUED_TYPES", "cancelled_from_outside",
+           "cancel", "describe"]
 
 #: Trigger types whose invocation acknowledges a stored message: their enqueues commit with it.
 QUEUED_TYPES = frozenset(("queue", "state", "stream"))
@@ -57,14 +60,32 @@ class HandlerError(Exception):
     (None for :class:`~edge.errors.StorageFull`, which is not logged per invocation)."""
 
     def __init__(self, original: BaseException, error_id: str | None):
-        super().__init__(f"{type(original).__name__}: {original}")
+        super().__init__(describe(original))
         self.original = original
         self.error_id = error_id
 
 
+#: How much of an exception's message a failure's headline shows (the traceback has it whole).
+HEADLINE_CHARS = 300
+
+
+def describe(exc: BaseException, limit: int | None = None) -> str:
+    """``Type: message`` (``Type`` alone when there is none; the first line of the message, cut
+    to ``limit`` characters, when given). An exception whose ``str()`` raises still gets one."""
+    try:
+        text = str(exc).strip()
+    except Exception:  # a handler's exception class with a broken __str__
+        text = "<str() of the exception failed>"
+    if limit is not None:
+        text = text.split("\n", 1)[0]
+        if len(text) > limit:
+            text = text[:limit] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _hint(step, exc: BaseException) -> str | None:
     """A teaching line for the common mistake: trio code in a handler that runs on asyncio."""
-    if step.runtime != "trio" and isinstance(exc, RuntimeError) and "must be called from async context" in str(exc):
+    if step.runtime != "trio" and isinstance(exc, RuntimeError) and "must be called from async context" in describe(exc):
         tb = exc.__traceback__
         while tb is not None:
             if "/trio/" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
@@ -97,7 +118,7 @@ class Host:
         try:
             await done.wait()
         except trio.Cancelled:
-            task.cancel()
+            cancel(task)
             with trio.move_on_after(CANCEL_GRACE) as scope:
                 scope.shield = True
                 await done.wait()
@@ -209,18 +230,53 @@ class LateReturn(TimeoutError):
     cancellation): the attempt failed all the same."""
 
 
+#: The asyncio tasks edge itself cancelled (a timeout, the runtime stopping, a client gone, the
+#: trio side cancelled): a CancelledError in one of them is edge's, not the handler's.
+_cancelled_by_edge: "weakref.WeakSet[asyncio.Task]" = weakref.WeakSet()
+
+
+def cancel(task: asyncio.Task) -> None:
+    """Cancel an asyncio ``task`` as edge does (:func:`cancelled_from_outside` then knows)."""
+    _cancelled_by_edge.add(task)
+    task.cancel()
+
+
 def cancelled_from_outside(exc: BaseException) -> bool:
     """Whether ``exc`` is a cancellation of the invocation itself (edge's timeout, the runtime
-    stopping), not one a handler raised or caught from a task it cancelled itself."""
-    if isinstance(exc, (trio.Cancelled, RuntimeStopping)):
-        return True  # trio raises Cancelled only for a cancel scope around the handler
+    stopping, a client gone), not one a handler caused: cancelling its own task, or raising a
+    ``trio.Cancelled`` it kept from another cancel scope (both were taken for edge's and left
+    the runtime's nursery or a queue worker with an exception nobody caught)."""
+    if isinstance(exc, RuntimeStopping):
+        return True
+    if isinstance(exc, trio.Cancelled):  # trio cancels a task through the scopes around it
+        try:
+            return trio.current_effective_deadline() == -math.inf
+        except RuntimeError:  # not in a trio task
+            return False
     if isinstance(exc, asyncio.CancelledError):
         try:
             task = asyncio.current_task()
         except RuntimeError:  # no asyncio loop at all (plain trio, no host): the handler's own
             return False
-        return task is not None and task.cancelling() > 0
+        return task is not None and task.cancelling() > 0 and task in _cancelled_by_edge
     return False
+
+
+def _uncancel() -> None:
+    """Take back the cancel request of the running asyncio task that a handler caused and that
+    the boundary turned into its error (else every later check would see one pending)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return
+    if task is not None and task.cancelling() > 0:
+        task.uncancel()
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    """Done-callback of a run edge stopped waiting for: its outcome was logged by the boundary."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _call(fn, *args):
@@ -307,8 +363,21 @@ class Boundary:
             with trio.move_on_after(limit):
                 return await fn(*args, **kw)
             raise TimeoutError(f"did not finish within {limit:g} s")
-        async with asyncio.timeout(limit):
-            return await fn(*args, **kw)
+        # On asyncio the run gets a task of its own, so that the caller has its answer on time
+        # even from a handler that swallows its cancellation: that one runs on, as a sync
+        # handler's thread does (the boundary logs how it ends).
+        task = asyncio.get_running_loop().create_task(fn(*args, **kw))
+        try:
+            done, _ = await asyncio.wait((task,), timeout=limit)
+        except asyncio.CancelledError:  # the caller was (the runtime stopping, a client gone)
+            cancel(task)
+            await asyncio.wait((task,), timeout=CANCEL_GRACE)
+            raise
+        if not done:
+            cancel(task)
+            task.add_done_callback(_retrieved)
+            raise TimeoutError(f"did not finish within {limit:g} s")
+        return task.result()
 
     # -- the guarded run -------------------------------------------------------------------
 
@@ -374,8 +443,10 @@ class Boundary:
             # Anything else the handler raised is its outcome, SystemExit, KeyboardInterrupt
             # (edge handles SIGINT itself: Python never raises it into a handler),
             # GeneratorExit and a CancelledError of its own making included.
+            if isinstance(exc, asyncio.CancelledError):
+                _uncancel()  # it cancelled itself (or another task did): that request is served
             status, error_id = "error", new_id(6)
-            error = f"{type(exc).__name__}: {exc}"
+            error = describe(exc)
             if isinstance(exc, BadResult):  # what was wrong with the result says it all
                 self.tracer.log("error", f"{step.name}: {exc} (error_id {error_id})", trace_id=trace_id,
                                 step=step.name, flows=step.flows, data={"error_id": error_id})
@@ -385,7 +456,7 @@ class Boundary:
                 if hint:
                     data["hint"] = hint
                 self.tracer.exception(
-                    f"{step.name} failed: {type(exc).__name__} (error_id {error_id})", exc,
+                    f"{step.name} failed: {describe(exc, HEADLINE_CHARS)} (error_id {error_id})", exc,
                     trace_id=trace_id, step=step.name, flows=step.flows, data=data,
                 )
             raise HandlerError(exc, error_id) from exc

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import datetime
+import decimal
 import re
 import uuid
 from typing import Any
@@ -311,13 +312,14 @@ class _Compiler:
         step = self._number(s, loc, "multipleOf", positive=True)
         if step is not None:
 
+            exact_step = _exact(step)
+
             def multiple_of(value, step=step):
                 if isinstance(value, int) and isinstance(step, int):
                     ok = value % step == 0
-                else:
-                    q = value / step
-                    # 1e308 / 0.01 overflows to inf: too large to be checked, so not a multiple
-                    ok = math.isfinite(q) and abs(q - round(q)) <= 1e-9 * max(1.0, abs(q))
+                else:  # in decimal, as the JSON wrote it: 0.3 is a multiple of 0.1, 1234567891.5 not of 1;
+                    # a quotient past the float range (1e308 / 0.01) is too large to be checked: not one
+                    ok = math.isfinite(value / step) and _EXACT.remainder(_exact(value), exact_step).is_zero()
                 return None if ok else [[f"must be a multiple of {_show(step)}, got {_show(value)}"]]
 
             fns.append(multiple_of)
@@ -587,6 +589,15 @@ def _length_check(low, high, verb: str, noun: str, plural: str = "", suffix: str
         return [[f"must {verb} {word} {_count(bound, noun, plural)}{suffix}, got {n}"]]
 
     return check
+
+
+#: Enough digits for the quotient of any two finite floats (up to ~4e631): remainders are exact.
+_EXACT = decimal.Context(prec=800)
+
+
+def _exact(number) -> decimal.Decimal:
+    """``number`` in decimal: an int as it is, a float as its shortest repr (what JSON wrote)."""
+    return decimal.Decimal(number if isinstance(number, int) else repr(number))
 
 
 def _bound_check(op: str, bound, fails):

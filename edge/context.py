@@ -34,8 +34,8 @@ class StepLogger:
         ctx = self._ctx
         step = ctx.step
         # hook (issue 12): logs show the name the user wrote (0.x steps sharing a name: Step.label)
-        ctx._runtime.tracer.log(level, msg, trace_id=ctx.trace_id, step=step.display_name if step else None,
-                                flows=step.flows if step else (), data=data)
+        ctx._runtime.tracer.line(level, msg, ctx.trace_id, step.display_name if step else None,
+                                 step.flows if step else (), data)
 
     def info(self, msg, data=None, **extra):
         if extra:
@@ -43,8 +43,8 @@ class StepLogger:
             return
         ctx = self._ctx  # the common call, one layer less
         step = ctx.step
-        ctx._runtime.tracer.log("info", msg, trace_id=ctx.trace_id, step=step.display_name if step else None,
-                                flows=step.flows if step else (), data=data)
+        ctx._runtime.tracer.line("info", msg, ctx.trace_id, step.display_name if step else None,
+                                 step.flows if step else (), data)
 
     def warn(self, msg, data=None, **extra):
         self._log("warn", msg, data, **extra)

@@ -3,7 +3,8 @@
 :meth:`Runtime.open` opens the store and builds, explicitly and in order, the tracer, the
 queue service, state, streams, cron and the boundary that runs handlers, handing each what it
 needs (``invoke=``, ``on_change=``, ``log=``). :meth:`Runtime.serve` runs the services in one
-trio nursery. Services never import this module and nothing is patched onto anything later.
+trio nursery. Services never import this module and never set attributes on the runtime; what
+the runtime sets on a service after building it is listed in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ._state import StateEvent, StateStore
 from .context import Context
 from .errors import EnqueueError
 from .queues import QueueService
-from .schema import compile_schema
+from .steps import compile_trigger_schemas
 from .store import Store
 from .streams import StreamEvent, Streams
 from .tracing import Tracer, new_id
@@ -83,14 +84,11 @@ class Runtime:
         store.on_hook_error = lambda message, exc: tracer.exception(message, exc)
         store.on_notice = lambda level, message: tracer.log(level, message)
         self.steps = {step.name: step for step in discovery.steps}
-        self.schemas: dict[tuple[str, int], Any] = {}
-        for step in discovery.steps:
-            for trigger in step.triggers:
-                spec = getattr(trigger, "body_schema", None) or getattr(trigger, "input", None)
-                if spec is not None:
-                    self.schemas[(step.name, trigger.index)] = compile_schema(
-                        spec, where=f"{step.file}: triggers[{trigger.index}]"
-                    )
+        #: (step name, trigger index) -> the trigger's compiled schema (compiled at discovery; a
+        #: Step built by hand, as tests do, has its schemas compiled here)
+        self.schemas: dict[tuple[str, int], Any] = {
+            (step.name, index): schema for step in discovery.steps
+            for index, schema in (step.schemas or compile_trigger_schemas(step.triggers, step.file)).items()}
         self.boundary = Boundary(self, threads=getattr(settings, "threads", 4))
         options = {} if queue_window is None else {"window": queue_window}
         self.queues = QueueService(

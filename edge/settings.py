@@ -86,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         loop = env.get("EDGE_LOOP", "").strip().lower()  # read by edge.server.bridge.loop_factory
         if loop not in ("", "uvloop", "asyncio"):
             raise ConfigError(f'EDGE_LOOP: expected "uvloop" or "asyncio", got "{env["EDGE_LOOP"]}"')
+        interface = env.get("EDGE_SERVER_INTERFACE", "").strip().lower()  # read by edge.server.bridge._interface
+        if interface not in ("", "rsgi", "asgi"):
+            raise ConfigError(f'EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "{env["EDGE_SERVER_INTERFACE"]}"')
         if values.get("streams_require_token") and not values.get("token"):
             raise ConfigError("EDGE_STREAMS_REQUIRE_TOKEN=1 needs EDGE_TOKEN: set EDGE_TOKEN to the token stream "
                               "clients must send (subprotocols [\"Authorization\", token] or ?authToken=)")

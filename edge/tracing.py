@@ -148,16 +148,31 @@ class Tracer:
     # -- logs -----------------------------------------------------------------------------
 
     def log(self, level: str, msg: str, *, trace_id=None, step=None, flows=(), data=None) -> None:
+        self.line(level, msg, trace_id, step, flows, data)
+
+    def line(self, level: str, msg: str, trace_id, step, flows, data) -> None:
+        """:meth:`log` with the fields positional: what ``ctx.logger`` calls for a step's line."""
         if LEVELS.get(level, 20) < self.level:
             return
-        level = "warn" if level == "warning" else level
+        if level == "warning":
+            level = "warn"
         if type(msg) is not str:
             msg = str(msg)
         if len(msg) > MAX_MSG:
             msg = f"{msg[:MAX_MSG]}... ({len(msg) - MAX_MSG} more characters)"
         record = LogRecord(time.time(), level, msg, trace_id, step,
                            flows if type(flows) is tuple else tuple(flows), data)
-        line = self._emit(record)
+        if self.mode == "dev" or record.level == "error" or step is None or not self._batching:
+            line = self._emit(record)
+        else:  # a step's line in `edge start`: _emit's batched case, inline (once per line logged)
+            if data is None:
+                line = None
+                self._outbuf.append(record)
+            else:
+                line = _encode_record(_json.encode, record)
+                self._outbuf.append(line + b"\n")
+            if len(self._outbuf) >= MAX_BUFFERED_LINES:
+                self.flush_stdout()
         if self.store is not None:
             logs = self._logs
             if len(logs) == MAX_PENDING:

@@ -111,6 +111,38 @@ def test_steps_reports_config_errors_verbatim(tmp_path):
     assert 'error: steps/broken_step.py: triggers[0].bodySchem: unknown key; did you mean "bodySchema"?' in result.stdout
 
 
+BAD_SCHEMA = {
+    **GOOD,
+    "steps/typed_step.py": """
+        config = {"name": "Typed", "triggers": [{"type": "http", "method": "POST", "path": "/t",
+                                                 "bodySchema": {"type": "objekt"}}]}
+
+        async def handler(req, ctx):
+            return {"status": 200}
+    """,
+}
+BAD_SCHEMA_ERROR = 'steps/typed_step.py: triggers[0].bodySchema.type: unknown type "objekt"; did you mean "object"?'
+
+
+def test_a_bad_body_schema_is_an_error_of_its_file(tmp_path):
+    # Before: `edge steps` listed the step as fine (0 errors), and `edge start` and `edge dev`
+    # both stopped on it, naming "triggers[0].type" (the trigger's "http") for the field.
+    project = write_project(tmp_path, BAD_SCHEMA)
+    listed = edge("steps", "--dir", project)
+    assert listed.returncode == 1
+    assert f"error: {BAD_SCHEMA_ERROR}" in listed.stdout
+    started = edge("start", "--dir", project, "--port", "0", "--data-dir", tmp_path / "data")
+    assert started.returncode == 1
+    assert f"error: {BAD_SCHEMA_ERROR}" in started.stderr
+    server = EdgeServer(project, tmp_path / "dev-data", command="dev", args=["--no-reload"]).start()
+    try:  # edge dev serves the rest
+        with server.client() as client:
+            assert client.get("/hello/ada").status_code == 200
+            assert client.post("/t", json={}).status_code == 404
+    finally:
+        server.stop()
+
+
 def test_start_refuses_broken_steps(tmp_path):
     project = write_project(tmp_path, BROKEN)
     result = edge("start", "--dir", project, "--port", "0")
@@ -413,5 +445,5 @@ def test_a_new_project_passes_its_own_test(tmp_path):
 def test_bad_server_interface_is_a_clear_error(tmp_path):
     project = write_project(tmp_path, GOOD)
     result = edge("start", "--dir", project, "--port", "0", env={"EDGE_SERVER_INTERFACE": "wsgi"})
-    assert (result.returncode, result.stderr.strip()) == (
-        1, 'edge start: EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "wsgi"')
+    assert (result.returncode, result.stderr.strip()) == (  # a usage error, as EDGE_LOOP's (was exit code 1)
+        2, 'edge start: EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "wsgi"')

@@ -118,6 +118,20 @@ def test_numbers():
     assert messages(compile_schema({"maximum": 3}), 4) == [("$", "must be <= 3, got 4")]
 
 
+def test_multiple_of_is_decided_in_decimal_at_any_size():
+    # Before: a tolerance relative to value/step let 1234567891.5 pass as a multiple of 1, and
+    # 4000000000.3 of 0.5; 1e-320 passed for 0.01 and 1e308 (an integer) for 3.
+    whole, half, cents = ({"type": "number", "multipleOf": step} for step in (1, 0.5, 0.01))
+    assert messages(compile_schema(whole), 1234567891.5) == [("$", "must be a multiple of 1, got 1234567891.5")]
+    assert messages(compile_schema(half), 4000000000.3) == [("$", "must be a multiple of 0.5, got 4000000000.3")]
+    assert messages(compile_schema(cents), 1e-320) == [("$", "must be a multiple of 0.01, got 1e-320")]
+    assert messages(compile_schema({"type": "integer", "multipleOf": 3}), 1e308) == [
+        ("$", "must be a multiple of 3, got 1e308")]
+    for schema, value in ((half, 4000000000.5), (cents, 19.99), (cents, 1.1), ({"multipleOf": 0.1}, 0.3),
+                          ({"multipleOf": 0.1}, 1e20), (whole, 2.0**60)):
+        assert compile_schema(schema).validate(value) == value
+
+
 def test_strings_and_formats():
     schema = compile_schema({"type": "string", "maxLength": 3, "pattern": "^[a-z]+$"})
     assert messages(schema, "ABCD") == [

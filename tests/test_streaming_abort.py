@@ -163,7 +163,8 @@ def test_a_stream_whose_handler_fails_part_way_is_cut_off_without_its_last_chunk
     conn.close()
 
     # Logged with an error id, as on the normal path.
-    line = wait_for(lambda: re.search(r"Export failed: RuntimeError \(error_id (\w+)\)", server.output))
+    line = wait_for(lambda: re.search(r"Export failed: RuntimeError: the database went away after row 1 "
+                                      r"\(error_id (\w+)\)", server.output))
     assert line.group(1)
     assert "RuntimeError: the database went away after row 1" in server.output
 

@@ -90,15 +90,23 @@ async def _emit_list(service, events: list, given: str | None):
                               for out, (_, _, trace_id) in zip(outs, checked)]}
 
 
+#: Digits an integer parameter may have (ids and limits need 20 at most).
+MAX_DIGITS = 40
+
+
 def int_param(value, name: str, low: int | None = None) -> int | None:
     """An integer from a query string or a JSON body (not a float, not a bool: 3.9 was 3);
     None when not given. Raises EdgeError (a 400) naming ``name``."""
     if value is None or value == "":
         return None
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        digits = len(value.strip().lstrip("-"))
+        if digits > MAX_DIGITS:  # (int() refuses 4,300 digits with a ValueError: was a 500)
+            raise EdgeError(f"{name}: expected an integer, got one of {digits} digits")
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise EdgeError(f"{name}: expected an integer, got {value!r}")
+        shown = repr(value)
+        raise EdgeError(f"{name}: expected an integer, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
     if low is not None and value < low:
         raise EdgeError(f"{name}: expected an integer of at least {low}, got {value}")
     return value

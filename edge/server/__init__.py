@@ -26,14 +26,7 @@ def build_app(runtime, settings):
 
 def run_server(settings, discovery, *, out=None, on_ready=None) -> int:
     """Open the runtime for ``discovery`` and serve it until SIGTERM/SIGINT; return the exit code."""
-    import os
-
-    from ..errors import ConfigError
     from ..runtime import Runtime
-
-    forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()
-    if forced not in ("", "rsgi", "asgi"):
-        raise ConfigError(f'EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "{forced}"')
     from .._limits import raise_open_files_limit  # faults hook (issue 10 item 4)
 
     raised = raise_open_files_limit()  # before Granian is imported (it raises it on import too)

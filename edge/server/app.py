@@ -23,6 +23,7 @@ from .._metrics import RequestMetrics
 from ..api import ApiRequest
 from ..errors import EdgeError, MalformedJSON, SchemaError, StorageFull
 from .._json import JSONTooDeep, decode as decode_json  # faults hook (issue 10 item 6)
+from .._boundary import cancel
 from ..runtime import HandlerError, Runtime, Skipped
 from ..tracing import new_id
 from .access import AccessPolicy
@@ -233,7 +234,9 @@ class EdgeApp:
         """The 504 of a handler that outlived its HTTP trigger's ``timeout``, said in the log."""
         error_id = new_id(6)
         detail = f"the handler did not answer within {limit:g} s (its timeout)"
-        self.runtime.tracer.log("error", f"{step.name}: TimeoutError: {detail}; it was cancelled and the client got "
+        sync = step.call is not None and not step.call.is_async
+        fate = "its thread cannot be stopped and finishes in the background" if sync else "it was cancelled"
+        self.runtime.tracer.log("error", f"{step.name}: TimeoutError: {detail}; {fate} and the client got "
                                          f"504 (error_id {error_id})", trace_id=trace_id, step=step.name,
                                 flows=step.flows, data={"error_id": error_id})
         return error_response(504, detail=detail, error_id=error_id)
@@ -376,7 +379,7 @@ class EdgeApp:
 
     def cancel_inflight(self) -> None:
         for task in list(self._tasks):
-            task.cancel()
+            cancel(task)
 
 
 def _is_json(content_type: str) -> bool:

@@ -21,7 +21,7 @@ from typing import Callable
 
 import trio
 
-from .._boundary import Host
+from .._boundary import HEADLINE_CHARS, Host, describe
 from .._limits import connection_limit  # faults hook (issue 10 item 4)
 from ..errors import PortInUse
 from ..runtime import Runtime
@@ -100,7 +100,37 @@ def serve(runtime: Runtime, app: EdgeApp, settings, *,
     """Run the server until SIGTERM/SIGINT; return the exit code."""
     factory, name = loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_serve(runtime, app, settings, on_ready, name))
+        loop = runner.get_loop()
+        loop.set_exception_handler(_loop_error(runtime))
+        main = loop.create_task(_serve(runtime, app, settings, on_ready, name))
+        while True:
+            try:
+                return loop.run_until_complete(main)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                # Raised by a task or callback a handler started (edge handles SIGINT and SIGTERM
+                # itself, so Python raises neither): it stopped the loop, and the process with
+                # the handler's exit code. The loop goes on where it was.
+                if main.done():
+                    raise
+                runtime.tracer.exception(
+                    f"a task or callback a handler started raised {describe(exc, HEADLINE_CHARS)}; edge goes on "
+                    "serving (a handler cannot stop the server)", exc)
+
+
+def _loop_error(runtime):
+    """The host loop's exception handler: what asyncio would print as plain text on stderr (a
+    callback that raised, a task's exception nobody retrieved) is one error line in the log."""
+    def report(loop, context) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            return  # said once already, when it reached the loop (serve)
+        message = f"asyncio: {context.get('message') or 'error in a callback'}"
+        if exc is None:
+            runtime.tracer.log("error", message)
+        else:
+            runtime.tracer.exception(f"{message}: {describe(exc, HEADLINE_CHARS)}", exc)
+
+    return report
 
 
 async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: str) -> int:
@@ -194,7 +224,7 @@ def _interface(app: EdgeApp):
     its sockets with code 1001 only there); any other through RSGI.
     ``EDGE_SERVER_INTERFACE=rsgi|asgi`` forces either. Costs: docs/streams.md.
     """
-    forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()  # checked by run_server
+    forced = os.environ.get("EDGE_SERVER_INTERFACE", "").strip().lower()  # checked by Settings
     streams = app.runtime.discovery.streams
     wants_tokens = any(stream.can_access is not None for stream in streams)
     wants_tokens = wants_tokens or bool(streams and app.access.streams_require_token)  # hook, issue 11

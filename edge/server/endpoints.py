@@ -23,7 +23,10 @@ def core_endpoints() -> dict:
 
 
 async def health(app, request):
-    return 200, {**app.runtime.health(), "interface": app.interface,
+    out = app.runtime.health()
+    if "streams" in out and app.websocket is not None:  # live sockets, slow clients cut off, idle closed
+        out["streams"].update(app.websocket.stats())
+    return 200, {**out, "interface": app.interface,
                  "bodies_receiving": {"count": app.intake.bodies, "bytes": app.intake.receiving}}
 
 

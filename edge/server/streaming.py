@@ -34,6 +34,7 @@ import threading
 
 import trio
 
+from .._boundary import cancel
 from .._loops import current_library
 from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
 from ..errors import RequestBodyError, StorageFull
@@ -199,13 +200,13 @@ async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None 
     finally:
         gone.cancel()
         if not task.done():
-            task.cancel()
+            cancel(task)
 
 
 async def _cancelled(task: asyncio.Future) -> None:
     """Cancel the handler's ``task`` and wait until it has stopped (what it raises instead
     was logged by the boundary)."""
-    task.cancel()
+    cancel(task)
     try:
         await task
     except asyncio.CancelledError:

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from .._boundary import cancelled_from_outside
+from .._boundary import cancel, cancelled_from_outside
 from .._json import JSONTooDeep
 from .._json import decode as _decode
 from ..streams import AuthContext, Streams, Subscription
@@ -176,7 +176,7 @@ class Client:
         except Exception:  # already closed by the peer
             pass
         for task in self.tasks:  # (under ASGI the pending receive must let go for the close to go out)
-            task.cancel()
+            cancel(task)
 
     # -- client -> server -----------------------------------------------------------------
 
@@ -407,7 +407,6 @@ class StreamSockets:
         self.idle_timeout = idle_timeout
         #: Sockets closed for that (no log line each: a LAN peer can open thousands).
         self.closed_idle = 0
-        streams.socket_stats = self.stats
 
     def stats(self) -> dict:
         """For the health endpoint: live sockets, slow clients cut off, idle sockets closed."""
@@ -455,7 +454,7 @@ class StreamSockets:
             client.close(GOING_AWAY)  # no-op when already closed
             tasks, client.tasks = client.tasks, ()
             for task in tasks:
-                task.cancel()
+                cancel(task)
             await asyncio.gather(*tasks, return_exceptions=True)
             # Under the ASGI adapter the close frame is sent by a task: wait for it, so that
             # close_all (which waits for `done`) never lets the server stop before it is out.

@@ -5,7 +5,7 @@ Importing this package runs no user code; :func:`discover` does, and returns a v
 
 from .call import call_handler, prepare_handler
 from .config import normalise_path, parse_step_config, parse_stream_config
-from .discovery import DEFAULT_DIRS, Discovery, StepError, discover
+from .discovery import DEFAULT_DIRS, Discovery, StepError, compile_trigger_schemas, discover
 from .helpers import api, cron, http, queue, state, stream
 from .model import (
     HTTP_METHODS,
@@ -58,6 +58,7 @@ __all__ = [
     "Discovery",
     "StepError",
     "DEFAULT_DIRS",
+    "compile_trigger_schemas",
     # calling
     "call_handler",
     "prepare_handler",

@@ -35,12 +35,13 @@ from typing import Any
 import msgspec
 
 from ..errors import ConfigError
+from ..schema import compile_schema
 from .call import prepare_handler
 from .config import parse_step_config, parse_stream_config
 from .dotenv import load_dotenv
 from .model import Step, StreamDef
 
-__all__ = ["StepError", "Discovery", "discover", "DEFAULT_DIRS"]
+__all__ = ["StepError", "Discovery", "discover", "DEFAULT_DIRS", "compile_trigger_schemas"]
 
 DEFAULT_DIRS = ("steps", "src")
 
@@ -373,6 +374,7 @@ def _build_step(path: Path, module: ModuleType, importer: _Importer, errors: lis
         if config is None:
             raise ConfigError(f'{rel}: config: required; define config = {{"name": "...", "triggers": [...]}} in the file')
         fields = parse_step_config(config, file=rel)
+        schemas = compile_trigger_schemas(fields["triggers"], rel)
         call = None
         if handler is not None or fields["triggers"]:
             if handler is None:
@@ -384,7 +386,26 @@ def _build_step(path: Path, module: ModuleType, importer: _Importer, errors: lis
         return None
     http_stream = call is not None and any(t.type == "http" for t in fields["triggers"]) and _wants_stream(handler)
     return Step(**fields, handler=handler, file=rel, module=module.__name__, path=path, call=call,
-                http_stream=http_stream)
+                http_stream=http_stream, schemas=schemas)
+
+
+def compile_trigger_schemas(triggers, rel: str) -> dict:
+    """Each trigger's ``bodySchema`` (HTTP) or ``input`` schema, compiled, by trigger index
+    (its ``responseSchema``s are compiled too, for the error, and dropped: only OpenAPI reads them).
+
+    Raises:
+        ConfigError: a schema that cannot be compiled, named by its key in the file.
+    """
+    out = {}
+    for trigger in triggers:
+        key, spec = "bodySchema", getattr(trigger, "body_schema", None)
+        if spec is None:
+            key, spec = "input", getattr(trigger, "input", None)
+        if spec is not None:
+            out[trigger.index] = compile_schema(spec, where=f"{rel}: triggers[{trigger.index}].{key}")
+        for status, response in (getattr(trigger, "response_schema", None) or {}).items():  # checked only
+            compile_schema(response, where=f"{rel}: triggers[{trigger.index}].responseSchema[{status}]")
+    return out
 
 
 def _wants_stream(handler: Any) -> bool:

@@ -216,6 +216,9 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     #: the ``name`` the config gave, when ``name`` had to be made unique: Motia 0.x keyed steps
     #: by file, so two 0.x files may share a name; each then runs as ``"<name> (<file>)"``
     label: str = ""
+    #: the triggers' compiled ``bodySchema`` / ``input`` schemas (``edge.schema.Schema``), by
+    #: trigger index: compiled at discovery, so a bad schema is that file's error
+    schemas: dict = msgspec.field(default_factory=dict)
 
     @property
     def legacy(self) -> bool:

@@ -120,8 +120,6 @@ class Streams:
         self.on_change = on_change
         self.hub = Hub(clock, floor=self._clock_floor(clock), on_ahead=self._save_clock)
         self._view = StreamsView(self)
-        #: ``() -> {"sockets", "disconnected_slow"}``; the WebSocket layer (edge.server.ws) sets it.
-        self.socket_stats: Callable[[], dict] = lambda: {"sockets": 0, "disconnected_slow": 0}
 
     # The hub's clock runs ahead of the wall clock in a burst (timestamps strictly increase,
     # in ms), and Motia's clients drop every frame not newer than the last they saw, also
@@ -147,9 +145,8 @@ class Streams:
         return self.store.read(count)
 
     def health(self) -> dict:
-        """For ``GET /__edge/health``: streams, live sockets, rooms, frames sent, slow clients cut off."""
-        return {"streams": sorted(self.streams), **self.socket_stats(), "rooms": len(self.hub.rooms),
-                "published": self.hub.published}
+        """For ``GET /__edge/health``: streams, rooms, frames sent (the server adds its sockets)."""
+        return {"streams": sorted(self.streams), "rooms": len(self.hub.rooms), "published": self.hub.published}
 
     # -- lookup ---------------------------------------------------------------------------
 
