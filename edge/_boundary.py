@@ -84,8 +84,14 @@ def describe(exc: BaseException, limit: int | None = None) -> str:
 
 
 def _hint(step, exc: BaseException) -> str | None:
-    """A teaching line for the common mistake: trio code in a handler that runs on asyncio."""
-    if step.runtime != "trio" and isinstance(exc, RuntimeError) and "must be called from async context" in describe(exc):
+    """A teaching line for the common mistakes: trio code in a handler that runs on asyncio,
+    and asyncio code in one that runs on trio."""
+    if step.runtime == "trio":
+        if isinstance(exc, TypeError) and "unrecognized yield message" in describe(exc):
+            return (f'this handler awaits asyncio, but its config says "runtime": "trio": remove that from '
+                    f"{step.file} (handlers run on asyncio by default), or use trio")
+        return None
+    if isinstance(exc, RuntimeError) and "must be called from async context" in describe(exc):
         tb = exc.__traceback__
         while tb is not None:
             if "/trio/" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):

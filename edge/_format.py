@@ -8,6 +8,12 @@ from __future__ import annotations
 __all__ = ["plural", "access_line", "user_name"]
 
 
+def clip(text: str, limit: int = 60) -> str:
+    """``text`` for a message, cut to ``limit`` characters ("..." at the cut): an error never
+    echoes a 100 KB input back."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def plural(n: int, noun: str) -> str:
     """``1 step``, ``2 steps``, ``0 errors``; ``noun`` is the singular (``step file``)."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -13,6 +13,8 @@ annotations evaluated at import (``ApiRequest[Any]``) work.
 
 from __future__ import annotations
 
+import re
+
 import types
 from collections.abc import MutableMapping
 from typing import Any
@@ -206,6 +208,8 @@ class ApiResponse:
 DROPPED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
                      "trailer", "proxy-connection", "x-trace-id"})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+#: What a header value may not hold (RFC 9110 5.5): control characters other than a tab.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def check_headers(headers: Any) -> list[tuple[str, str]]:
@@ -225,9 +229,15 @@ def check_headers(headers: Any) -> list[tuple[str, str]]:
         if name in DROPPED:
             continue
         for item in value if isinstance(value, (list, tuple)) else (value,):
-            item = str(item)
+            if type(item) is not str:
+                if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                    raise BadResult(f"handler returned a header value of type {type(item).__name__} for {name!r}; "
+                                    "expected a str (or a number)")
+                item = str(item)
             if "\n" in item or "\r" in item:
                 raise BadResult(f"handler returned a header value with a line break: {item!r}")
+            if _CONTROL.search(item):  # Granian dropped such a header without a word
+                raise BadResult(f"handler returned a header value with a control character: {item!r}")
             out.append((name, item))
     return out
 

@@ -32,6 +32,8 @@ PROJECT = {
             {"type": "http", "method": "GET", "path": "/garbage/headers"},
             {"type": "http", "method": "GET", "path": "/garbage/informational"},
             {"type": "http", "method": "GET", "path": "/garbage/header-name"},
+            {"type": "http", "method": "GET", "path": "/garbage/header-object"},
+            {"type": "http", "method": "GET", "path": "/garbage/header-nul"},
             {"type": "http", "method": "GET", "path": "/garbage/tuple-key"},
             {"type": "http", "method": "GET", "path": "/raises"},
             {"type": "http", "method": "GET", "path": "/cond", "condition": cond_raises},
@@ -52,6 +54,10 @@ PROJECT = {
                 return {"status": 103, "body": {}}
             if kind == "/garbage/header-name":
                 return {"status": 200, "body": {}, "headers": {"x y": "1"}}
+            if kind == "/garbage/header-object":  # was sent as "x-a: <object object at 0x...>"
+                return {"status": 200, "body": {}, "headers": {"x-a": object()}}
+            if kind == "/garbage/header-nul":  # was dropped without a word
+                return {"status": 200, "body": {}, "headers": {"x-a": "a\\x00b"}}
             if kind == "/garbage/tuple-key":
                 return {"status": 200, "body": {"a": {(1, 2): 3}}}
             if kind == "/state/bigint":
@@ -183,7 +189,16 @@ PROJECT = {
         async def handler(req, ctx):
             await trio.sleep(0.01)
     """,
-    # sync handlers run in threads: one that blocks stalls nobody
+
+    "steps/asyncio_on_trio_step.py": """
+        import asyncio
+
+        config = {"name": "AsyncioOnTrio", "runtime": "trio",
+                  "triggers": [{"type": "http", "method": "GET", "path": "/asyncio-on-trio"}]}
+
+        async def handler(req, ctx):
+            await asyncio.sleep(0)
+    """,    # sync handlers run in threads: one that blocks stalls nobody
     "steps/blocking_step.py": """
         import time
 
@@ -368,6 +383,9 @@ def logged(server, error_id: str) -> dict:
     ("/garbage/status", "Faults: handler returned status 'OK'; expected an int between 200 and 599"),
     ("/garbage/informational", "Faults: handler returned status 103; expected an int between 200 and 599"),
     ("/garbage/header-name", "Faults: handler returned a header name that is no header name: 'x y'"),
+    ("/garbage/header-object", "Faults: handler returned a header value of type object for 'x-a'; "
+                               "expected a str (or a number)"),
+    ("/garbage/header-nul", "Faults: handler returned a header value with a control character: 'a\\x00b'"),
     ("/garbage/tuple-key", "Faults: body is not JSON-encodable: key of type tuple at $.a"),  # was RecursionError
     ("/garbage/headers", "Faults: handler returned a header value with a line break: 'a\\r\\nSet-Cookie: b'"),
 ])
@@ -551,6 +569,16 @@ def test_trio_code_in_an_asyncio_handler_gets_a_hint(client, server):
     record = logged(server, r.json()["error_id"])
     assert record["data"]["hint"] == ('this handler calls trio, but async handlers run on asyncio: add '
                                       '"runtime": "trio" to the config of steps/forgot_trio_step.py, or use asyncio')
+
+
+def test_asyncio_code_in_a_trio_handler_gets_a_hint(client, server):
+    # Before: a bare "TypeError: trio.run received unrecognized yield message" and no hint.
+    r = client.get("/asyncio-on-trio")
+    assert r.status_code == 500
+    record = logged(server, r.json()["error_id"])
+    assert record["data"]["hint"] == ('this handler awaits asyncio, but its config says "runtime": "trio": remove '
+                                      'that from steps/asyncio_on_trio_step.py (handlers run on asyncio by default), '
+                                      'or use trio')
 
 
 def test_a_blocking_sync_handler_stalls_nobody(server):

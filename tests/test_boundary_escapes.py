@@ -209,3 +209,11 @@ def test_an_integer_parameter_of_thousands_of_digits_is_a_400(client):
         answer = client.get(path, params={name: "9" * 5000})
         assert answer.status_code == 400, path
         assert answer.json()["detail"] == f"{name}: expected an integer, got one of 5000 digits"
+
+
+def test_an_error_does_not_echo_a_huge_input_back(client):
+    # Before: the answer repeated the whole 100,000-character topic (and the 5,000 digits above).
+    answer = client.post("/__edge/emit", json={"topic": "t" * 100_000, "data": {}})
+    assert answer.status_code == 404
+    assert answer.json()["detail"].startswith(f'no step subscribes to topic "{"t" * 57}..."; nothing was stored')
+    assert len(answer.content) < 400

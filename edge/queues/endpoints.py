@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from .._format import clip
 from ..errors import EdgeError, SchemaError
 from ..tracing import new_id
 from .dlq import DEFAULT_LIMIT, MAX_LIMIT, list_page
@@ -105,8 +106,7 @@ def int_param(value, name: str, low: int | None = None) -> int | None:
             raise EdgeError(f"{name}: expected an integer, got one of {digits} digits")
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        shown = repr(value)
-        raise EdgeError(f"{name}: expected an integer, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
+        raise EdgeError(f"{name}: expected an integer, got {clip(repr(value))}")
     if low is not None and value < low:
         raise EdgeError(f"{name}: expected an integer of at least {low}, got {value}")
     return value

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable
 import msgspec
 import trio
 
+from .._format import clip
 from ..errors import EnqueueError, Retry, SchemaError, StorageFull
 from ..schema import to_builtins
 from ..steps import QueueConfig
@@ -191,7 +192,7 @@ class QueueService:
     def no_subscribers(self, topic: str, stored: str = "nothing was stored") -> str:
         """Why an emit to ``topic`` (which nobody subscribes to) was refused."""
         topics = ", ".join(f'"{t}"' for t in self.topics) or "none"
-        return f'no step subscribes to topic "{topic}"; {stored} (topics with subscribers: {topics})'
+        return f'no step subscribes to topic "{clip(topic)}"; {stored} (topics with subscribers: {topics})'
 
     # -- enqueue --------------------------------------------------------------------------
 
