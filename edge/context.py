@@ -41,10 +41,12 @@ class StepLogger:
         if extra:
             self._log("info", msg, data, **extra)
             return
-        ctx = self._ctx  # the common call, one layer less
+        ctx = self._ctx  # the common call, one layer less (Step.display_name inline too)
         step = ctx.step
-        ctx._runtime.tracer.line("info", msg, ctx.trace_id, step.display_name if step else None,
-                                 step.flows if step else (), data)
+        if step is None:
+            ctx._runtime.tracer.line("info", msg, ctx.trace_id, None, (), data)
+        else:
+            ctx._runtime.tracer.line("info", msg, ctx.trace_id, step.label or step.name, step.flows, data)
 
     def warn(self, msg, data=None, **extra):
         self._log("warn", msg, data, **extra)

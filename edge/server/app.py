@@ -118,8 +118,10 @@ class EdgeApp:
                     and (preflight := self._preflight(path, req_headers, origin)) is not None:
                 status, headers, body = preflight
             else:
-                status, headers, body = await self._dispatch(scope, proto, req_headers, method, path, trace_id)
-            self.add_answer_headers(headers, trace_id, origin)
+                status, headers, body = await self._dispatch(scope, proto, req_headers, method, path, trace_id, task)
+            headers.append(("x-trace-id", trace_id))  # add_answer_headers, its common case inline
+            if origin is not None:
+                self.add_cors_headers(headers, origin)
         except asyncio.CancelledError:  # shutdown ran out of grace
             status, headers, body = error_response(503, detail="edge stopped before the handler finished; retry")
             if task is not None:
@@ -154,7 +156,7 @@ class EdgeApp:
             self.runtime.tracer.log("info", access_line(method, path, status,
                                                         (perf_counter() - started) * 1000), trace_id=trace_id)
 
-    async def _dispatch(self, scope, proto, req_headers, method, path, trace_id):
+    async def _dispatch(self, scope, proto, req_headers, method, path, trace_id, task=None):
         endpoint = match = None
         if path.startswith("/__edge/"):
             endpoint = self.endpoints.get((method, path))
@@ -186,10 +188,11 @@ class EdgeApp:
 
             return await serve_stream(self, scope, proto, match, req_headers, trace_id, req_headers.get("origin"))
         # -- end of hook
-        if req_headers.get("content-length") is None and req_headers.get("transfer-encoding") is None:
+        declared = req_headers.get("content-length")
+        if declared is None and req_headers.get("transfer-encoding") is None:
             raw = b""  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
         else:
-            raw, problem = await self._read_body(proto, req_headers, scope.client)
+            raw, problem = await self._read_body(proto, req_headers, scope.client, declared, task)
             if problem is not None:
                 return problem
         schema = match.schema if match else None
@@ -243,10 +246,10 @@ class EdgeApp:
 
     # -- request pieces -------------------------------------------------------------------
 
-    async def _read_body(self, proto, headers, client: str):
+    async def _read_body(self, proto, headers, client: str, declared: str | None, task=None):
         """The body (within ``--max-body``, in time, within the budget of bodies being
-        received: ``edge.server.intake``), or ``(b"", error response)``."""
-        declared = headers.get("content-length")
+        received: ``edge.server.intake``), or ``(b"", error response)``. ``declared``: the
+        Content-Length header; ``task``: the request's (looked up when not given)."""
         if declared is not None:
             try:
                 length = int(declared)
@@ -262,7 +265,8 @@ class EdgeApp:
             length = None  # chunked: a body cut off is a 400 (edge/server/bodies.py)
         intake = self.intake
         size = self.max_body if length is None else length
-        task = self._current_task()
+        if task is None:
+            task = self._current_task()
         refused = intake.begin(task, client, size)
         if refused is not None:
             return b"", refused
@@ -320,7 +324,11 @@ class EdgeApp:
     def add_answer_headers(self, headers: list, trace_id: str, origin: str | None) -> None:
         """What every answer carries: its trace id, and the CORS headers an allowed origin gets."""
         headers.append(("x-trace-id", trace_id))
-        if origin is not None and self._cors_allows(origin):
+        if origin is not None:
+            self.add_cors_headers(headers, origin)
+
+    def add_cors_headers(self, headers: list, origin: str) -> None:
+        if self._cors_allows(origin):
             headers.append(("access-control-allow-origin", "*" if "*" in self.cors else origin))
             headers.append(("access-control-expose-headers", "x-trace-id"))
             if "*" not in self.cors:

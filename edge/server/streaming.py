@@ -250,7 +250,7 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     if chunked:
         chunks = _live(proto, app.max_body)
     else:
-        raw, problem = await app._read_body(proto, req_headers, scope.client)
+        raw, problem = await app._read_body(proto, req_headers, scope.client, req_headers.get("content-length"))
         if problem is not None:
             return problem
         header = req_headers.get("content-type")
