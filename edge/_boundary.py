@@ -247,14 +247,22 @@ def cancel(task: asyncio.Task) -> None:
     task.cancel()
 
 
-def cancelled_from_outside(exc: BaseException) -> bool:
-    """Whether ``exc`` is a cancellation of the invocation itself (edge's timeout, the runtime
-    stopping, a client gone), not one a handler caused: cancelling its own task, or raising a
-    ``trio.Cancelled`` it kept from another cancel scope (both were taken for edge's and left
-    the runtime's nursery or a queue worker with an exception nobody caught)."""
+def cancelled_from_outside(exc: BaseException, nested: bool = False) -> bool:
+    """Whether ``exc`` is a cancellation of the invocation itself, not one the handler caused.
+
+    Edge's own cancels (a timeout, the runtime stopping, a client gone) go through
+    :func:`cancel`, which marks the task. A handler that cancels its own task, or raises a
+    ``trio.Cancelled`` it kept from a scope of its own, caused its failure: both were once
+    taken for edge's and left the runtime's nursery or a queue worker with an exception nobody
+    caught. A ``nested`` run (a ``ctx.invoke`` callee) leaves an asyncio cancellation to its
+    caller: the caller's ``asyncio.timeout``, ``wait_for`` or ``TaskGroup`` cancels the task
+    the callee runs in, and must see its cancellation come back, not the callee's error."""
     if isinstance(exc, RuntimeStopping):
         return True
-    if isinstance(exc, trio.Cancelled):  # trio cancels a task through the scopes around it
+    if isinstance(exc, BaseExceptionGroup):  # a trio nursery's group: edge's if every leaf is Cancelled
+        if exc.split(trio.Cancelled)[1] is not None:
+            return False
+    if isinstance(exc, (trio.Cancelled, BaseExceptionGroup)):  # trio cancels through the scopes around a task
         try:
             return trio.current_effective_deadline() == -math.inf
         except RuntimeError:  # not in a trio task
@@ -264,7 +272,9 @@ def cancelled_from_outside(exc: BaseException) -> bool:
             task = asyncio.current_task()
         except RuntimeError:  # no asyncio loop at all (plain trio, no host): the handler's own
             return False
-        return task is not None and task.cancelling() > 0 and task in _cancelled_by_edge
+        if task is None or task.cancelling() == 0:
+            return False
+        return nested or task in _cancelled_by_edge
     return False
 
 
@@ -277,12 +287,6 @@ def _uncancel() -> None:
         return
     if task is not None and task.cancelling() > 0:
         task.uncancel()
-
-
-def _retrieved(task: asyncio.Task) -> None:
-    """Done-callback of a run edge stopped waiting for: its outcome was logged by the boundary."""
-    if not task.cancelled():
-        task.exception()
 
 
 async def _call(fn, *args):
@@ -315,6 +319,8 @@ class Boundary:
         self.host: Host | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._limiter: trio.CapacityLimiter | None = None
+        #: Runs edge stopped waiting for (past an HTTP timeout) that have not ended yet.
+        self.detached: set[asyncio.Task] = set()
 
     # -- where it runs ----------------------------------------------------------------------
 
@@ -362,8 +368,7 @@ class Boundary:
         return await self.run_for(step, trigger, self.run, step, trigger, input, trace_id, parent, ctx, finish,
                                   deadline, finish=finish)
 
-    @staticmethod
-    async def _bounded(limit: float, fn: Callable, *args, **kw) -> Any:
+    async def _bounded(self, limit: float, fn: Callable, *args, **kw) -> Any:
         """``await fn(*args, **kw)``, cancelled after ``limit`` seconds: TimeoutError."""
         if current_library() == "trio":
             with trio.move_on_after(limit):
@@ -371,19 +376,43 @@ class Boundary:
             raise TimeoutError(f"did not finish within {limit:g} s")
         # On asyncio the run gets a task of its own, so that the caller has its answer on time
         # even from a handler that swallows its cancellation: that one runs on, as a sync
-        # handler's thread does (the boundary logs how it ends).
+        # handler's thread does (the boundary logs how it ends; shutdown waits for it).
         task = asyncio.get_running_loop().create_task(fn(*args, **kw))
         try:
             done, _ = await asyncio.wait((task,), timeout=limit)
         except asyncio.CancelledError:  # the caller was (the runtime stopping, a client gone)
             cancel(task)
             await asyncio.wait((task,), timeout=CANCEL_GRACE)
+            self._detach(task)
             raise
         if not done:
             cancel(task)
-            task.add_done_callback(_retrieved)
+            self._detach(task)
             raise TimeoutError(f"did not finish within {limit:g} s")
         return task.result()
+
+    def _detach(self, task: asyncio.Task) -> None:
+        """Stop waiting for ``task``, a run edge cancelled: until it ends it is in
+        :attr:`detached` (shutdown waits for it), and its outcome is taken (the boundary has
+        logged it; asyncio would say it again, "exception was never retrieved")."""
+        self.detached.add(task)
+        task.add_done_callback(self._forget_detached)
+
+    def _forget_detached(self, task: asyncio.Task) -> None:
+        self.detached.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    async def wait_detached(self, timeout: float) -> None:
+        """On shutdown: give the runs that outlived their HTTP timeout ``timeout`` seconds to
+        end, then cancel them again and wait up to :data:`CANCEL_GRACE` (before the store
+        closes under them)."""
+        if self.detached:
+            await asyncio.wait(set(self.detached), timeout=max(0.0, timeout))
+        if self.detached:
+            for task in self.detached:
+                cancel(task)
+            await asyncio.wait(set(self.detached), timeout=CANCEL_GRACE)
 
     # -- the guarded run -------------------------------------------------------------------
 
@@ -434,7 +463,7 @@ class Boundary:
             status, error = "retry", "Retry"
             raise
         except BaseException as exc:
-            if cancelled_from_outside(exc):  # a timeout, the runtime stopping: not the handler's doing
+            if cancelled_from_outside(exc, ctx.caller is not None):  # a timeout, the runtime stopping: not the handler's doing
                 status, error = "error", "cancelled"
                 raise
             if isinstance(exc, RequestBodyError):  # the client broke the body it was sending

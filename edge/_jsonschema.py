@@ -317,9 +317,14 @@ class _Compiler:
             def multiple_of(value, step=step):
                 if isinstance(value, int) and isinstance(step, int):
                     ok = value % step == 0
-                else:  # in decimal, as the JSON wrote it: 0.3 is a multiple of 0.1, 1234567891.5 not of 1;
-                    # a quotient past the float range (1e308 / 0.01) is too large to be checked: not one
-                    ok = math.isfinite(value / step) and _EXACT.remainder(_exact(value), exact_step).is_zero()
+                else:  # in decimal, as the JSON wrote it: 0.3 is a multiple of 0.1, 1234567891.5 not of 1
+                    ok = isinstance(value, int) or math.isfinite(value)
+                    if ok:
+                        exact = _exact(value)
+                        # a quotient past 1e308 (1e308 / 0.01, a 400-digit integer / 0.5) is too
+                        # large to be checked: not a multiple (and no OverflowError)
+                        ok = (exact.is_zero() or exact.adjusted() - exact_step.adjusted() < QUOTIENT_DIGITS) \
+                            and _EXACT.remainder(exact, exact_step).is_zero()
                 return None if ok else [[f"must be a multiple of {_show(step)}, got {_show(value)}"]]
 
             fns.append(multiple_of)
@@ -591,8 +596,10 @@ def _length_check(low, high, verb: str, noun: str, plural: str = "", suffix: str
     return check
 
 
-#: Enough digits for the quotient of any two finite floats (up to ~4e631): remainders are exact.
-_EXACT = decimal.Context(prec=800)
+#: The largest quotient ``multipleOf`` decides has this many digits (past it: not a multiple).
+QUOTIENT_DIGITS = 308
+#: Enough digits for any quotient below 10^QUOTIENT_DIGITS: remainders are exact.
+_EXACT = decimal.Context(prec=QUOTIENT_DIGITS + 40)
 
 
 def _exact(number) -> decimal.Decimal:

@@ -74,7 +74,7 @@ class Stream(Generic[TData]):
         """Store an item (validated, ``id`` added); answers ``{"old_value", "new_value"}``."""
         streams = self._streams("set", (group_id, item_id))
         name = self.stream_name
-        old = streams.get_nowait(name, group_id, item_id)
+        old = streams.get_nowait(name, group_id, item_id, f"ctx.streams.{name}.set")
         if awaited():
             return Then(streams.set(name, group_id, item_id, data), lambda new: {"old_value": old, "new_value": new})
         plan = streams._plan_set(name, group_id, item_id, data)
@@ -90,7 +90,7 @@ class Stream(Generic[TData]):
         streams = self._streams("update", (group_id, item_id))
         name = self.stream_name
         ops = motia_ops(ops)
-        old = streams.get_nowait(name, group_id, item_id)
+        old = streams.get_nowait(name, group_id, item_id, f"ctx.streams.{name}.update")
         if awaited():
             return Then(streams.update(name, group_id, item_id, ops), lambda new: {"old_value": old, "new_value": new})
         new = streams._execute_blocking(streams._plan_update(name, group_id, item_id, ops))

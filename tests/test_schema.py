@@ -127,6 +127,8 @@ def test_multiple_of_is_decided_in_decimal_at_any_size():
     assert messages(compile_schema(cents), 1e-320) == [("$", "must be a multiple of 0.01, got 1e-320")]
     assert messages(compile_schema({"type": "integer", "multipleOf": 3}), 1e308) == [
         ("$", "must be a multiple of 3, got 1e308")]
+    huge = 10 ** 400  # JSON's integers are Python's: value / step overflowed to an OverflowError (a 500)
+    assert messages(compile_schema(half), huge)[0][1].startswith("must be a multiple of 0.5, got 1000")
     for schema, value in ((half, 4000000000.5), (cents, 19.99), (cents, 1.1), ({"multipleOf": 0.1}, 0.3),
                           ({"multipleOf": 0.1}, 1e20), (whole, 2.0**60)):
         assert compile_schema(schema).validate(value) == value

@@ -120,6 +120,9 @@ async def test_bad_calls_say_what_is_wrong(store):
         await view.live.set("g", "a", 3)
     with pytest.raises(StreamError, match=r"ctx.streams.live.update: ops\[0\].type: expected one of"):
         await view.live.update("g", "a", [{"type": "add"}])
+    await view.live.set("g", "a", {"title": "x"})
+    with pytest.raises(StreamError, match=r"ctx.streams.live.update: ops\[0\] set at title.x: title is str "):
+        await view.live.update("g", "a", [{"type": "set", "path": "title.x", "value": 5}])  # said state.update
     with pytest.raises(StreamError, match=r'ctx.streams.live.send: event must be \{"type": "<name>", "data": ...\}'):
         await view.live.send({"groupId": "g"}, {"data": 1})
     with pytest.raises(StreamError, match=r"the limit is 511"):

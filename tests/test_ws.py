@@ -63,6 +63,37 @@ PROJECT = {
 
         config = {"name": "broken", "canAccess": can_access}
     """,
+    "steps/untellable_stream.py": """
+        class Untellable:  # as a numpy array: its truth cannot be told
+            def __bool__(self):
+                raise ValueError("the truth value of an array is ambiguous")
+
+        def can_access(subscription, auth_context):
+            return Untellable() if subscription.group_id == "untellable" else True
+
+        config = {"name": "untellable", "canAccess": can_access}
+    """,
+    "steps/async_untellable_stream.py": """
+        from steps.untellable_stream import Untellable
+
+        async def can_access(subscription, auth_context):
+            return Untellable() if subscription.group_id == "untellable" else True
+
+        config = {"name": "auntellable", "canAccess": can_access}
+    """,
+    "steps/slow_check_stream.py": """
+        import os
+        import time
+
+        def can_access(subscription, auth_context):  # a sync check that takes its time (a database)
+            go = os.path.join(os.path.dirname(__file__), "go-" + subscription.group_id)
+            deadline = time.monotonic() + 20
+            while not os.path.exists(go) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return True
+
+        config = {"name": "slowcheck", "canAccess": can_access}
+    """,
     "steps/items_step.py": """
         import asyncio
 
@@ -258,7 +289,8 @@ def test_bad_frames_get_error_events_and_the_socket_survives(server):
         join(ws, "nope", "g")
         message = recv(ws)
         assert error_code(message) == "STREAM_NOT_FOUND"
-        assert "known streams: asecret, broken, live, secret, todos" in message["event"]["event"]["data"]["message"]
+        assert ("known streams: asecret, auntellable, broken, live, secret, slowcheck, todos, untellable"
+                in message["event"]["event"]["data"]["message"])
         ws.send(json.dumps({"type": "join", "data": {"pad": "x" * 100_000}}))
         assert error_code(recv(ws)) == "FRAME_TOO_LARGE"
         ws.send(b"\xff\xfe binary garbage")
@@ -321,6 +353,38 @@ def test_a_can_access_that_raises_denies_and_is_logged(server):
         join(ws, "broken", "g")
         assert error_code(recv(ws)) == "STREAM_ACCESS_DENIED"
     wait_for(lambda: "steps/broken_stream.py: canAccess raised RuntimeError: auth service down" in server.output)
+
+
+@pytest.mark.parametrize("stream", ["untellable", "auntellable"])
+def test_a_can_access_whose_answer_has_no_truth_value_denies_that_join_alone(server, stream):
+    # Before: from an async canAccess it closed the whole socket (1001, its other subscriptions
+    # gone) without a log line; from a sync one it was edge's INTERNAL_ERROR, for no room.
+    with ws_connect(server) as ws:
+        join(ws, stream, "fine", sub="s1")
+        assert recv(ws)["event"]["type"] == "sync"
+        join(ws, stream, "untellable", sub="s2")
+        denied = recv(ws)
+        assert (denied["streamName"], denied["groupId"], error_code(denied)) == (
+            stream, "untellable", "STREAM_ACCESS_DENIED")
+        join(ws, stream, "fine", sub="s1")  # the socket and its first subscription carry on
+        assert recv(ws)["event"]["type"] == "sync"
+    wait_for(lambda: f"canAccess raised ValueError: the truth value of an array is ambiguous; the join is denied"
+             in server.output)
+
+
+def test_a_slow_sync_can_access_stalls_nobody_else(server):
+    # Before: a sync canAccess ran on the loop: while one slept, no HTTP request and no other
+    # socket was served (a peer could stall the server 3 s per join it sent).
+    group = f"g-{server.interface}"
+    with ws_connect(server) as ws:
+        join(ws, "slowcheck", group)
+        with httpx.Client(timeout=5) as http:  # answered while the check is still waiting
+            assert http.get(f"{server.url}/__edge/health").status_code == 200
+        with ws_connect(server) as other:
+            join(other, "live", "g")
+            assert recv(other)["event"]["type"] == "sync"
+        (server.project / "steps" / f"go-{group}").write_text("")
+        assert recv(ws, timeout=10)["event"]["type"] == "sync"
 
 
 def test_the_accepted_subprotocol_is_echoed(request, server):

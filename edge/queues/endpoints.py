@@ -93,6 +93,7 @@ async def _emit_list(service, events: list, given: str | None):
 
 #: Digits an integer parameter may have (ids and limits need 20 at most).
 MAX_DIGITS = 40
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def int_param(value, name: str, low: int | None = None) -> int | None:
@@ -100,7 +101,7 @@ def int_param(value, name: str, low: int | None = None) -> int | None:
     None when not given. Raises EdgeError (a 400) naming ``name``."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):  # ASCII digits ("²" is a digit to isdigit)
         digits = len(value.strip().lstrip("-"))
         if digits > MAX_DIGITS:  # (int() refuses 4,300 digits with a ValueError: was a 500)
             raise EdgeError(f"{name}: expected an integer, got one of {digits} digits")

@@ -190,10 +190,13 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
 
     # Graceful stop: 503 for new requests, a bounded grace for in-flight ones.
     runtime.stopping = True
+    grace_ends = loop.time() + settings.grace
     if not await app.wait_idle(settings.grace):
         runtime.tracer.log("warn", f"{app.inflight} request(s) still running after {settings.grace}s; cancelling them")
         app.cancel_inflight()
         await app.wait_idle(5)
+    # runs that outlived their HTTP timeout (the client has its 504): the rest of the grace
+    await runtime.boundary.wait_detached(grace_ends - loop.time())
     if app.websocket is not None:
         await app.websocket.close_all()
     if app.websockets_served:
@@ -296,7 +299,7 @@ def _report(runtime: Runtime, outcome) -> int:
     if error is None or isinstance(error, trio.Cancelled):
         return 0
     if isinstance(error, BaseExceptionGroup):
-        only = error.subgroup(lambda e: not isinstance(e, trio.Cancelled))
+        only = error.split(trio.Cancelled)[1]  # (subgroup's test sees the group itself first)
         if only is None:
             return 0
         error = only.exceptions[0] if len(only.exceptions) == 1 else only

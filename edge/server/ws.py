@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import inspect
 from urllib.parse import parse_qs
 
 import msgspec
 
-from .._boundary import cancel, cancelled_from_outside
+from .._boundary import cancel, cancelled_from_outside, describe
 from .._json import JSONTooDeep
 from .._json import decode as _decode
 from ..streams import AuthContext, Streams, Subscription
@@ -42,6 +43,8 @@ __all__ = ["StreamSockets", "MAX_FRAME", "MAX_SUBSCRIPTIONS", "MAX_BUFFER"]
 MAX_FRAME = 64 * 1024
 #: Subscriptions one socket may hold; a join beyond gets TOO_MANY_SUBSCRIPTIONS.
 MAX_SUBSCRIPTIONS = 256
+#: Threads that run sync ``canAccess`` checks (each socket's joins run one at a time).
+ACCESS_THREADS = 4
 #: Characters queued for one socket before it is disconnected as too slow. A single frame
 #: may exceed it when the queue is empty, so the bound per socket is MAX_BUFFER plus the
 #: largest frame; a group sync is sent in pieces of ``edge.streams.sync.PIECE`` (64 KiB), the
@@ -237,20 +240,22 @@ class Client:
             self._subscribe(sub_id, room)
             return None
         subscription = Subscription(streamName=stream_name, groupId=group, id=id, subscriptionId=sub_id)
-        try:
-            allowed = can_access(subscription, self.auth)
-        except BaseException as exc:  # user code: whatever it raises denies the join
-            self._access_failed(stream, exc)
-            allowed = False
-        if inspect.isawaitable(allowed):
-            return self._join_later(sub_id, room, stream, allowed)
-        self._admit(sub_id, room, allowed)
-        return None
+        if inspect.iscoroutinefunction(can_access):
+            try:
+                pending = can_access(subscription, self.auth)
+            except BaseException as exc:  # (a coroutine function raises only when awaited; to be sure)
+                pending = _raised(exc)
+        else:  # a sync one (a token check against a database) runs off the loop: it stalled every client
+            pending = self.sockets.in_thread(can_access, subscription, self.auth)
+        return self._join_later(sub_id, room, stream, pending)
 
     async def _join_later(self, sub_id, room, stream, pending) -> None:
         try:
             allowed = await pending
-        except BaseException as exc:
+            if inspect.isawaitable(allowed):  # a sync callable that answered with a coroutine
+                allowed = await allowed
+            allowed = bool(allowed)  # user code too: a numpy array's bool() raises
+        except BaseException as exc:  # user code: whatever it raises denies the join
             if cancelled_from_outside(exc):  # the socket closed
                 raise
             self._access_failed(stream, exc)
@@ -266,7 +271,7 @@ class Client:
 
     def _access_failed(self, stream, exc) -> None:
         self.sockets.log("error", f"{stream.definition.file or stream.name}: canAccess raised "
-                                  f"{type(exc).__name__}: {exc}; the join is denied")
+                                  f"{describe(exc)}; the join is denied")
 
     def _subscribe(self, sub_id: str, room: tuple) -> None:
         """Register and answer with ``sync`` in one synchronous step: no event can come between."""
@@ -407,6 +412,13 @@ class StreamSockets:
         self.idle_timeout = idle_timeout
         #: Sockets closed for that (no log line each: a LAN peer can open thousands).
         self.closed_idle = 0
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # sync canAccess (made on first use)
+
+    async def in_thread(self, fn, *args):
+        """``fn(*args)`` in the small pool of sync ``canAccess`` checks, awaited."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(ACCESS_THREADS, thread_name_prefix="edge-can-access")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def stats(self) -> dict:
         """For the health endpoint: live sockets, slow clients cut off, idle sockets closed."""
@@ -485,6 +497,12 @@ class StreamSockets:
         if self.handlers:
             # (under ASGI each handler waits up to CLOSE_GRACE for its close frame to go out)
             await asyncio.wait(list(self.handlers), timeout=2 * CLOSE_GRACE)
+        if self._pool is not None:  # a check still running finishes in the background
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _raised(exc: BaseException):
+    raise exc
 
 
 def _accepts_subprotocol(proto) -> bool:

@@ -168,8 +168,10 @@ class Streams:
 
     # -- reads (synchronous under the hood) -------------------------------------------------
 
-    def get_nowait(self, name: str, group: str, id: str) -> Any:
-        call = f"ctx.streams.{name}.get"
+    def get_nowait(self, name: str, group: str, id: str, call: str | None = None) -> Any:
+        """The item now (None: there is none); ``call`` names what errors say was called (a
+        ``set`` reads the old item first: its errors name the set)."""
+        call = call or f"ctx.streams.{name}.get"
         stream = self.get_stream(name, call)
         _check_name(group, "group id", call)
         _check_name(id, "id", call)
@@ -281,7 +283,11 @@ class Streams:
             raise StreamError(str(exc).replace("state.update", call)) from None
 
         def new_item(old):
-            return stream.item(id, apply_ops(old, ops), call)
+            try:
+                new = apply_ops(old, ops)
+            except StateError as exc:  # (the ops' errors are state's: name this call)
+                raise StreamError(str(exc).replace("state.update", call)) from None
+            return stream.item(id, new, call)
 
         if stream.memory is not None:
             def checked(old):  # as set: refused before it is stored
