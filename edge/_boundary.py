@@ -515,10 +515,20 @@ class Boundary:
         if self.host is None:  # in-process on a mock clock: deterministic, inline
             result = fn(*args)
         else:
-            result = await self.in_thread(fn, *args)
+            result = await self.in_thread(fn, *args, on_late=lambda exc: self._failed_late(step, ctx, exc))
         if hasattr(result, "__await__"):  # a sync function that returned an awaitable
             result = await result
         return result
+
+    def _failed_late(self, step, ctx, exc: BaseException) -> None:
+        """A sync handler's failure after its caller stopped waiting (its timeout): said once,
+        from the loop (this runs in the handler's thread)."""
+        error_id = new_id(6)
+        message = (f"{step.name} failed in the background, after its timeout or its caller gave up: "
+                   f"{describe(exc, HEADLINE_CHARS)} (error_id {error_id})")
+        self.host.loop.call_soon_threadsafe(functools.partial(
+            self.tracer.exception, message, exc, trace_id=ctx.trace_id, step=step.name, flows=step.flows,
+            data={"error_id": error_id}))
 
     async def call_through(self, middleware, step, input, ctx) -> Any:
         """Call the handler through HTTP middleware (``fn(req, ctx, next)``, outermost first)."""
@@ -529,10 +539,29 @@ class Boundary:
 
         return await chain(0)
 
-    async def in_thread(self, fn: Callable, *args) -> Any:
+    async def in_thread(self, fn: Callable, *args, on_late: Callable | None = None) -> Any:
         """Run a blocking ``fn(*args)`` in the bounded pool, from asyncio or trio, keeping the
-        caller's context variables (trace id, the current invocation)."""
-        run = functools.partial(contextvars.copy_context().run, fn, *args)
+        caller's context variables (trace id, the current invocation). A thread cannot be
+        stopped: when the caller stops waiting (a timeout) and ``fn`` raises later, the thread
+        calls ``on_late(exc)``."""
+        given_up = False
+        in_context = functools.partial(contextvars.copy_context().run, fn, *args)
+
+        def run():
+            try:
+                return in_context()
+            except BaseException as exc:
+                if given_up and on_late is not None:
+                    on_late(exc)
+                raise
+
+        try:
+            return await self._in_pool(run)
+        except BaseException:
+            given_up = True
+            raise
+
+    async def _in_pool(self, run: Callable) -> Any:
         if invoked_from_thread.get():  # the pool's threads may all be callers waiting for this
             return await _in_own_thread(run)
         if current_library() == "trio":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from .conftest import served, wait_for
@@ -126,6 +127,15 @@ PROJECT = {
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.sleep, 5)
                 nursery.start_soon(trio.sleep, 5)
+    """,
+    "steps/sync_late_step.py": """
+        import time
+
+        config = {"name": "SyncLate", "triggers": [{"type": "http", "method": "GET", "path": "/sync-late", "timeout": 0.3}]}
+
+        def handler(req, ctx):
+            time.sleep(0.8)
+            raise ValueError("failed after the 504")
     """,
     "steps/swallow_step.py": """
         import asyncio
@@ -331,3 +341,66 @@ def test_shutdown_waits_for_a_run_that_outlived_its_http_timeout(tmp_path):
         assert StateStore(store).get_nowait("late", "cleaned-up") is True
     finally:
         store.close()
+
+
+def test_a_sync_handler_that_fails_after_its_timeout_says_so(client, server):
+    # Before: its thread ran on and its failure vanished (the span said "cancelled", no log line).
+    assert client.get("/sync-late").status_code == 504
+    record = logged(server, "SyncLate failed in the background")
+    assert record["msg"].startswith("SyncLate failed in the background, after its timeout or its caller gave up: "
+                                    "ValueError: failed after the 504 (error_id ")
+    assert "failed after the 504" in record["data"]["traceback"]
+
+
+STUBBORN = {
+    "steps/stubborn_step.py": """
+        import asyncio
+        import time
+
+        config = {"name": "Stubborn", "triggers": [{"type": "http", "method": "GET", "path": "/stubborn"},
+                                                   {"type": "queue", "topic": "stubborn"}]}
+
+        async def handler(input, ctx):  # goes on whatever cancels it, for a minute
+            await ctx.state.set("stubborn", ctx.trigger.type, "started")
+            ends = time.monotonic() + 60
+            while time.monotonic() < ends:
+                try:
+                    await asyncio.sleep(0.05)
+                except asyncio.CancelledError:
+                    pass
+            await ctx.state.set("stubborn", "finished", True)
+            return {"status": 200, "body": {"ignored": True}}
+    """,
+}
+
+
+def test_shutdown_is_bounded_when_handlers_ignore_their_cancellation(tmp_path):
+    # Before: SIGTERM waited for the HTTP handler (58 s; the client then got its 200), and a
+    # queue handler ran on after "edge stopped", wrote to the closed store and broke the
+    # queue's own code at exit ("must be called from async context").
+    import signal
+    import threading
+
+    from .conftest import EdgeServer, write_project
+
+    project = write_project(tmp_path / "app", STUBBORN)
+    server = EdgeServer(project, tmp_path / "data", env={"EDGE_GRACE": "1"}).start()
+    answers = []
+    with httpx.Client(base_url=server.url, timeout=90) as client:
+        assert client.post("/__edge/emit", json={"topic": "stubborn", "data": {}}).status_code == 202
+        asking = threading.Thread(target=lambda: answers.append(client.get("/stubborn")))
+        asking.start()
+        wait_for(lambda: client.get("/__edge/state", params={"group": "stubborn"}).json()["items"]
+                 == {"queue": "started", "http": "started"}, timeout=15)
+        started = time.monotonic()
+        code = server.stop(sig=signal.SIGTERM, timeout=40)
+        took = time.monotonic() - started
+        asking.join(30)
+    assert code == 0
+    assert took < 20  # grace 1 s, then 5 s for the cancelled to end, then 5 s for what is left
+    assert [(a.status_code, a.json()["detail"]) for a in answers] == [
+        (503, "edge stopped before the handler finished; retry")]
+    assert "request(s) went on after being cancelled; answered 503" in server.output
+    for broken in ("StoreError", "must be called from async context", "Traceback"):
+        assert broken not in server.output
+    assert server.output.rstrip().splitlines()[-1].endswith('"msg":"edge stopped"}')

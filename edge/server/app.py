@@ -79,7 +79,8 @@ class EdgeApp:
         self.websockets_served = 0
         self.inflight = 0
         self._idle: asyncio.Future | None = None  # created by wait_idle (shutdown) only
-        self._tasks: set[asyncio.Task] = set()
+        #: The requests in flight: their task -> their proto (shutdown answers those that outlive it).
+        self._tasks: dict[asyncio.Task, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop requests arrive on (cached)
         self.cors = tuple(settings.cors_origins)
         #: Hook (issue 14): requests by route and status for GET /__edge/metrics.
@@ -107,7 +108,7 @@ class EdgeApp:
         method, path = scope.method, scope.path  # read once: each read builds a new str in Granian
         self.inflight += 1
         task = self._current_task()
-        self._tasks.add(task)
+        self._tasks[task] = proto
         try:
             req_headers = scope.headers
             trace_id = _trace_id(req_headers)
@@ -133,7 +134,7 @@ class EdgeApp:
             headers.append(("x-trace-id", error_id))
             trace_id = error_id
         finally:
-            self._tasks.discard(task)
+            self._tasks.pop(task, None)
             self.inflight -= 1
             if self.inflight == 0 and self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
@@ -388,6 +389,19 @@ class EdgeApp:
     def cancel_inflight(self) -> None:
         for task in list(self._tasks):
             cancel(task)
+
+    def answer_stragglers(self) -> int:
+        """Shutdown, after the grace and the cancel: answer ``503`` for the requests whose
+        handler still runs (it caught its cancellation and went on), since Granian would wait
+        for their answers for good; how many. What such a handler answers later goes nowhere.
+        (Through Granian's RSGI interface; under its ASGI one the answer waits for the handler.)"""
+        status, headers, body = error_response(503, detail="edge stopped before the handler finished; retry")
+        for proto in list(self._tasks.values()):
+            try:
+                proto.response_bytes(status, list(headers), body)
+            except Exception:  # the client is gone
+                pass
+        return len(self._tasks)
 
 
 def _is_json(content_type: str) -> bool:

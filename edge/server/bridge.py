@@ -21,7 +21,7 @@ from typing import Callable
 
 import trio
 
-from .._boundary import HEADLINE_CHARS, Host, describe
+from .._boundary import CANCEL_GRACE, HEADLINE_CHARS, Host, cancel, describe
 from .._limits import connection_limit  # faults hook (issue 10 item 4)
 from ..errors import PortInUse
 from ..runtime import Runtime
@@ -95,26 +95,32 @@ def loop_factory() -> tuple[Callable | None, str]:
     return None, "asyncio"
 
 
+#: True once _serve has taken SIGTERM and SIGINT over: a KeyboardInterrupt after that is a handler's.
+_signals_handled = False
+
+
 def serve(runtime: Runtime, app: EdgeApp, settings, *,
           on_ready: Callable[[ServerHandle], None] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit code."""
     factory, name = loop_factory()
-    with asyncio.Runner(loop_factory=factory) as runner:
-        loop = runner.get_loop()
-        loop.set_exception_handler(_loop_error(runtime))
-        main = loop.create_task(_serve(runtime, app, settings, on_ready, name))
-        while True:
-            try:
-                return loop.run_until_complete(main)
-            except (SystemExit, KeyboardInterrupt) as exc:
-                # Raised by a task or callback a handler started (edge handles SIGINT and SIGTERM
-                # itself, so Python raises neither): it stopped the loop, and the process with
-                # the handler's exit code. The loop goes on where it was.
-                if main.done():
-                    raise
-                runtime.tracer.exception(
-                    f"a task or callback a handler started raised {describe(exc, HEADLINE_CHARS)}; edge goes on "
-                    "serving (a handler cannot stop the server)", exc)
+    # The loop is not closed afterwards: _serve cancelled what was left with a bounded wait, and
+    # asyncio.Runner's close would wait without one for a task that ignores its cancellation.
+    # The caller exits with os._exit.
+    loop = asyncio.Runner(loop_factory=factory).get_loop()
+    loop.set_exception_handler(_loop_error(runtime))
+    main = loop.create_task(_serve(runtime, app, settings, on_ready, name))
+    while True:
+        try:
+            return loop.run_until_complete(main)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # Raised by a task or callback a handler started (edge handles SIGINT and SIGTERM
+            # itself, so Python raises neither): it stopped the loop, and the process with the
+            # handler's exit code. The loop goes on where it was.
+            if main.done() or not _signals_handled:  # (a Ctrl-C before edge took SIGINT over)
+                raise
+            runtime.tracer.exception(
+                f"a task or callback a handler started raised {describe(exc, HEADLINE_CHARS)}; edge goes on "
+                "serving (a handler cannot stop the server)", exc)
 
 
 def _loop_error(runtime):
@@ -138,6 +144,8 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    global _signals_handled
+    _signals_handled = True
 
     started, trio_done, cancel_scope = Host(loop).start_runtime(runtime)
     await started
@@ -194,7 +202,10 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
     if not await app.wait_idle(settings.grace):
         runtime.tracer.log("warn", f"{app.inflight} request(s) still running after {settings.grace}s; cancelling them")
         app.cancel_inflight()
-        await app.wait_idle(5)
+        if not await app.wait_idle(CANCEL_GRACE):
+            left = app.answer_stragglers()
+            runtime.tracer.log("warn", f"{left} request(s) went on after being cancelled; answered 503, and their "
+                                       "handlers are left to end with the process")
     # runs that outlived their HTTP timeout (the client has its 504): the rest of the grace
     await runtime.boundary.wait_detached(grace_ends - loop.time())
     if app.websocket is not None:
@@ -208,9 +219,27 @@ async def _serve(runtime: Runtime, app: EdgeApp, settings, on_ready, loop_name: 
         loop.call_soon(cancel_scope.cancel)
     outcome = await trio_done
     error = _report(runtime, outcome)
+    await _stop_stragglers(runtime)
     runtime.close()
     runtime.tracer.log("info", "edge stopped" if not (code or error) else "edge stopped after an error (exit code 1)")
     return 1 if (code or error) else 0
+
+
+async def _stop_stragglers(runtime: Runtime) -> None:
+    """Before the store closes: cancel what still runs on the loop (a handler that went on after
+    its cancellation, a task a handler started) and wait up to :data:`CANCEL_GRACE` seconds.
+    What is still running then never runs again: the loop is not run after this (serve leaves
+    it, the process exits), so nothing writes to the closed store."""
+    me = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
+    for task in left:
+        cancel(task)
+    if left:
+        await asyncio.wait(left, timeout=CANCEL_GRACE)
+    still = sum(1 for task in left if not task.done())
+    if still:
+        runtime.tracer.log("warn", f"{still} task(s) went on after being cancelled at shutdown; they end with the "
+                                   "process")
 
 
 def _interface(app: EdgeApp):
