@@ -382,16 +382,16 @@ class Boundary:
             done, _ = await asyncio.wait((task,), timeout=limit)
         except asyncio.CancelledError:  # the caller was (the runtime stopping, a client gone)
             cancel(task)
+            self.detach(task)  # first: shutdown's wait_detached must see it however this wait ends
             await asyncio.wait((task,), timeout=CANCEL_GRACE)
-            self._detach(task)
             raise
         if not done:
             cancel(task)
-            self._detach(task)
+            self.detach(task)
             raise TimeoutError(f"did not finish within {limit:g} s")
         return task.result()
 
-    def _detach(self, task: asyncio.Task) -> None:
+    def detach(self, task: asyncio.Task) -> None:
         """Stop waiting for ``task``, a run edge cancelled: until it ends it is in
         :attr:`detached` (shutdown waits for it), and its outcome is taken (the boundary has
         logged it; asyncio would say it again, "exception was never retrieved")."""

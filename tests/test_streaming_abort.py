@@ -13,6 +13,7 @@ import http.client
 import re
 import signal
 import socket
+import time
 
 import pytest
 
@@ -75,6 +76,12 @@ FILES = {
 
         async def handler(args: MotiaHttpArgs[Any], ctx) -> None:
             how = args.path_params["how"]
+            if how == "swallows":  # catches its cancellation and goes on for 8 s
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    await asyncio.sleep(8)
+                return
             if how == "hangs":  # an upstream that never answers
                 try:
                     await asyncio.sleep(3600)
@@ -262,6 +269,15 @@ def test_a_streaming_handler_that_has_not_started_within_its_timeout_answers_504
                        "(its timeout); the client got 504")
     assert (f"SlowStart: TimeoutError: the handler did not answer within 1 s (its timeout); it was cancelled "
             f"and the client got 504 (error_id {body['error_id']})") in server.output
+
+
+def test_a_streaming_step_that_swallows_its_timeouts_cancellation_gets_its_504_on_time(edge_server):
+    # Before: the 504 waited for the handler (8 s for a 1 s timeout); the plain path did not.
+    server = edge_server(FILES)
+    started = time.monotonic()
+    with server.client() as client:
+        assert client.get("/slow-start/swallows").status_code == 504
+    assert time.monotonic() - started < 5
 
 
 def test_a_stream_that_started_within_its_timeout_runs_past_it(edge_server):

@@ -34,7 +34,7 @@ import threading
 
 import trio
 
-from .._boundary import cancel
+from .._boundary import CANCEL_GRACE, cancel
 from .._loops import current_library
 from ..api import ApiRequest, HttpStreamArgs, RequestBody, ResponseStream
 from ..errors import RequestBodyError, StorageFull
@@ -165,7 +165,7 @@ class _Sink:
         self.disconnected = True
 
 
-async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None = None):
+async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None = None, boundary=None):
     """Run the invocation; once the response has started (the handler set its status or
     headers, or wrote), a client that goes away cancels it (an endless event stream would
     otherwise run for nobody). Before that a disconnect changes nothing, as on the normal path.
@@ -183,13 +183,13 @@ async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None 
             streams = sink.started or sink.shaped
             if streams and gone.done():
                 sink.disconnected = True
-                await _cancelled(task)
+                await _cancelled(task, boundary)
                 return None
             if deadline is not None and not streams and loop.time() >= deadline:
                 sink.closed_why = (f"response.writer.stream.write(): the handler did not start its response "
                                    f"within {limit:g} s (its timeout); the client got 504")
                 sink.let_go(complete=True)  # what the handler writes now (a thread, its clean-up) reaches nobody
-                await _cancelled(task)
+                await _cancelled(task, boundary, TIMEOUT_GRACE)  # the 504 is on time, as on the normal path
                 raise TimeoutError
             # (a client gone before the response started: let the handler finish, as on the normal path)
             waiting = {task} if gone.done() else {task, gone}
@@ -203,17 +203,18 @@ async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None 
             cancel(task)
 
 
-async def _cancelled(task: asyncio.Future) -> None:
-    """Cancel the handler's ``task`` and wait until it has stopped (what it raises instead
-    was logged by the boundary)."""
+#: How long a streaming handler past its timeout gets to stop before its 504 goes out anyway.
+TIMEOUT_GRACE = 0.5
+
+
+async def _cancelled(task: asyncio.Future, boundary, grace: float = CANCEL_GRACE) -> None:
+    """Cancel the handler's ``task`` and wait until it has stopped, at most ``grace``
+    seconds (what it raises instead was logged by the boundary). One that catches its
+    cancellation and goes on is left to run, as on the normal path (``Boundary.detach``): the
+    client's 504 must not wait for it."""
     cancel(task)
-    try:
-        await task
-    except asyncio.CancelledError:
-        if asyncio.current_task().cancelling():
-            raise  # we were cancelled ourselves (shutdown), not just the handler
-    except Exception:
-        pass
+    boundary.detach(task)  # until it ends: shutdown waits for it, and its outcome is taken
+    await asyncio.wait((task,), timeout=grace)
 
 
 async def _replay(raw: bytes):
@@ -272,7 +273,8 @@ async def serve_stream(app, scope, proto, match, req_headers, trace_id: str, ori
     failed = False
     try:
         result = await _run_until_gone(proto, sink, runtime.invoke(step, trigger, args, trace_id=trace_id,
-                                                                    finish=_as_it_is), trigger.timeout)
+                                                                    finish=_as_it_is), trigger.timeout,
+                                      runtime.boundary)
     except TimeoutError:  # past the trigger's timeout before the first write: cancelled
         return app.timed_out(step, trigger.timeout, trace_id)
     except Skipped:

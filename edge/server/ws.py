@@ -240,7 +240,8 @@ class Client:
             self._subscribe(sub_id, room)
             return None
         subscription = Subscription(streamName=stream_name, groupId=group, id=id, subscriptionId=sub_id)
-        if inspect.iscoroutinefunction(can_access):
+        if inspect.iscoroutinefunction(can_access) or inspect.iscoroutinefunction(
+                getattr(type(can_access), "__call__", None)):  # (an object with an async __call__)
             try:
                 pending = can_access(subscription, self.auth)
             except BaseException as exc:  # (a coroutine function raises only when awaited; to be sure)
