@@ -268,23 +268,25 @@ def cancelled_from_outside(exc: BaseException, nested: bool = False) -> bool:
         except RuntimeError:  # not in a trio task
             return False
     if isinstance(exc, asyncio.CancelledError):
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:  # no asyncio loop at all (plain trio, no host): the handler's own
-            return False
+        task = _running_task()  # (none: plain trio, no host: the handler's own)
         if task is None or task.cancelling() == 0:
             return False
         return nested or task in _cancelled_by_edge
     return False
 
 
+def _running_task() -> asyncio.Task | None:
+    """The asyncio task running now; None outside one, or with no asyncio loop at all."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
 def _uncancel() -> None:
     """Take back the cancel request of the running asyncio task that a handler caused and that
     the boundary turned into its error (else every later check would see one pending)."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        return
+    task = _running_task()
     if task is not None and task.cancelling() > 0:
         task.uncancel()
 

@@ -5,12 +5,17 @@ invocation's outcome; the server goes on serving. Real server, real sockets."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import httpx
 import pytest
 
-from .conftest import served, wait_for
+from edge._state import StateStore
+from edge.store import Store
+
+from .conftest import EdgeServer, served, wait_for, write_project
 
 PROJECT = {
     "steps/ok_step.py": """
@@ -175,20 +180,29 @@ def logged(server, text: str) -> dict:
     return wait_for(lambda: next((r for r in server.logs() if text in r.get("msg", "")), None))
 
 
-def dead_letter(client, step: str) -> dict:
-    return wait_for(lambda: next((d for d in client.get("/__edge/dlq").json()["dead_letters"]
-                                  if d["step"] == step), None), timeout=15)
+def failed_over_http(client, server, path: str) -> tuple[str, dict]:
+    """GET ``path``, which must fail: its error id and the log record under it."""
+    answer = client.get(path)
+    assert answer.status_code == 500
+    error_id = answer.json()["error_id"]
+    return error_id, logged(server, error_id)
+
+
+def dead_letters(client, step: str, count: int = 1) -> list[dict]:
+    def found():
+        letters = [d for d in client.get("/__edge/dlq").json()["dead_letters"] if d["step"] == step]
+        return letters if len(letters) == count else None
+
+    return wait_for(found, timeout=15)
 
 
 def test_a_handler_that_cancels_its_own_task_fails_alone(client, server):
     # Before: HTTP answered 503 "edge stopped before the handler finished" with nothing logged;
     # on a queue the CancelledError reached trio's nursery and the server exited 1.
-    answer = client.get("/self-cancel")
-    assert answer.status_code == 500
-    error_id = answer.json()["error_id"]
-    assert logged(server, error_id)["msg"] == f"SelfCancel failed: CancelledError (error_id {error_id})"
+    error_id, record = failed_over_http(client, server, "/self-cancel")
+    assert record["msg"] == f"SelfCancel failed: CancelledError (error_id {error_id})"
     assert client.post("/__edge/emit", json={"topic": "self.cancel", "data": {}}).status_code == 202
-    letter = dead_letter(client, "SelfCancel")
+    [letter] = dead_letters(client, "SelfCancel")
     assert (letter["attempts"], letter["error"]) == (1, "CancelledError")
     still_serving(client, server)
 
@@ -196,16 +210,12 @@ def test_a_handler_that_cancels_its_own_task_fails_alone(client, server):
 def test_a_trio_handler_raising_a_cancelled_it_kept_fails_alone(client, server):
     # Before: HTTP answered 503 and the server exited 1 without saying why; on a queue the
     # subscription's worker died silently and later messages were never delivered.
-    answer = client.get("/stray-cancelled")
-    assert answer.status_code == 500
-    error_id = answer.json()["error_id"]
-    record = logged(server, error_id)
+    error_id, record = failed_over_http(client, server, "/stray-cancelled")
     assert record["msg"].startswith("StrayCancelled failed: Cancelled") and record["msg"].endswith(f"(error_id {error_id})")
     said = record["msg"][len("StrayCancelled failed: "):-len(f" (error_id {error_id})")]  # and trio's words
     for n in range(2):  # the second one too: the worker lives on
         assert client.post("/__edge/emit", json={"topic": "stray.cancelled", "data": {"n": n}}).status_code == 202
-    letters = wait_for(lambda: (found := [d for d in client.get("/__edge/dlq").json()["dead_letters"]
-                                          if d["step"] == "StrayCancelled"]) and len(found) == 2 and found, timeout=15)
+    letters = dead_letters(client, "StrayCancelled", 2)
     assert sorted((d["data"]["n"], d["attempts"], d["error"]) for d in letters) == [(0, 1, said), (1, 1, said)]
     still_serving(client, server)
 
@@ -214,14 +224,11 @@ def test_an_exception_whose_str_fails_is_still_the_handlers_failure(client, serv
     # Before: describing it raised inside the boundary; a queue message was redelivered about
     # once a second for ever (never counted, never dead-lettered), and HTTP logged it as
     # "edge failed on GET /bad-str", edge's fault, with no step.
-    answer = client.get("/bad-str")
-    assert answer.status_code == 500
-    error_id = answer.json()["error_id"]
-    record = logged(server, error_id)
+    error_id, record = failed_over_http(client, server, "/bad-str")
     assert record["msg"] == f"BadStr failed: Unprintable: <str() of the exception failed> (error_id {error_id})"
     assert record["step"] == "BadStr"
     assert client.post("/__edge/emit", json={"topic": "bad.str", "data": {}}).status_code == 202
-    letter = dead_letter(client, "BadStr")
+    [letter] = dead_letters(client, "BadStr")
     assert (letter["attempts"], letter["error"]) == (2, "Unprintable: <str() of the exception failed>")
     still_serving(client, server)
 
@@ -294,7 +301,7 @@ def test_a_trio_handlers_nursery_past_its_timeout_is_a_timeout(client, server):
     # Trio wraps the nursery's Cancelled in a group: it was taken for the handler's failure
     # ("BaseExceptionGroup: Exceptions from Trio nursery (2 sub-exceptions)").
     assert client.post("/__edge/emit", json={"topic": "trio.nursery", "data": {}}).status_code == 202
-    letter = dead_letter(client, "TrioNursery")
+    [letter] = dead_letters(client, "TrioNursery")
     assert (letter["attempts"], letter["error"]) == (1, "TimeoutError: the handler did not finish within 0.3 s")
 
 
@@ -308,8 +315,6 @@ def test_integer_parameters_are_ascii_digits(client):
 def test_shutdown_waits_for_a_run_that_outlived_its_http_timeout(tmp_path):
     # The client had its 504; the run went on. Shutdown did not wait for it: its clean-up then
     # wrote to a closed store ("StoreError: ... closed/deleted/dropped object" after "edge stopped").
-    from .conftest import EdgeServer, write_project
-
     project = write_project(tmp_path / "app", {"steps/late_step.py": """
         import asyncio
 
@@ -333,9 +338,6 @@ def test_shutdown_waits_for_a_run_that_outlived_its_http_timeout(tmp_path):
     assert code == 0
     assert "StoreError" not in server.output
     assert server.output.rstrip().splitlines()[-1].endswith('"msg":"edge stopped"}')
-    from edge.store import Store
-    from edge._state import StateStore
-
     store = Store.open(tmp_path / "data")
     try:
         assert StateStore(store).get_nowait("late", "cleaned-up") is True
@@ -378,11 +380,6 @@ def test_shutdown_is_bounded_when_handlers_ignore_their_cancellation(tmp_path):
     # Before: SIGTERM waited for the HTTP handler (58 s; the client then got its 200), and a
     # queue handler ran on after "edge stopped", wrote to the closed store and broke the
     # queue's own code at exit ("must be called from async context").
-    import signal
-    import threading
-
-    from .conftest import EdgeServer, write_project
-
     project = write_project(tmp_path / "app", STUBBORN)
     server = EdgeServer(project, tmp_path / "data", env={"EDGE_GRACE": "1"}).start()
     answers = []

@@ -165,7 +165,7 @@ class _Sink:
         self.disconnected = True
 
 
-async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None = None, boundary=None):
+async def _run_until_gone(proto, sink: "_Sink", invocation, limit: float | None, boundary):
     """Run the invocation; once the response has started (the handler set its status or
     headers, or wrote), a client that goes away cancels it (an endless event stream would
     otherwise run for nobody). Before that a disconnect changes nothing, as on the normal path.
