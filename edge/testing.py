@@ -55,7 +55,7 @@ import sniffio
 import trio
 import trio.testing
 
-from ._boundary import HandlerError, Host, Skipped
+from ._boundary import CANCEL_GRACE, HandlerError, Host, Skipped, cancel
 from ._cron import next_fire_after
 from ._state import StateEvent
 from .api import ApiRequest
@@ -519,19 +519,43 @@ class App:
 
     async def _on_loop(self, fn: Callable, *args) -> Any:
         """Run the coroutine function ``fn(*args)`` on the runtime's asyncio loop; then flush
-        the log lines it produced, so ``app.logs`` shows them."""
+        the log lines it produced, so ``app.logs`` shows them.
+
+        It runs in a task of its own, as a request does in the server: a test that gives up
+        on it (``asyncio.timeout``, ``wait_for``, trio's ``fail_after``, a cancel) cancels
+        that task as edge cancels its own, so the handler sees a cancellation from outside
+        (not a failure of its own), has up to :data:`~edge._boundary.CANCEL_GRACE` seconds
+        to clean up, and the test gets its own ``TimeoutError`` or cancellation back."""
+        started: list[asyncio.Task] = []
+
         async def run():
+            started.append(asyncio.current_task())
             try:
                 return await fn(*args)
             finally:
                 self.runtime.tracer.flush_stdout()
 
         if self._thread is None:
-            return await run()
+            task = asyncio.get_running_loop().create_task(run())
+            try:
+                await asyncio.wait((task,))
+            except asyncio.CancelledError:
+                cancel(task)
+                await asyncio.wait((task,), timeout=CANCEL_GRACE)
+                _take_outcome(task)
+                raise
+            return task.result()
         # From an empty context: the task must not inherit the caller's (sniffio would
         # believe the runtime's asyncio loop is the test's trio).
         future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, run(), self._loop)
-        return await _wait_future(future)
+
+        def give_up():  # on the runtime's loop
+            if started:
+                cancel(started[0])
+            else:  # not started yet: it never will
+                future.cancel()
+
+        return await _wait_future(future, lambda: self._loop.call_soon_threadsafe(give_up))
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -953,10 +977,19 @@ def _wake(token: trio.lowlevel.TrioToken) -> None:
         pass
 
 
-async def _wait_future(future) -> Any:
-    """Wait for a ``concurrent.futures.Future`` from trio or asyncio."""
+async def _wait_future(future, give_up: Callable[[], Any]) -> Any:
+    """Wait for a ``concurrent.futures.Future`` from trio or asyncio. Cancelled, the caller
+    calls ``give_up()`` and waits up to :data:`~edge._boundary.CANCEL_GRACE` seconds for the
+    future to settle (the handler's clean-up), then raises its cancellation."""
     if sniffio.current_async_library() == "asyncio":
-        return await asyncio.wrap_future(future)
+        waiter = asyncio.wrap_future(future)
+        try:
+            return await asyncio.shield(waiter)
+        except asyncio.CancelledError:
+            give_up()
+            await asyncio.wait((waiter,), timeout=CANCEL_GRACE)
+            _take_outcome(waiter)
+            raise
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
 
@@ -968,9 +1001,17 @@ async def _wait_future(future) -> Any:
     try:
         await done.wait()
     except trio.Cancelled:
-        future.cancel()
+        give_up()
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CANCEL_GRACE):
+            await done.wait()
         raise
     return future.result()
+
+
+def _take_outcome(future) -> None:
+    """Take a given-up future's outcome, so asyncio does not report it as never retrieved."""
+    if future.done() and not future.cancelled():
+        future.exception()
 
 
 async def _wait_event(event: threading.Event) -> None:

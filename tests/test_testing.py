@@ -577,3 +577,98 @@ async def test_enqueued_keeps_the_messages_of_every_successful_attempt(tmp_path)
         await app.drain()
         assert len(app.invocations("B")) == 300
         assert sorted(d["n"] for d in app.enqueued("out")) == list(range(300))
+
+
+# -- a test's own cancellation ---------------------------------------------------------------------
+
+SLOW_STEP = {"steps/slow_step.py": """
+    import asyncio
+    config = {"name": "Slow", "triggers": [{"type": "http", "method": "GET", "path": "/slow"},
+                                           {"type": "http", "method": "GET", "path": "/fast"}]}
+
+    async def handler(req, ctx):
+        if req.path == "/fast":
+            return {"status": 200, "body": {"fast": True}}
+        try:
+            await asyncio.Event().wait()  # until the test gives up
+        finally:
+            ctx.logger.info("cleaned up")
+"""}
+
+
+def _said_about_slow(app) -> list[str]:
+    return [f"{r['level']} {r['msg']}" for r in app.logs if r.get("step") == "Slow"]
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_test_that_gives_up_on_app_http_gets_its_own_timeout(tmp_path, anyio_backend):
+    """The test's asyncio.timeout / trio.fail_after is the test's: it gets its TimeoutError (it
+    got a 500 and the log blamed the handler: 'Slow failed: CancelledError'), the handler sees
+    a cancellation and has cleaned up by then, and the app serves the next request."""
+    async with App(write_project(tmp_path / "app", SLOW_STEP)) as app:
+        given_up = []
+        if anyio_backend == "asyncio":
+            import asyncio
+
+            async def call():
+                async with asyncio.timeout(None) as scope:
+                    given_up.append(lambda: scope.reschedule(asyncio.get_running_loop().time()))
+                    return await app.http("GET", "/slow")
+
+            task = asyncio.create_task(call())
+            await app.started("Slow")
+            given_up[0]()
+            with pytest.raises(TimeoutError):
+                await task
+        else:
+            import trio
+
+            outcome = []
+
+            async def call():
+                try:
+                    with trio.fail_after(3600) as scope:
+                        given_up.append(lambda: setattr(scope, "deadline", -float("inf")))
+                        outcome.append(await app.http("GET", "/slow"))
+                except trio.TooSlowError:
+                    outcome.append("TooSlowError")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call)
+                await app.started("Slow")
+                given_up[0]()
+            assert outcome == ["TooSlowError"]
+        assert _said_about_slow(app) == ["info cleaned up"]
+        assert (await app.http("GET", "/fast")).json == {"fast": True}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_test_that_cancels_app_http_gets_its_cancellation(tmp_path, anyio_backend):
+    import asyncio
+
+    async with App(write_project(tmp_path / "app", SLOW_STEP)) as app:
+        task = asyncio.create_task(app.http("GET", "/slow"))
+        await app.started("Slow")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert _said_about_slow(app) == ["info cleaned up"]
+        assert [i.outcome for i in app.invocations("Slow")] == ["error"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_second_app_on_one_loop_is_given_up_on_the_same_way(tmp_path, anyio_backend):
+    import asyncio
+
+    async with App(write_project(tmp_path / "a", MAILER)):
+        async with App(write_project(tmp_path / "b", SLOW_STEP)) as app:  # its runtime runs in a thread
+            task = asyncio.create_task(asyncio.wait_for(app.http("GET", "/slow"), 3600))
+            await app.started("Slow")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert _said_about_slow(app) == ["info cleaned up"]
+            assert (await app.http("GET", "/fast")).json == {"fast": True}
