@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import trio
 
-from ._loops import current_invocation, current_library, invoked_from_thread, maybe_await, register_host
+from ._loops import current_invocation, current_library, invoked_from_thread, maybe_await, register_host, thread_run
 from .context import Context
 from .errors import BadResult, RequestBodyError, Retry, StorageFull
 from .tracing import Span, new_id
@@ -196,9 +196,39 @@ class Host:
         """From a thread that is not the loop thread: run ``fn(*args)`` on the loop, wait."""
         return self.await_blocking(_call, fn, *args)
 
-    def await_blocking(self, fn: Callable, *args) -> Any:
-        """From a thread that is not the loop thread: ``await fn(*args)`` on the loop, wait."""
-        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result()
+    def await_blocking(self, fn: Callable, *args, run: "ThreadRun | None" = None) -> Any:
+        """From a thread that is not the loop thread: ``await fn(*args)`` on the loop, wait.
+        With ``run`` (the sync handler's run this thread serves), the wait ends when the
+        handler's caller gives up: the coroutine is cancelled, and ``concurrent.futures``'
+        CancelledError raised (see :class:`ThreadRun`)."""
+        future = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
+        if run is None:
+            return future.result()
+        run.waiting.add(future)
+        try:
+            if run.given_up:  # (it gave up while the coroutine was being handed over)
+                future.cancel()
+            return future.result()
+        finally:
+            run.waiting.discard(future)
+
+
+class ThreadRun:
+    """One sync handler's run in a pool thread, as its ``ctx.invoke`` calls see it. The
+    thread cannot be stopped, but once its caller stopped waiting (its timeout, the runtime
+    stopping) the async callees it waits for are cancelled (they held the thread, and ran on,
+    until they ended) and a later ``ctx.invoke`` starts nothing."""
+
+    __slots__ = ("given_up", "waiting")
+
+    def __init__(self):
+        self.given_up = False
+        self.waiting: set[concurrent.futures.Future] = set()
+
+    def give_up(self) -> None:
+        self.given_up = True
+        for future in list(self.waiting):
+            future.cancel()
 
 
 async def _in_own_thread(run: Callable) -> Any:
@@ -546,21 +576,25 @@ class Boundary:
         caller's context variables (trace id, the current invocation). A thread cannot be
         stopped: when the caller stops waiting (a timeout) and ``fn`` raises later, the thread
         calls ``on_late(exc)``."""
-        given_up = False
-        in_context = functools.partial(contextvars.copy_context().run, fn, *args)
+        state = ThreadRun()
+        token = thread_run.set(state)
+        try:
+            in_context = functools.partial(contextvars.copy_context().run, fn, *args)
+        finally:
+            thread_run.reset(token)
 
         def run():
             try:
                 return in_context()
             except BaseException as exc:
-                if given_up and on_late is not None:
+                if state.given_up and on_late is not None:
                     on_late(exc)
                 raise
 
         try:
             return await self._in_pool(run)
         except BaseException:
-            given_up = True
+            state.give_up()
             raise
 
     async def _in_pool(self, run: Callable) -> Any:

@@ -21,7 +21,7 @@ import sniffio
 import trio
 
 __all__ = ["Completion", "Pending", "Ready", "answer", "maybe_await", "current_library", "checkpoint", "in_async", "track",
-           "current_invocation", "invoked_from_thread", "current_caller", "register_host", "host_loop"]
+           "current_invocation", "invoked_from_thread", "thread_run", "current_caller", "register_host", "host_loop"]
 
 #: The host loop of each thread that runs one (``edge._boundary.Host`` registers it).
 _host_loops: dict[int, asyncio.AbstractEventLoop] = {}
@@ -186,6 +186,9 @@ current_invocation: contextvars.ContextVar[Any] = contextvars.ContextVar("edge_i
 #: sync callee then gets a thread of its own, since the bounded pool may be full of callers.
 invoked_from_thread: contextvars.ContextVar[bool] = contextvars.ContextVar("edge_invoked_from_thread",
                                                                            default=False)
+#: In a sync handler's thread: its run (``edge._boundary.ThreadRun``), which says whether its
+#: caller still waits for it and holds the ``ctx.invoke`` callees the thread waits for.
+thread_run: contextvars.ContextVar[Any] = contextvars.ContextVar("edge_thread_run", default=None)
 
 
 def answer(value: Any) -> Any:

@@ -9,6 +9,7 @@ the runtime sets on a service after building it is listed in docs/architecture.m
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ import trio
 
 from ._boundary import Boundary, HandlerError, Host, Skipped, maybe_await
 from ._cron import CronJob, CronSchedule, serve_cron
-from ._loops import Pending, Ready, in_async, invoked_from_thread, track
+from ._loops import Pending, Ready, in_async, invoked_from_thread, thread_run, track
 from ._legacy import LegacyState
 from ._state import StateEvent, StateStore
 from .context import Context
@@ -33,6 +34,12 @@ from .streams import StreamEvent, Streams
 from .tracing import Tracer, new_id
 
 __all__ = ["Runtime", "Skipped", "HandlerError", "maybe_await"]
+
+
+def _gave_up(name: str, fate: str) -> str:
+    """What a sync handler's ``ctx.invoke`` raises once its own caller stopped waiting."""
+    return (f"ctx.invoke({name!r}): the caller of this handler stopped waiting for it (its timeout, "
+            f"or the runtime stopping); the callee {fate}")
 
 
 class _TracerLogger:
@@ -150,9 +157,16 @@ class Runtime:
         host = self.boundary.host
         if host is None:
             raise RuntimeError("ctx.invoke from a thread needs the server running")
+        run = thread_run.get()
+        if run is not None and run.given_up:
+            raise TimeoutError(_gave_up(name, "was not started"))
         token = invoked_from_thread.set(True)  # the callee's task starts from this context
         try:
-            return host.await_blocking(self.invoke_step, ctx, name, input)
+            return host.await_blocking(self.invoke_step, ctx, name, input, run=run)
+        except concurrent.futures.CancelledError:
+            if run is None or not run.given_up:
+                raise
+            raise TimeoutError(_gave_up(name, "was cancelled")) from None
         finally:
             invoked_from_thread.reset(token)
 

@@ -672,3 +672,55 @@ async def test_a_second_app_on_one_loop_is_given_up_on_the_same_way(tmp_path, an
                 await task
             assert _said_about_slow(app) == ["info cleaned up"]
             assert (await app.http("GET", "/fast")).json == {"fast": True}
+
+
+async def test_a_callee_of_a_sync_handler_past_its_timeout_is_cancelled(tmp_path):
+    """A sync handler's thread cannot be stopped, but the async callee it waits for in
+    ctx.invoke can: once the attempt timed out, the callee is cancelled (it waited on for good,
+    holding the handler's thread), the thread's ctx.invoke raises, and that is logged as the
+    late failure it is; a ctx.invoke the thread makes after that starts nothing."""
+    files = {
+        "steps/outer_step.py": """
+            config = {"name": "Outer", "triggers": [{"type": "queue", "topic": "outer",
+                                                      "config": {"timeout": 5, "maxRetries": 0}}]}
+
+            def handler(data, ctx):
+                try:
+                    ctx.invoke("Inner", {})
+                finally:
+                    try:
+                        ctx.invoke("Inner", {"again": True})
+                    except Exception as exc:
+                        ctx.logger.info("second invoke", {"error": f"{type(exc).__name__}: {exc}"})
+        """,
+        "steps/inner_step.py": """
+            import asyncio
+            config = {"name": "Inner", "triggers": [{"type": "queue", "topic": "inner"}]}
+
+            async def handler(data, ctx):
+                if data.get("again"):
+                    ctx.logger.info("started again")
+                    return
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    ctx.logger.info("inner cleaned up")
+        """,
+    }
+    async with App(write_project(tmp_path / "app", files)) as app:
+        await app.emit("outer", {})
+        await app.started("Inner")
+        app.clock.advance(6)  # past Outer's timeout of 5 s
+        await app.drain(timeout=10)
+        [dead] = await app.dead_letters()
+        assert dead["error"] == "TimeoutError: the handler did not finish within 5 s"
+        said = {r["msg"]: r.get("data") for r in app.logs if r.get("step") in ("Outer", "Inner")}
+        gave_up = ("ctx.invoke('Inner'): the caller of this handler stopped waiting for it (its timeout, "
+                   "or the runtime stopping); the callee")
+        assert "inner cleaned up" in said  # cancelled: before, it waited until the App stopped
+        assert "started again" not in said
+        assert said["second invoke"] == {"error": f"TimeoutError: {gave_up} was not started"}
+        [late] = [msg for msg in said if msg.startswith("Outer failed in the background")]
+        assert late.startswith("Outer failed in the background, after its timeout or its caller gave up: "
+                               f"TimeoutError: {gave_up} was cancelled (error_id ")
+        assert [i.outcome for i in app.invocations("Inner")] == ["error"]
