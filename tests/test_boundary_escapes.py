@@ -376,12 +376,15 @@ STUBBORN = {
 }
 
 
-def test_shutdown_is_bounded_when_handlers_ignore_their_cancellation(tmp_path):
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+def test_shutdown_is_bounded_when_handlers_ignore_their_cancellation(tmp_path, interface):
     # Before: SIGTERM waited for the HTTP handler (58 s; the client then got its 200), and a
     # queue handler ran on after "edge stopped", wrote to the closed store and broke the
-    # queue's own code at exit ("must be called from async context").
+    # queue's own code at exit ("must be called from async context"). Under Granian's ASGI
+    # interface (apps with a canAccess stream or a streaming step) the 503 waited for the
+    # handler too.
     project = write_project(tmp_path / "app", STUBBORN)
-    server = EdgeServer(project, tmp_path / "data", env={"EDGE_GRACE": "1"}).start()
+    server = EdgeServer(project, tmp_path / "data", env={"EDGE_GRACE": "1", "EDGE_SERVER_INTERFACE": interface}).start()
     answers = []
     with httpx.Client(base_url=server.url, timeout=90) as client:
         assert client.post("/__edge/emit", json={"topic": "stubborn", "data": {}}).status_code == 202

@@ -393,12 +393,11 @@ class EdgeApp:
     def answer_stragglers(self) -> int:
         """Shutdown, after the grace and the cancel: answer ``503`` for the requests whose
         handler still runs (it caught its cancellation and went on), since Granian would wait
-        for their answers for good; how many. What such a handler answers later goes nowhere.
-        (Through Granian's RSGI interface; under its ASGI one the answer waits for the handler.)"""
+        for their answers for good; how many. What such a handler answers later goes nowhere."""
         status, headers, body = error_response(503, detail="edge stopped before the handler finished; retry")
         for proto in list(self._tasks.values()):
-            try:
-                proto.response_bytes(status, list(headers), body)
+            try:  # (ASGI's proto answers at once only through answer_now)
+                getattr(proto, "answer_now", proto.response_bytes)(status, list(headers), body)
             except Exception:  # the client is gone
                 pass
         return len(self._tasks)

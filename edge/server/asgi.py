@@ -109,12 +109,13 @@ class _HttpProto:
     """``await proto()`` (the whole body), ``async for chunk in proto``, ``response_bytes``,
     ``response_stream`` (streaming handlers, edge.server.streaming)."""
 
-    __slots__ = ("_receive", "_send", "response", "stream", "_body_done")
+    __slots__ = ("_receive", "_send", "response", "stream", "_body_done", "answered")
 
     def __init__(self, receive, send=None):
         self._receive = receive
         self._send = send
         self.response = None
+        self.answered = False  # by answer_now (shutdown's 503): the handler's answer goes nowhere
         self.stream: _StreamTransport | None = None
         self._body_done: asyncio.Event | None = None  # streaming handlers only
 
@@ -155,6 +156,16 @@ class _HttpProto:
 
     def response_bytes(self, status, headers, body) -> None:
         self.response = (status, headers, body)
+
+    def answer_now(self, status, headers, body) -> None:
+        """Answer while the handler still runs (shutdown's 503 for a handler that went on after
+        its cancellation: under RSGI ``response_bytes`` does that, here the answer would wait
+        for the handler to return, and Granian's stop for the answer)."""
+        if self.answered or self.stream is not None:
+            return  # answered already, or a stream under way: its connection is cut at the stop
+        self.answered = True
+        task = asyncio.ensure_future(_respond(self._send, status, headers, body))
+        task.add_done_callback(_consumed)
 
     def response_stream(self, status, headers) -> _StreamTransport:
         self.stream = _StreamTransport(self._send, status, headers)
@@ -233,6 +244,12 @@ def _consumed(task: asyncio.Future) -> None:
         task.exception()
 
 
+async def _respond(send, status, headers, body) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def wrap(app):
     """An ASGI callable serving ``app`` (which speaks RSGI's ``__rsgi__(scope, proto)``)."""
     rsgi = app.__rsgi__
@@ -249,10 +266,8 @@ def wrap(app):
                 if not proto.stream.aborted:
                     await proto.stream.end()
                 return
-            status, headers, body = proto.response
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
-            await send({"type": "http.response.body", "body": body})
+            if not proto.answered:
+                await _respond(send, *proto.response)
         elif kind == "websocket":
             proto = _WsProto(receive, send)
             try:
