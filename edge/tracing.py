@@ -138,6 +138,8 @@ class Tracer:
         #: without the flush task every line is written at once.
         self._batching = False
         self._seq = {"logs": 0, "spans": 0}
+        #: The completion of the last flush's write (see :meth:`stored`), or None.
+        self._flushing = None
         #: Where kept spans also go (edge._otlp.OTLPExport, EDGE_OTLP_ENDPOINT), or None.
         self.exporter = None
         if store is not None:
@@ -244,7 +246,7 @@ class Tracer:
     # -- persistence ----------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Hand buffered records to the store writer (does not wait for the commit)."""
+        """Hand buffered records to the store writer (does not wait for the commit: :meth:`stored`)."""
         if self.store is None or not (self._logs or self._spans):
             return
         batches = []
@@ -261,7 +263,19 @@ class Tracer:
                      for i, record in enumerate(records, 1)]
             self._seq[table] = seq = seq + len(records)
             batches.append((table, items, seq - MAX_KEPT))
-        self.store.write_nowait(lambda t: _append(t, batches))
+        self._flushing = self.store.submit(lambda t: _append(t, batches))
+
+    async def stored(self) -> None:
+        """Flush, and wait until every record logged so far is in the store (the last flush's
+        commit): what ``/__edge/logs`` and ``/__edge/traces`` read next includes them. Records
+        the store could not take (a full disk: it says so itself) are not waited for."""
+        self.flush()
+        flushing = self._flushing
+        if flushing is not None and not flushing.done:
+            try:
+                await flushing.wait()
+            except Exception:  # (StorageFull, a store error): the reader gets what is stored
+                pass
 
     async def serve_flush(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._batching = True

@@ -214,7 +214,7 @@ async def logs_tail(app, request):
     store, tracer, runtime = app.runtime.store, app.runtime.tracer, app.runtime
     raw_after = q.get("after")
     if raw_after in (None, ""):
-        tracer.flush()
+        await tracer.stored()
         return 200, store.read(lambda t: _last_logs(t, match, limit))
     after = _number(request, "after", 0, 0, 1 << 63)
     deadline = time.monotonic() + timeout
@@ -284,7 +284,7 @@ async def traces_recent(app, request):
     """One line per recent trace: id, root step and trigger, start, duration, spans, status."""
     limit = _number(request, "limit", 50, 1, 500)
     step = request.query_params.get("step") or None
-    app.runtime.tracer.flush()
+    await app.runtime.tracer.stored()
     spans = read_spans(app.runtime.store, limit=RECENT_SPANS)[::-1]
     traces: dict[str, list[Span]] = {}
     for span in spans:  # newest first: dict order is most recent trace first

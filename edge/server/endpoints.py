@@ -70,24 +70,15 @@ def _limit(request) -> int:
     return 100 if limit is None else min(10_000, limit)
 
 
-async def _flushed(app) -> None:
-    """Store what the tracer holds (it flushes once a second on its own) and wait for that
-    commit, so a record logged a moment ago is in this answer. The wait is an empty write
-    queued behind the flush: it commits in the same batch, and costs no fsync when there was
-    nothing to flush."""
-    app.runtime.tracer.flush()
-    await app.runtime.store.write(lambda txn: None)
-
-
 async def logs(app, request):
-    await _flushed(app)
+    await app.runtime.tracer.stored()  # a record logged a moment ago is in this answer
     q = request.query_params
     records = read_logs(app.runtime.store, limit=_limit(request), trace_id=q.get("trace_id"), step=q.get("step"))
     return 200, {"logs": records}
 
 
 async def traces(app, request):
-    await _flushed(app)
+    await app.runtime.tracer.stored()  # a record logged a moment ago is in this answer
     q = request.query_params
     spans = read_spans(app.runtime.store, limit=_limit(request), trace_id=q.get("trace_id"), step=q.get("step"))
     return 200, {"spans": spans}
