@@ -10,7 +10,8 @@ import sys
 
 from .conftest import wait_for
 
-LEFT_OUT = ("granian.server.mp", "granian.server.mt", "granian._loops", "logging.handlers", "socketserver")
+LEFT_OUT = ("granian.server.mp", "granian.server.mt", "granian._loops", "logging.handlers", "socketserver",
+            "multiprocessing")
 
 
 def _python(code: str) -> str:
@@ -41,8 +42,11 @@ logging.config.dictConfig({"version": 1, "handlers": {"h": {"class": "logging.ha
                            "loggers": {"step": {"handlers": ["h"]}}})
 print(granian.Granian.__name__, isinstance(granian.__version__, str), fileConfig.__name__,
       type(logging.getLogger("step").handlers[0]).__name__)
+import multiprocessing, multiprocessing.pool, granian.server.common, granian.server.embed
+print(multiprocessing.cpu_count() == granian.server.common.multiprocessing.cpu_count()
+      == granian.server.embed.multiprocessing.cpu_count(), multiprocessing.pool.ThreadPool.__name__)
 """)
-    assert out == "MPServer True fileConfig MemoryHandler"
+    assert out == "MPServer True fileConfig MemoryHandler\nTrue ThreadPool"
 
 
 def test_another_granian_server_in_the_process_configures_its_logging_as_usual():
@@ -185,3 +189,26 @@ def test_granians_own_log_stays_silent_in_a_running_server(edge_server):
     assert "edge listening on" in server.output
     for line in ("Embedded server is experimental!", "Starting granian (embedded)", "Shutting down granian"):
         assert line not in server.output
+
+
+def test_a_serving_edge_has_not_loaded_multiprocessing(tmp_path):
+    # Granian's server modules import multiprocessing for one cpu_count() when the server
+    # starts: the whole package (with pickle) was 0.5 MiB of an idle edge.
+    (tmp_path / "steps").mkdir()
+    out = _python(f"""
+import os, signal, sys
+from edge.server import run_server
+from edge.settings import Settings
+from edge.steps import discover
+
+def ready(handle):
+    print("multiprocessing" in sys.modules, sorted(m for m in sys.modules if m.startswith("multiprocessing")),
+          flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+settings = Settings(dir={str(tmp_path)!r}, data_dir={str(tmp_path / "data")!r}, port=0)
+code = run_server(settings, discover({str(tmp_path)!r}), out=open(os.devnull, "w"), on_ready=ready)
+sys.stdout.flush()
+os._exit(code)
+""")
+    assert out == "False []"

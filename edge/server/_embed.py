@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import importlib.util
 import logging
+import os
 import sys
 import threading
 
@@ -84,14 +85,39 @@ def _forget(name: str) -> None:
         sys.modules[parent].__dict__.pop(child, None)
 
 
+class _Multiprocessing:
+    """What ``import multiprocessing`` gives Granian's server modules while they import: all
+    they use of it is ``multiprocessing.cpu_count()`` (a check when the server starts), and
+    the real package (with ``pickle`` and the process machinery) is 0.5 MiB of an idle
+    process. Any other name read from it imports the real one. Only those modules see it: it
+    is taken out of ``sys.modules`` as soon as they are in."""
+
+    @staticmethod
+    def cpu_count() -> int:
+        count = os.cpu_count()  # (what multiprocessing.cpu_count() answers)
+        if count is None:
+            raise NotImplementedError("cannot determine number of cpus")
+        return count
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module("multiprocessing"), attr)
+
+
 _shell("granian")
 _shell("granian.server")
 _shell("logging.config")
 
-from granian.constants import HTTPModes, Interfaces  # noqa: E402
-from granian.http import HTTP1Settings  # noqa: E402
-import granian.server.common as _common  # noqa: E402  (not `from granian.server import`: it reads the shell)
-from granian.server.embed import Server  # noqa: E402
+_deferred = None if "multiprocessing" in sys.modules else _Multiprocessing()
+if _deferred is not None:
+    sys.modules["multiprocessing"] = _deferred
+try:
+    from granian.constants import HTTPModes, Interfaces  # noqa: E402
+    from granian.http import HTTP1Settings  # noqa: E402
+    import granian.server.common as _common  # noqa: E402  (not `from granian.server import`: it reads the shell)
+    from granian.server.embed import Server  # noqa: E402
+finally:
+    if _deferred is not None and sys.modules.get("multiprocessing") is _deferred:
+        del sys.modules["multiprocessing"]
 
 
 _quiet = contextvars.ContextVar("edge_quiet_granian", default=False)
