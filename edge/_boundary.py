@@ -35,6 +35,7 @@ import time
 import weakref
 from typing import Any, Callable
 
+import sniffio
 import trio
 
 from ._loops import current_invocation, current_library, invoked_from_thread, maybe_await, register_host, thread_run
@@ -198,37 +199,41 @@ class Host:
 
     def await_blocking(self, fn: Callable, *args, run: "ThreadRun | None" = None) -> Any:
         """From a thread that is not the loop thread: ``await fn(*args)`` on the loop, wait.
-        With ``run`` (the sync handler's run this thread serves), the wait ends when the
-        handler's caller gives up: the coroutine is cancelled, and ``concurrent.futures``'
-        CancelledError raised (see :class:`ThreadRun`)."""
-        future = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
-        if run is None:
-            return future.result()
-        run.waiting.add(future)
-        try:
-            if run.given_up:  # (it gave up while the coroutine was being handed over)
-                future.cancel()
-            return future.result()
-        finally:
-            run.waiting.discard(future)
+        With ``run`` (the sync handler's run this thread serves), the coroutine is one of its
+        callees: cancelled when the handler's caller gives up (see :class:`ThreadRun`); the
+        thread then gets ``concurrent.futures.CancelledError`` once it has ended."""
+        coro = fn(*args) if run is None else run.call(fn, *args)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
 
 class ThreadRun:
     """One sync handler's run in a pool thread, as its ``ctx.invoke`` calls see it. The
     thread cannot be stopped, but once its caller stopped waiting (its timeout, the runtime
-    stopping) the async callees it waits for are cancelled (they held the thread, and ran on,
-    until they ended) and a later ``ctx.invoke`` starts nothing."""
+    stopping) the async callees it waits for are cancelled, as edge cancels its own tasks
+    (they held the thread, and ran on, until they ended), and a later ``ctx.invoke`` starts
+    nothing. Used on the loop's thread only (:meth:`call` runs there, and so does
+    :meth:`give_up`, from the boundary's wait for the thread)."""
 
-    __slots__ = ("given_up", "waiting")
+    __slots__ = ("given_up", "_callees")
 
     def __init__(self):
         self.given_up = False
-        self.waiting: set[concurrent.futures.Future] = set()
+        self._callees: set[asyncio.Task] = set()
+
+    async def call(self, fn: Callable, *args) -> Any:
+        if self.given_up:
+            raise asyncio.CancelledError()
+        task = asyncio.current_task()
+        self._callees.add(task)
+        try:
+            return await fn(*args)
+        finally:
+            self._callees.discard(task)
 
     def give_up(self) -> None:
         self.given_up = True
-        for future in list(self.waiting):
-            future.cancel()
+        for task in list(self._callees):
+            cancel(task)
 
 
 async def _in_own_thread(run: Callable) -> Any:
@@ -577,11 +582,12 @@ class Boundary:
         stopped: when the caller stops waiting (a timeout) and ``fn`` raises later, the thread
         calls ``on_late(exc)``."""
         state = ThreadRun()
-        token = thread_run.set(state)
-        try:
-            in_context = functools.partial(contextvars.copy_context().run, fn, *args)
-        finally:
-            thread_run.reset(token)
+        context = contextvars.copy_context()
+        context.run(thread_run.set, state)
+        # A thread runs no async library, whatever its caller's (anyio sets sniffio's variable,
+        # which the copy carries: ctx.invoke then returned a coroutine to the sync handler).
+        context.run(sniffio.current_async_library_cvar.set, None)
+        in_context = functools.partial(context.run, fn, *args)
 
         def run():
             try:

@@ -38,6 +38,7 @@ Details and the full API: docs/testing.md.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import json as _json
@@ -527,8 +528,11 @@ class App:
         (not a failure of its own), has up to :data:`~edge._boundary.CANCEL_GRACE` seconds
         to clean up, and the test gets its own ``TimeoutError`` or cancellation back."""
         started: list[asyncio.Task] = []
+        abandoned = False
 
         async def run():
+            if abandoned:  # the test gave up before this started: it never runs
+                raise asyncio.CancelledError()
             started.append(asyncio.current_task())
             try:
                 return await fn(*args)
@@ -537,23 +541,23 @@ class App:
 
         if self._thread is None:
             task = asyncio.get_running_loop().create_task(run())
+            task.add_done_callback(_take_outcome)  # (however long its clean-up takes)
             try:
                 await asyncio.wait((task,))
             except asyncio.CancelledError:
                 cancel(task)
-                await asyncio.wait((task,), timeout=CANCEL_GRACE)
-                _take_outcome(task)
+                await _grace(task)
                 raise
             return task.result()
         # From an empty context: the task must not inherit the caller's (sniffio would
         # believe the runtime's asyncio loop is the test's trio).
         future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, run(), self._loop)
 
-        def give_up():  # on the runtime's loop
+        def give_up():  # on the runtime's loop, where run() starts: no race with it
+            nonlocal abandoned
+            abandoned = True
             if started:
                 cancel(started[0])
-            else:  # not started yet: it never will
-                future.cancel()
 
         return await _wait_future(future, lambda: self._loop.call_soon_threadsafe(give_up))
 
@@ -979,16 +983,16 @@ def _wake(token: trio.lowlevel.TrioToken) -> None:
 
 async def _wait_future(future, give_up: Callable[[], Any]) -> Any:
     """Wait for a ``concurrent.futures.Future`` from trio or asyncio. Cancelled, the caller
-    calls ``give_up()`` and waits up to :data:`~edge._boundary.CANCEL_GRACE` seconds for the
-    future to settle (the handler's clean-up), then raises its cancellation."""
+    calls ``give_up()`` and waits up to :data:`~edge._boundary.CANCEL_GRACE` real seconds for
+    the future to settle (the handler's clean-up), then raises its cancellation."""
     if sniffio.current_async_library() == "asyncio":
         waiter = asyncio.wrap_future(future)
+        waiter.add_done_callback(_take_outcome)
         try:
             return await asyncio.shield(waiter)
         except asyncio.CancelledError:
             give_up()
-            await asyncio.wait((waiter,), timeout=CANCEL_GRACE)
-            _take_outcome(waiter)
+            await _grace(waiter)
             raise
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
@@ -1002,15 +1006,28 @@ async def _wait_future(future, give_up: Callable[[], Any]) -> Any:
         await done.wait()
     except trio.Cancelled:
         give_up()
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + CANCEL_GRACE):
-            await done.wait()
+        with trio.CancelScope(shield=True):  # in real time: the test's clock may be a mock one
+            await trio.to_thread.run_sync(concurrent.futures.wait, [future], CANCEL_GRACE)
         raise
     return future.result()
 
 
+async def _grace(future: asyncio.Future) -> None:
+    """Wait up to :data:`~edge._boundary.CANCEL_GRACE` seconds for a given-up ``future`` (the
+    handler's clean-up), whatever cancels the waiter meanwhile (an enclosing timeout: the
+    caller raises its cancellation after this, once)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CANCEL_GRACE
+    while not future.done() and loop.time() < deadline:
+        try:
+            await asyncio.wait((future,), timeout=deadline - loop.time())
+        except asyncio.CancelledError:
+            continue
+
+
 def _take_outcome(future) -> None:
     """Take a given-up future's outcome, so asyncio does not report it as never retrieved."""
-    if future.done() and not future.cancelled():
+    if not future.cancelled():
         future.exception()
 
 

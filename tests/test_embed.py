@@ -212,3 +212,17 @@ sys.stdout.flush()
 os._exit(code)
 """)
     assert out == "False []"
+
+
+def test_what_imports_multiprocessing_while_granian_imports_gets_the_real_one():
+    # A review: while the stand-in was in sys.modules, reading any other name from it (a
+    # module imported meanwhile, another thread) recursed for good.
+    out = _python("""
+import sys
+from edge.server._embed import _Multiprocessing
+sys.modules["multiprocessing"] = _Multiprocessing()  # as during Granian's import
+import multiprocessing.connection
+from multiprocessing import Pool
+print(type(sys.modules["multiprocessing"]).__name__, Pool.__name__)
+""")
+    assert out == "module Pool"

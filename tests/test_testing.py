@@ -724,3 +724,113 @@ async def test_a_callee_of_a_sync_handler_past_its_timeout_is_cancelled(tmp_path
         assert late.startswith("Outer failed in the background, after its timeout or its caller gave up: "
                                f"TimeoutError: {gave_up} was cancelled (error_id ")
         assert [i.outcome for i in app.invocations("Inner")] == ["error"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_call_given_up_before_it_started_never_runs(tmp_path, anyio_backend):
+    # A review: with the runtime's loop busy, the call was queued there when the test gave up;
+    # cancelling its future let the handler start anyway, then cancelled it unmarked ("Slow
+    # failed: CancelledError"), after the test had gone on.
+    import asyncio
+    import threading
+
+    async with App(write_project(tmp_path / "a", MAILER)):
+        async with App(write_project(tmp_path / "b", SLOW_STEP)) as app:  # its runtime runs in a thread
+            busy = threading.Event()
+            app._loop.call_soon_threadsafe(busy.wait, 30)  # the runtime's loop is held
+            task = asyncio.create_task(app.http("GET", "/slow"))
+            for _ in range(3):
+                await asyncio.sleep(0)  # app.http has handed its call over, and waits
+            task.cancel()
+            await asyncio.sleep(0)  # (the give-up is queued behind the call)
+            busy.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert (await app.http("GET", "/fast")).json == {"fast": True}
+            assert [i.step for i in app.invocations()] == ["Slow"]  # /fast alone ran
+            assert _said_about_slow(app) == []
+
+
+CLEAN_UP_FAILS = {"steps/s_step.py": """
+    import asyncio
+    config = {"name": "S", "triggers": [{"type": "queue", "topic": "s"}]}
+
+    async def handler(data, ctx):
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # a clean-up that takes a moment, then fails
+            ctx.logger.info("cleaned up")
+            raise ValueError("clean-up failed")
+"""}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_test_cancelled_twice_still_waits_for_the_clean_up(tmp_path, anyio_backend):
+    # A review: a second cancel (an enclosing timeout) cut the grace short, and the clean-up's
+    # error was never retrieved ("Task exception was never retrieved").
+    import asyncio
+    import gc
+
+    seen = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: seen.append(context.get("message")))
+    async with App(write_project(tmp_path / "a", CLEAN_UP_FAILS)) as app:
+        task = asyncio.create_task(app.run("S", {}))
+        await app.started("S")
+        task.cancel()
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert [r["msg"] for r in app.logs if r.get("step") == "S"][:1] == ["cleaned up"]
+    gc.collect()
+    await asyncio.sleep(0)
+    assert seen == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_given_up_sync_handlers_callee_is_waited_for_and_its_error_said(tmp_path, anyio_backend):
+    # A review: the callee's task was cancelled through its future, so nobody took its outcome
+    # ("Task exception was never retrieved") and the thread went on before its clean-up ran.
+    # Under anyio's asyncio backend, too: sniffio's variable came into the handler's thread and
+    # its ctx.invoke returned a coroutine.
+    import asyncio
+    import gc
+
+    seen = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: seen.append(context.get("message")))
+    files = {
+        **CLEAN_UP_FAILS,
+        "steps/outer_step.py": """
+            config = {"name": "Outer", "triggers": [{"type": "queue", "topic": "outer",
+                                                      "config": {"timeout": 5, "maxRetries": 0}}]}
+
+            def handler(data, ctx):
+                ctx.invoke("S", {})
+        """,
+    }
+    async with App(write_project(tmp_path / "app", files)) as app:
+        await app.emit("outer", {})
+        await app.started("S")
+        app.clock.advance(6)
+        await app.drain(timeout=10)
+
+        def said():
+            return [r["msg"] for r in app.logs if r.get("step") in ("S", "Outer")]
+
+        for _ in range(1000):  # the thread's failure comes after the drain, once the callee has ended
+            if any(msg.startswith("Outer failed in the background") for msg in said()):
+                break
+            await asyncio.sleep(0.01)
+        said = said()
+        cleaned = said.index("cleaned up")
+        [late] = [i for i, msg in enumerate(said) if msg.startswith("Outer failed in the background")]
+        assert cleaned < late
+        assert said[late].startswith("Outer failed in the background, after its timeout or its caller gave up: "
+                                     "HandlerError: ValueError: clean-up failed (error_id ")
+    gc.collect()
+    await asyncio.sleep(0)
+    assert seen == []

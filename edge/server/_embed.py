@@ -92,6 +92,8 @@ class _Multiprocessing:
     process. Any other name read from it imports the real one. Only those modules see it: it
     is taken out of ``sys.modules`` as soon as they are in."""
 
+    __spec__ = None  # what `import multiprocessing` reads of a module it finds in sys.modules
+
     @staticmethod
     def cpu_count() -> int:
         count = os.cpu_count()  # (what multiprocessing.cpu_count() answers)
@@ -100,6 +102,8 @@ class _Multiprocessing:
         return count
 
     def __getattr__(self, attr: str):
+        if sys.modules.get("multiprocessing") is self:  # read while Granian imports: out first
+            del sys.modules["multiprocessing"]
         return getattr(importlib.import_module("multiprocessing"), attr)
 
 
