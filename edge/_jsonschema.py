@@ -25,6 +25,12 @@ import msgspec
 
 from .errors import ConfigError
 
+#: Longest a schema's ``pattern`` (or a ``patternProperties`` name) may take to match one value,
+#: in seconds. Python's ``re`` backtracks without bound: ``"^(a|aa)+$"`` against 60 characters
+#: held the loop thread for good (a tester: one request hung every other, SIGTERM included).
+#: Patterns run on the ``regex`` package, whose matching takes a timeout.
+PATTERN_TIMEOUT = 0.05
+
 # Validation stops collecting after this many errors, so a hostile 1 MiB body of
 # wrong items cannot build a million error dicts (memory budget is 40 MiB).
 MAX_ERRORS = 100
@@ -338,8 +344,11 @@ class _Compiler:
             search = self._regex(pattern, _join(loc, "pattern"))
 
             def matches(value):
-                if search(value):
+                found = search(value)
+                if found:
                     return None
+                if found is None:
+                    return [[_gave_up(pattern, value)]]
                 return [[f"must match pattern {_show(pattern)}, got {_show(value)}"]]
 
             fns.append(matches)
@@ -468,10 +477,22 @@ class _Compiler:
         return {name: self.compile(sub, _join(_join(loc, key), name)) for name, sub in value.items()}
 
     def _regex(self, pattern, loc):
+        """``search(text)``: True or False, or None when matching gave up (:data:`PATTERN_TIMEOUT`)."""
+        import regex  # (only for schemas with patterns: it is 1.3 MiB of memory)
+
         try:
-            return re.compile(pattern).search
-        except (re.error, TypeError) as exc:
+            compiled = regex.compile(pattern)
+        except (regex.error, TypeError) as exc:
             raise self.fail(loc, f"invalid regular expression {_show(pattern)}: {exc}") from None
+
+        def search(text):
+            try:
+                return compiled.search(text, timeout=PATTERN_TIMEOUT) is not None
+            except TimeoutError:
+                return None
+
+        search.pattern = pattern
+        return search
 
     def _enum(self, s, loc):
         if "enum" not in s:
@@ -618,6 +639,12 @@ def _bound_check(op: str, bound, fails):
     return check
 
 
+def _gave_up(pattern: str, value: str) -> str:
+    return (f"must match pattern {_show(pattern)}; matching {_show(value)} gave up after "
+            f"{PATTERN_TIMEOUT * 1000:g} ms (the pattern backtracks too much: simplify it, or bound "
+            f"the length with maxLength)")
+
+
 def _object_check(properties: dict, patterns: list, extra, required: tuple):
     """properties / patternProperties / additionalProperties (None: allowed, False: refused) / required."""
     get = properties.get
@@ -629,11 +656,16 @@ def _object_check(properties: dict, patterns: list, extra, required: tuple):
             found = None if sub is None else sub(item)
             matched = sub is not None
             for search, check in patterns:
-                if search(key):
+                hit = search(key)
+                if hit:
                     matched = True
                     more = check(item)
                     if more:
                         found = more if found is None else found + more
+                elif hit is None:
+                    matched = True  # (said here: not an unknown property too)
+                    gave_up = [[f"property name: {_gave_up(search.pattern, key)}"]]
+                    found = gave_up if found is None else found + gave_up
             if not matched:
                 if extra is None:
                     continue

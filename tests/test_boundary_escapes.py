@@ -18,6 +18,13 @@ from edge.store import Store
 from .conftest import EdgeServer, served, wait_for, write_project
 
 PROJECT = {
+    "steps/backtracking_step.py": """
+        config = {"name": "Backtracking", "triggers": [{"type": "http", "method": "POST", "path": "/backtracking",
+                  "bodySchema": {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a|aa)+$"}}}}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": req.body}
+    """,
     "steps/ok_step.py": """
         config = {"name": "Ok", "triggers": [{"type": "http", "method": "GET", "path": "/ok"}]}
 
@@ -404,3 +411,16 @@ def test_shutdown_is_bounded_when_handlers_ignore_their_cancellation(tmp_path, i
     for broken in ("StoreError", "must be called from async context", "Traceback"):
         assert broken not in server.output
     assert server.output.rstrip().splitlines()[-1].endswith('"msg":"edge stopped"}')
+
+
+def test_a_pattern_that_backtracks_without_end_is_a_400_and_the_server_serves_on(client, server):
+    # A tester: the match held the loop thread for good; every other request, and SIGTERM, waited.
+    answer = client.post("/backtracking", json={"s": "a" * 60 + "!"})
+    assert answer.status_code == 400
+    [error] = answer.json()["errors"]
+    assert error["path"] == "$.s"
+    assert error["message"].startswith('must match pattern "^(a|aa)+$"; matching "aaaa')
+    assert error["message"].endswith(" gave up after 50 ms (the pattern backtracks too much: simplify it, "
+                                     "or bound the length with maxLength)")
+    assert client.post("/backtracking", json={"s": "aaa"}).json() == {"s": "aaa"}
+    still_serving(client, server)

@@ -293,7 +293,7 @@ WHERE = "steps/create_step.py: triggers[0].bodySchema"
          f'{WHERE}.$ref: cannot resolve "https://example.com/item.json"; only references into this schema '
          'such as "#/$defs/Name" are supported'),
         ({"type": "string", "pattern": "(["},
-         f'{WHERE}.pattern: invalid regular expression "([": unterminated character set at position 1'),
+         f'{WHERE}.pattern: invalid regular expression "([": unterminated character set at position 2'),
         ({"properties": {"title": {"type": "string", "maxLenght": 3}}},
          f'{WHERE}.properties.title: unknown keyword "maxLenght"; did you mean "maxLength"?'),
         ({"title": str, "done": bool},
@@ -525,3 +525,17 @@ def test_the_fast_path_never_accepts_what_the_full_validator_refuses():
                 assert verdicts[0] == verdicts[1], (spec, body, verdicts)
     assert _fast_type({"type": "object", "properties": {"a": {"type": "string", "format": "email"}}}) is None
     assert _fast_type({"type": "object", "properties": {"a": {"type": "integer", "minimum": 1.5}}}) is None
+
+
+def test_a_pattern_that_backtracks_without_end_gives_up_on_that_value_alone():
+    # A tester: "^(a|aa)+$" against 60 characters held the loop thread for good (every other
+    # request and SIGTERM waited); Python's re has no time limit.
+    schema = compile_schema({"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a|aa)+$"}},
+                             "patternProperties": {"^(a|aa)+$": {"type": "integer"}}})
+    hostile = "a" * 60 + "!"
+    gave_up = (f'must match pattern "^(a|aa)+$"; matching "{"a" * 36}... gave up after 50 ms (the pattern '
+               'backtracks too much: simplify it, or bound the length with maxLength)')
+    assert messages(schema, {"s": hostile}) == [("$.s", gave_up)]
+    assert messages(schema, {hostile: 1}) == [('$["' + "a" * 36 + '...]', f"property name: {gave_up}")]  # (the path is cut short too)
+    assert schema.validate({"s": "aaaa", "aa": 1}) == {"s": "aaaa", "aa": 1}
+    assert messages(schema, {"s": "ab"}) == [("$.s", 'must match pattern "^(a|aa)+$", got "ab"')]
