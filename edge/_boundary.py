@@ -29,6 +29,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import inspect
 import math
 import threading
 import time
@@ -234,6 +235,11 @@ class ThreadRun:
         self.given_up = True
         for task in list(self._callees):
             cancel(task)
+
+
+def _is_async(fn: Callable) -> bool:
+    """Whether ``fn`` is a coroutine function (or an object whose ``__call__`` is one)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
 
 async def _in_own_thread(run: Callable) -> Any:
@@ -469,7 +475,7 @@ class Boundary:
         token = current_invocation.set(ctx)
         try:
             condition = getattr(trigger, "condition", None)
-            if condition is not None and not await maybe_await(condition(input, ctx)):
+            if condition is not None and not await self.call_user(condition, input, ctx):
                 status = "skipped"
                 raise Skipped()
             call = step.call
@@ -568,13 +574,43 @@ class Boundary:
             data={"error_id": error_id}))
 
     async def call_through(self, middleware, step, input, ctx) -> Any:
-        """Call the handler through HTTP middleware (``fn(req, ctx, next)``, outermost first)."""
+        """Call the handler through HTTP middleware (``fn(req, ctx, next)``, outermost first).
+        A sync middleware runs in the pool (see :meth:`call_user`); its ``next()`` runs the rest
+        of the chain on the loop and returns its result to the thread."""
         async def chain(i):
             if i == len(middleware):
                 return await self.call(step, input, ctx)
-            return await maybe_await(middleware[i](input, ctx, lambda: chain(i + 1)))
+            fn = middleware[i]
+            if self.host is None or _is_async(fn):
+                return await maybe_await(fn(input, ctx, lambda: chain(i + 1)))
+            return await self.call_user(fn, input, ctx, self._blocking_next(chain, i + 1))
 
         return await chain(0)
+
+    def _blocking_next(self, chain: Callable, i: int) -> Callable[[], Any]:
+        """A sync middleware's ``next``: from its thread, ``chain(i)`` on the caller's loop."""
+        if current_library() == "trio":
+            return lambda: trio.from_thread.run(chain, i)
+        host = self.host
+
+        def next_blocking():
+            token = invoked_from_thread.set(True)  # (a sync handler below gets a thread of its own)
+            try:
+                return host.await_blocking(chain, i, run=thread_run.get())
+            finally:
+                invoked_from_thread.reset(token)
+
+        return next_blocking
+
+    async def call_user(self, fn: Callable, *args) -> Any:
+        """A condition or middleware: a coroutine function awaited on the caller's loop; a
+        sync one in the pool, as a sync handler (a tester: on the loop thread it stalled every
+        request, escaped its trigger's timeout, and its ``ctx.state.get`` was an awaitable,
+        always true: a middleware checking a token let everyone in). What it returns is
+        awaited when awaitable."""
+        if self.host is None or _is_async(fn):  # (no host: in-process on a mock clock, inline)
+            return await maybe_await(fn(*args))
+        return await maybe_await(await self.in_thread(fn, *args))
 
     async def in_thread(self, fn: Callable, *args, on_late: Callable | None = None) -> Any:
         """Run a blocking ``fn(*args)`` in the bounded pool, from asyncio or trio, keeping the

@@ -164,6 +164,9 @@ class Pending:
     def __await__(self):
         return self.completion.wait().__await__()
 
+    def __bool__(self):
+        raise TypeError(_NOT_A_VALUE)
+
 
 class Ready:
     """An awaitable whose value is already known (reads are synchronous under the hood)."""
@@ -176,6 +179,15 @@ class Ready:
     def __await__(self):
         return self.value
         yield  # noqa: unreachable - makes this a generator
+
+    def __bool__(self):
+        raise TypeError(_NOT_A_VALUE)
+
+
+#: Why an awaitable a ctx call returned has no truth (``if ctx.state.get(...)`` without
+#: ``await`` was always true: a tester's token check let everyone in).
+_NOT_A_VALUE = ("a ctx call in async code returns an awaitable, not its value: `await` it (or, in a sync "
+                "function, nothing is needed: there it returns the value)")
 
 
 #: The invocation running in this task or thread (an ``edge.context.Context``, set by the

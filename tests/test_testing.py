@@ -834,3 +834,79 @@ async def test_a_given_up_sync_handlers_callee_is_waited_for_and_its_error_said(
     gc.collect()
     await asyncio.sleep(0)
     assert seen == []
+
+
+SYNC_GATES = {
+    "steps/gated_step.py": """
+        import time
+
+        def require_token(req, ctx, next):  # sync middleware: ctx calls answer values
+            if not ctx.state.get("tokens", req.headers.get("x-token", "none")):
+                return {"status": 403, "body": {"error": "forbidden"}}
+            return next()
+
+        def not_blocked(req, ctx):  # sync condition
+            return ctx.state.get("blocklist", req.headers.get("x-client", "?")) is None
+
+        def slow_check(req, ctx):
+            ctx.state.set("gates", "entered", True)
+            time.sleep(1)
+            return True
+
+        config = {"name": "Gated", "triggers": [
+            {"type": "http", "method": "GET", "path": "/admin", "middleware": [require_token]},
+            {"type": "http", "method": "GET", "path": "/open", "condition": not_blocked},
+            {"type": "http", "method": "GET", "path": "/slow-check", "condition": slow_check, "timeout": 0.5},
+            {"type": "http", "method": "GET", "path": "/quick"}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": {"path": req.path}}
+    """,
+    "steps/careless_step.py": """
+        async def careless(req, ctx, next):  # async, but forgets to await its read
+            if not ctx.state.get("tokens", "x"):
+                return {"status": 403, "body": {}}
+            return await next()
+
+        config = {"name": "Careless", "triggers": [{"type": "http", "method": "GET", "path": "/careless",
+                                                    "middleware": [careless]}]}
+
+        async def handler(req, ctx):
+            return {"status": 200, "body": {"secret": True}}
+    """,
+}
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_sync_middleware_and_conditions_get_values_from_ctx_and_block_nobody(tmp_path, anyio_backend):
+    # A tester: they ran on the loop thread, where ctx.state.get gave an awaitable (always
+    # true: the token check let everyone in, the blocklist check refused everyone), a slow one
+    # stalled every request and outlived its trigger's timeout.
+    import anyio
+
+    async with App(write_project(tmp_path / "app", SYNC_GATES)) as app:
+        await app.state.set("tokens", "good", True)
+        assert (await app.http("GET", "/admin")).status == 403
+        assert (await app.http("GET", "/admin", headers={"x-token": "good"})).json == {"path": "/admin"}
+        await app.state.set("blocklist", "mallory", True)
+        assert (await app.http("GET", "/open", headers={"x-client": "alice"})).json == {"path": "/open"}
+        assert (await app.http("GET", "/open", headers={"x-client": "mallory"})).status == 422
+
+        done = []
+
+        async def ask(path):
+            done.append(((await app.http("GET", path)).status, path))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ask, "/slow-check")
+            while not await app.state.get("gates", "entered"):  # its condition sleeps now
+                await anyio.sleep(0.005)
+            group.start_soon(ask, "/quick")
+        assert done == [(200, "/quick"), (504, "/slow-check")]
+
+        careless = await app.http("GET", "/careless")
+        assert careless.status == 500
+        [line] = [r for r in app.logs if r.get("step") == "Careless"]
+        assert line["msg"].startswith("Careless failed: TypeError: a ctx call in async code returns an awaitable, "
+                                      "not its value: `await` it")
