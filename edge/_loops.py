@@ -154,12 +154,17 @@ class Completion:
 class Pending:
     """What an eager call returns in async code: the work has started (a write is queued for
     the next commit) and ``await`` waits for its result. Not awaiting it loses nothing: the
-    boundary waits for every pending write of an invocation before it answers or acks."""
+    boundary waits for every pending write of an invocation before it answers or acks.
 
-    __slots__ = ("completion",)
+    It is a coroutine too (``send``/``throw``/``close``), as Motia's calls were: a tester's
+    ``asyncio.create_task(ctx.enqueue(...))`` (and ``TaskGroup.create_task``, trio's
+    ``start_soon``) failed with "a coroutine was expected"."""
+
+    __slots__ = ("completion", "_waiting")
 
     def __init__(self, completion: Completion):
         self.completion = completion
+        self._waiting = None  # the wait a task drives through send/throw (made at its first step)
 
     def __await__(self):
         return self.completion.wait().__await__()
@@ -167,9 +172,24 @@ class Pending:
     def __bool__(self):
         raise TypeError(_NOT_A_VALUE)
 
+    def send(self, value):
+        if self._waiting is None:
+            self._waiting = self.completion.wait()
+        return self._waiting.send(value)
+
+    def throw(self, *exc):
+        if self._waiting is None:
+            self._waiting = self.completion.wait()
+        return self._waiting.throw(*exc)
+
+    def close(self) -> None:
+        if self._waiting is not None:
+            self._waiting.close()
+
 
 class Ready:
-    """An awaitable whose value is already known (reads are synchronous under the hood)."""
+    """An awaitable whose value is already known (reads are synchronous under the hood); a
+    coroutine too, as :class:`Pending`."""
 
     __slots__ = ("value",)
 
@@ -182,6 +202,15 @@ class Ready:
 
     def __bool__(self):
         raise TypeError(_NOT_A_VALUE)
+
+    def send(self, value):
+        raise StopIteration(self.value)
+
+    def throw(self, typ, value=None, traceback=None):
+        raise value if value is not None else (typ() if isinstance(typ, type) else typ)
+
+    def close(self) -> None:
+        pass
 
 
 #: Why an awaitable a ctx call returned has no truth (``if ctx.state.get(...)`` without

@@ -910,3 +910,41 @@ async def test_sync_middleware_and_conditions_get_values_from_ctx_and_block_nobo
         [line] = [r for r in app.logs if r.get("step") == "Careless"]
         assert line["msg"].startswith("Careless failed: TypeError: a ctx call in async code returns an awaitable, "
                                       "not its value: `await` it")
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_ctx_calls_are_coroutines_for_create_task_and_start_soon(tmp_path, anyio_backend):
+    # A tester: asyncio.create_task(ctx.enqueue(...)) failed with "a coroutine was expected, got
+    # <edge._loops.Pending ...>" (a 500, though the write had started).
+    files = {
+        "steps/tasks_step.py": """
+            import asyncio
+            config = {"name": "Tasks", "triggers": [{"type": "http", "method": "POST", "path": "/tasks"}],
+                      "enqueues": ["tasks.done"]}
+
+            async def handler(req, ctx):
+                sent = asyncio.create_task(ctx.enqueue({"topic": "tasks.done", "data": {"x": 1}}))
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(ctx.state.set("tasks", "a", 1))
+                    read = group.create_task(ctx.state.get("tasks", "missing"))
+                await asyncio.gather(sent)
+                return {"status": 201, "body": {"read": read.result()}}
+        """,
+        "steps/trio_tasks_step.py": """
+            import trio
+            config = {"name": "TrioTasks", "runtime": "trio",
+                      "triggers": [{"type": "http", "method": "POST", "path": "/trio-tasks"}]}
+
+            async def handler(req, ctx):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(ctx.state.set, "tasks", "b", 2)
+                return {"status": 201, "body": {}}
+        """,
+    }
+    async with App(write_project(tmp_path / "app", files)) as app:
+        answer = await app.http("POST", "/tasks")
+        assert (answer.status, answer.json) == (201, {"read": None})
+        assert (await app.http("POST", "/trio-tasks")).status == 201
+        assert app.enqueued("tasks.done") == [{"x": 1}]
+        assert (await app.state.get("tasks", "a"), await app.state.get("tasks", "b")) == (1, 2)
