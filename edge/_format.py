@@ -5,13 +5,28 @@ Imports nothing from edge (any layer may use it).
 
 from __future__ import annotations
 
-__all__ = ["plural", "access_line", "user_name"]
+__all__ = ["plural", "access_line", "user_name", "printable", "clip"]
 
 
 def clip(text: str, limit: int = 60) -> str:
     """``text`` for a message, cut to ``limit`` characters ("..." at the cut): an error never
     echoes a 100 KB input back."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Control characters as escapes (C0 but tab, DEL, C1): what a terminal would act on.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c != 0x09}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r"})
+_ESCAPES_BUT_NEWLINES = {**_ESCAPES}
+del _ESCAPES_BUT_NEWLINES[0x0A]
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x1b``): a log line a
+    client wrote into cannot start a forged line or move the operator's terminal (a tester
+    printed a fake ``ERROR [Payments]`` line and cleared the screen through ``edge dev``).
+    ``newlines`` keeps line breaks (a traceback's)."""
+    return text.translate(_ESCAPES_BUT_NEWLINES if newlines else _ESCAPES)
 
 
 def plural(n: int, noun: str) -> str:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._format import mib, plural
+from ._format import mib, plural, printable
 from .errors import EdgeError, PortInUse
 from .settings import Settings
 
@@ -640,14 +640,14 @@ def _log_line(record: dict) -> str:
     step = f" [{record['step']}]" if record.get("step") else ""
     trace = f" ({record['trace_id']})" if record.get("trace_id") else ""
     extra = f" {json.dumps(record['data'])}" if record.get("data") else ""
-    return f"{stamp} {record['level'].upper():5}{step}{trace} {record['msg']}{extra}"
+    return printable(f"{stamp} {record['level'].upper():5}{step}{trace} {record['msg']}{extra}")
 
 
 def _span_line(span: dict) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(span["start"]))
     error = f"  {span['error']}" if span.get("error") else ""
-    return (f"{stamp} {span['trace_id']} {span['step']:24} {span['trigger']:6} "
-            f"{span['duration_ms']:9.3f} ms  {span['status']}{error}")
+    return printable(f"{stamp} {span['trace_id']} {span['step']:24} {span['trigger']:6} "
+                     f"{span['duration_ms']:9.3f} ms  {span['status']}{error}")
 
 
 def cmd_backup(args) -> int:

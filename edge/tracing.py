@@ -16,6 +16,8 @@ from typing import Any, TextIO
 import msgspec
 import trio
 
+from ._format import printable
+
 __all__ = ["Tracer", "Span", "LogRecord", "LEVELS", "new_id", "decode_log", "read_logs", "read_spans"]
 
 #: How many log records and spans the store keeps; older ones are trimmed on flush.
@@ -215,9 +217,9 @@ class Tracer:
         level = r.level.upper().ljust(5)
         if self.colour:
             level = f"{_COLOURS.get(r.level, '')}{level}\x1b[0m"
-        where = f" [{r.step}]" if r.step else ""
+        where = f" [{printable(r.step)}]" if r.step else ""
         trace = f" ({r.trace_id[:8]})" if r.trace_id else ""
-        line = f"{stamp} {level}{where}{trace} {r.msg}"
+        line = f"{stamp} {level}{where}{trace} {printable(r.msg)}"
         data = r.data
         if data:
             tb = data.get("traceback") if isinstance(data, dict) else None
@@ -228,7 +230,7 @@ class Tracer:
                 except TypeError:
                     line += f" {rest!r}"
             if tb:
-                line += "\n" + tb.rstrip()
+                line += "\n" + printable(tb.rstrip(), newlines=True)
         return line + "\n"
 
     # -- spans ----------------------------------------------------------------------------

@@ -447,3 +447,27 @@ def test_bad_server_interface_is_a_clear_error(tmp_path):
     result = edge("start", "--dir", project, "--port", "0", env={"EDGE_SERVER_INTERFACE": "wsgi"})
     assert (result.returncode, result.stderr.strip()) == (  # a usage error, as EDGE_LOOP's (was exit code 1)
         2, 'edge start: EDGE_SERVER_INTERFACE: expected "rsgi" or "asgi", got "wsgi"')
+
+
+def test_log_lines_people_read_escape_control_characters():
+    # A tester: a message a client wrote into printed a forged "ERROR [Payments]" line and a
+    # clear-screen escape through `edge dev` and `edge logs`.
+    import io
+
+    from edge.cli import _log_line
+    from edge.tracing import Tracer
+
+    forged = "user said hi\n2026-12-03 17:40:00 ERROR [Payments] (deadbeef) card charged twice\x1b[2J"
+    out = io.StringIO()
+    tracer = Tracer(None, mode="dev", out=out)
+    tracer.log("info", forged, step="Log\x1b[31m")
+    try:
+        raise ValueError("bad\x1b[2J")
+    except ValueError as exc:
+        tracer.exception("Log failed", exc, step="Log")
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(" INFO  [Log\\x1b[31m] user said hi\\n2026-12-03 17:40:00 ERROR [Payments] (deadbeef) "
+                             "card charged twice\\x1b[2J")
+    assert lines[-1] == "ValueError: bad\\x1b[2J"  # a traceback keeps its lines, not its escapes
+    assert _log_line({"time": 0, "level": "info", "msg": forged, "step": "Log"}).endswith(
+        " INFO  [Log] user said hi\\n2026-12-03 17:40:00 ERROR [Payments] (deadbeef) card charged twice\\x1b[2J")
