@@ -486,6 +486,10 @@ class Boundary:
                 result = await call.fn(*call.args(input, ctx))
             else:
                 result = await self.call(step, input, ctx)
+            if type(result) is not dict and hasattr(result, "__await__"):
+                # `return other()` without its await: awaited, as JavaScript does with a promise an
+                # async function returns (a tester: on a queue the work was lost, acked as done)
+                result = await result
             if finish is not None:
                 result = finish(result)
             pending = ctx.pending

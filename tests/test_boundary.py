@@ -35,6 +35,8 @@ PROJECT = {
             {"type": "http", "method": "GET", "path": "/garbage/header-object"},
             {"type": "http", "method": "GET", "path": "/garbage/header-nul"},
             {"type": "http", "method": "GET", "path": "/garbage/tuple-key"},
+            {"type": "http", "method": "GET", "path": "/garbage/recursive"},
+            {"type": "http", "method": "GET", "path": "/garbage/surrogate"},
             {"type": "http", "method": "GET", "path": "/raises"},
             {"type": "http", "method": "GET", "path": "/cond", "condition": cond_raises},
             {"type": "http", "method": "GET", "path": "/mw", "middleware": [mw_raises]},
@@ -60,6 +62,12 @@ PROJECT = {
                 return {"status": 200, "body": {}, "headers": {"x-a": "a\\x00b"}}
             if kind == "/garbage/tuple-key":
                 return {"status": 200, "body": {"a": {(1, 2): 3}}}
+            if kind == "/garbage/recursive":
+                looped = {}
+                looped["d"] = looped
+                return {"status": 200, "body": looped}
+            if kind == "/garbage/surrogate":
+                return {"status": 200, "body": "\\ud800"}
             if kind == "/state/bigint":
                 await ctx.state.set("g", "k", {"n": 2 ** 70})
             if kind == "/state/longkey":
@@ -387,6 +395,9 @@ def logged(server, error_id: str) -> dict:
                                "expected a str (or a number)"),
     ("/garbage/header-nul", "Faults: handler returned a header value with a control character: 'a\\x00b'"),
     ("/garbage/tuple-key", "Faults: body is not JSON-encodable: key of type tuple at $.a"),  # was RecursionError
+    # were "Faults failed: RecursionError: maximum recursion depth exceeded ..." / "UnicodeEncodeError"
+    ("/garbage/recursive", "Faults: body is not JSON-encodable: dict that contains itself at $.d"),
+    ("/garbage/surrogate", "Faults: body is not valid text: '\\ud800' at character 0 has no UTF-8 form"),
     ("/garbage/headers", "Faults: handler returned a header value with a line break: 'a\\r\\nSet-Cookie: b'"),
 ])
 def test_a_garbage_result_is_a_500_that_says_what_was_wrong(client, server, path, message):

@@ -948,3 +948,26 @@ async def test_ctx_calls_are_coroutines_for_create_task_and_start_soon(tmp_path,
         assert (await app.http("POST", "/trio-tasks")).status == 201
         assert app.enqueued("tasks.done") == [{"x": 1}]
         assert (await app.state.get("tasks", "a"), await app.state.get("tasks", "b")) == (1, 2)
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_handler_that_returns_a_coroutine_without_awaiting_it_has_it_awaited(tmp_path, anyio_backend):
+    # A tester: on a queue the coroutine was never run and the message acked as done (its work
+    # lost, a RuntimeWarning on stderr); over HTTP it was a 500.
+    files = {"steps/forgot_step.py": """
+        config = {"name": "Forgot", "triggers": [{"type": "queue", "topic": "forgot"},
+                                                 {"type": "http", "method": "GET", "path": "/forgot"}]}
+
+        async def work(ctx):
+            await ctx.state.set("forgot", ctx.trigger.type, "done")
+            return {"status": 200, "body": {"done": True}}
+
+        async def handler(input, ctx):
+            return work(ctx)
+    """}
+    async with App(write_project(tmp_path / "app", files)) as app:
+        await app.emit("forgot", {})
+        await app.drain()
+        assert (await app.http("GET", "/forgot")).json == {"done": True}
+        assert (await app.state.get("forgot", "queue"), await app.state.get("forgot", "http")) == ("done", "done")

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from .._format import clip
 from ..api import ApiResponse, check_headers
 from ..errors import BadResult
 
@@ -47,23 +48,34 @@ def storage_full(exc, **fields: Any) -> tuple[int, list, bytes]:
     return error_response(507, error=f"the disk holding {exc.path} is full", detail=str(exc), **fields)
 
 
-def _unencodable(value: Any, path: str = "$") -> str | None:
-    """The JSON path of the first value in ``value`` that cannot be encoded, as ``"type at path"``."""
+#: How deep _unencodable looks for what failed (it recurses once a level).
+MAX_DEPTH = 200
+
+
+def _unencodable(value: Any, path: str = "$", within: tuple = ()) -> str | None:
+    """The JSON path of the first value in ``value`` that cannot be encoded, as ``"type at
+    path"``. ``within``: the ids of the containers above (a dict that contains itself)."""
     try:
         _encoder.encode(value)
         return None
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # RecursionError: a tuple key
         reason = exc
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in within:
+            return f"{type(value).__name__} that contains itself at {path}"
+        if len(within) >= MAX_DEPTH:
+            return f"{type(value).__name__} nested more than {MAX_DEPTH} deep at {clip(path)}"
+        within = (*within, id(value))
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, (str, int, float)):
                 return f"key of type {type(key).__name__} at {path}"
-            found = _unencodable(item, f"{path}.{key}")
+            found = _unencodable(item, f"{path}.{key}", within)
             if found:
                 return found
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            found = _unencodable(item, f"{path}[{i}]")
+            found = _unencodable(item, f"{path}[{i}]", within)
             if found:
                 return found
     if isinstance(reason, OverflowError) or (isinstance(value, int) and "range" in str(reason)):
@@ -121,7 +133,11 @@ def build_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         if not has_type:
             out.append(("content-type", "application/octet-stream"))
     elif isinstance(body, str):
-        payload = body.encode()
+        try:
+            payload = body.encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800"): no UTF-8 for it
+            raise BadResult(f"body is not valid text: {exc.object[exc.start:exc.end]!r} at character "
+                            f"{exc.start} has no UTF-8 form") from None
         if not has_type:
             out.append(("content-type", "text/plain; charset=utf-8"))
     else:  # dicts, lists, numbers, Structs, models: JSON
