@@ -198,7 +198,7 @@ class Ready:
 
     def __await__(self):
         return self.value
-        yield  # noqa: unreachable - makes this a generator
+        yield  # (never reached: it makes this a generator)
 
     def __bool__(self):
         raise TypeError(_NOT_A_VALUE)
