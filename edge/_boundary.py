@@ -39,7 +39,8 @@ from typing import Any, Callable
 import sniffio
 import trio
 
-from ._loops import current_invocation, current_library, invoked_from_thread, maybe_await, register_host, thread_run
+from ._loops import (current_invocation, current_library, in_async, invoked_from_thread, maybe_await, register_host,
+                     thread_run)
 from .context import Context
 from .errors import BadResult, RequestBodyError, Retry, StorageFull
 from .tracing import Span, new_id
@@ -592,17 +593,22 @@ class Boundary:
         return await chain(0)
 
     def _blocking_next(self, chain: Callable, i: int) -> Callable[[], Any]:
-        """A sync middleware's ``next``: from its thread, ``chain(i)`` on the caller's loop."""
-        if current_library() == "trio":
-            return lambda: trio.from_thread.run(chain, i)
-        host = self.host
+        """A sync middleware's ``next``: from its thread, ``chain(i)`` run on the caller's loop
+        and its answer; called from async code (a sync wrapper returned an async middleware's
+        coroutine, which runs on the loop), ``chain(i)`` to await. What runs below it and is
+        sync gets a thread of its own (the pool may be full of middleware waiting for it)."""
+        async def below():
+            invoked_from_thread.set(True)  # (in this run's own context)
+            return await chain(i)
 
-        def next_blocking():
-            token = invoked_from_thread.set(True)  # (a sync handler below gets a thread of its own)
-            try:
-                return host.await_blocking(chain, i, run=thread_run.get())
-            finally:
-                invoked_from_thread.reset(token)
+        if current_library() == "trio":
+            def next_blocking():
+                return chain(i) if in_async() else trio.from_thread.run(below)
+        else:
+            host = self.host
+
+            def next_blocking():
+                return chain(i) if in_async() else host.await_blocking(below, run=thread_run.get())
 
         return next_blocking
 
