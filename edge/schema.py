@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from ._jsonschema import (
-    _MSGSPEC_AT, _TYPE_OF, MAX_ERRORS, _Compiler, _count, _or, _path, _render, _show, _type_name,
+    _MSGSPEC_AT, _TYPE_OF, MAX_ERRORS, PatternGaveUp, _Compiler, _count, _or, _path, _render, _show, _type_name,
 )
 from ._json import may_be_deep
 from ._json import decode as _decode_json
@@ -318,6 +318,8 @@ def _run(check, data):
         return check(data)
     except RecursionError:
         return [["nested too deeply"]]
+    except PatternGaveUp as exc:  # one is enough: the body is refused (a hostile one has thousands)
+        return [[str(exc)]]
 
 
 def _schema_error(errors: list[dict]) -> SchemaError:

@@ -418,7 +418,7 @@ def test_a_pattern_that_backtracks_without_end_is_a_400_and_the_server_serves_on
     answer = client.post("/backtracking", json={"s": "a" * 60 + "!"})
     assert answer.status_code == 400
     [error] = answer.json()["errors"]
-    assert error["path"] == "$.s"
+    assert error["path"] == "$"
     assert error["message"].startswith('must match pattern "^(a|aa)+$"; matching "aaaa')
     assert error["message"].endswith(" gave up after 50 ms (the pattern backtracks too much: simplify it, "
                                      "or bound the length with maxLength)")
