@@ -226,11 +226,11 @@ class Tracer:
             rest = {k: v for k, v in data.items() if k != "traceback"} if tb else data
             if rest:
                 try:
-                    line += " " + _json.encode(rest).decode()
+                    line += " " + printable(_json.encode(rest).decode())
                 except TypeError:
-                    line += f" {rest!r}"
-            if tb:
-                line += "\n" + printable(tb.rstrip(), newlines=True)
+                    line += f" {printable(repr(rest))}"
+            if tb:  # each line marked: an exception's message may hold a client's line break
+                line += "\n" + "\n".join(f"  | {part}" for part in printable(tb.rstrip(), newlines=True).split("\n"))
         return line + "\n"
 
     # -- spans ----------------------------------------------------------------------------

@@ -468,6 +468,6 @@ def test_log_lines_people_read_escape_control_characters():
     lines = out.getvalue().splitlines()
     assert lines[0].endswith(" INFO  [Log\\x1b[31m] user said hi\\n2026-12-03 17:40:00 ERROR [Payments] (deadbeef) "
                              "card charged twice\\x1b[2J")
-    assert lines[-1] == "ValueError: bad\\x1b[2J"  # a traceback keeps its lines, not its escapes
+    assert lines[-1] == "  | ValueError: bad\\x1b[2J"  # a traceback keeps its lines (marked), not its escapes
     assert _log_line({"time": 0, "level": "info", "msg": forged, "step": "Log"}).endswith(
         " INFO  [Log] user said hi\\n2026-12-03 17:40:00 ERROR [Payments] (deadbeef) card charged twice\\x1b[2J")
