@@ -586,9 +586,9 @@ class Boundary:
             if i == len(middleware):
                 return await self.call(step, input, ctx)
             fn = middleware[i]
-            if self.host is None or _is_async(fn):
-                return await maybe_await(fn(input, ctx, lambda: chain(i + 1)))
-            return await self.call_user(fn, input, ctx, self._blocking_next(chain, i + 1))
+            blocking = self.host is not None and not _is_async(fn)  # (call_user runs it in the pool)
+            return await self.call_user(fn, input, ctx,
+                                        self._blocking_next(chain, i + 1) if blocking else lambda: chain(i + 1))
 
         return await chain(0)
 
@@ -618,9 +618,10 @@ class Boundary:
         request, escaped its trigger's timeout, and its ``ctx.state.get`` was an awaitable,
         always true: a middleware checking a token let everyone in). What it returns is
         awaited when awaitable."""
+        # (no host: in-process on a mock clock, everything inline)
         result = fn(*args) if self.host is None or _is_async(fn) else await self.in_thread(fn, *args)
-        while hasattr(result, "__await__"):  # (no host: in-process on a mock clock, inline)
-            result = await result  # (an async condition may return a ctx call it did not await)
+        while hasattr(result, "__await__"):  # (an async condition may return a ctx call it did not await)
+            result = await result
         return result
 
     async def in_thread(self, fn: Callable, *args, on_late: Callable | None = None) -> Any:
