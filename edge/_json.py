@@ -16,13 +16,14 @@ containers are walked level by level: about a fifth of the decode's own time.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
 from .errors import MalformedJSON
 
-__all__ = ["MAX_DEPTH", "JSONTooDeep", "decode", "may_be_deep", "too_deep", "depth_error"]
+__all__ = ["MAX_DEPTH", "JSONTooDeep", "decode", "explained", "may_be_deep", "too_deep", "depth_error"]
 
 #: Deepest nesting of arrays and objects accepted (serde_json's default too). Real documents
 #: rarely pass 20; at 128 the validator's worst case stays well inside Python's 1000 frames.
@@ -51,9 +52,31 @@ def decode(raw: bytes | str, limit: int = MAX_DEPTH) -> Any:
         value = _decode(raw)
     except RecursionError:  # far deeper than the limit: msgspec ran out of stack
         raise depth_error(limit) from None
+    except msgspec.DecodeError as exc:
+        raise explained(exc, raw) from None
     if may_be_deep(raw, limit) and too_deep(value, limit):
         raise depth_error(limit)
     return value
+
+
+#: A ``\\uXXXX`` escape of a UTF-16 surrogate that has no other half next to it (after an even
+#: run of backslashes: ``\\\\ud800`` is a backslash and text).
+_LONE_SURROGATE = re.compile(
+    rb"(?:^|[^\\])(?:\\\\)*(\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<![\\]u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+
+
+def explained(exc: msgspec.DecodeError, raw: bytes | str) -> msgspec.DecodeError:
+    """``exc``, or one that names the cause when msgspec's words mislead: it says "Input data
+    was truncated" for a complete document with an escaped lone surrogate (``"\\ud800"``)."""
+    if str(exc) != "Input data was truncated":
+        return exc
+    found = _LONE_SURROGATE.search(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
+    if found is None:
+        return exc
+    escape = found.group(1).decode()
+    return msgspec.DecodeError(f"{escape} (byte {found.start(1)}) is half of a UTF-16 surrogate pair without its "
+                               "other half: it stands for no character")
 
 
 def may_be_deep(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:

@@ -217,7 +217,8 @@ def check_headers(headers: Any) -> list[tuple[str, str]]:
     lower case, a list value as one header per item (``set-cookie``), :data:`DROPPED` dropped.
 
     Raises:
-        BadResult: not a dict, a name that is no header name, a value with a line break.
+        BadResult: not a dict, a name that is no header name, a value with a line break, a
+            control character or no UTF-8 form.
     """
     if not isinstance(headers, dict):
         raise BadResult(f"handler returned headers of type {type(headers).__name__}; expected a dict of name -> value")
@@ -238,6 +239,13 @@ def check_headers(headers: Any) -> list[tuple[str, str]]:
                 raise BadResult(f"handler returned a header value with a line break: {item!r}")
             if _CONTROL.search(item):  # Granian dropped such a header without a word
                 raise BadResult(f"handler returned a header value with a control character: {item!r}")
+            if not item.isascii():  # a lone surrogate has no UTF-8: Granian refused the whole answer
+                try:
+                    item.encode()
+                except UnicodeEncodeError as exc:
+                    raise BadResult(f"handler returned a header value that is not valid text for {name!r}: "
+                                    f"{exc.object[exc.start:exc.end]!r} at character {exc.start} has no UTF-8 "
+                                    "form") from None
             out.append((name, item))
     return out
 

@@ -27,7 +27,7 @@ import msgspec
 from ._jsonschema import (
     _MSGSPEC_AT, _TYPE_OF, MAX_ERRORS, PatternGaveUp, _Compiler, _count, _or, _path, _render, _show, _type_name,
 )
-from ._json import may_be_deep
+from ._json import explained, may_be_deep
 from ._json import decode as _decode_json
 from .errors import ConfigError, MalformedJSON, SchemaError
 
@@ -237,7 +237,7 @@ class _StructSchema(Schema):
         except msgspec.ValidationError as exc:
             first_error = exc
         except msgspec.DecodeError as exc:
-            raise _malformed(exc) from None
+            raise _malformed(explained(exc, raw)) from None
         raise self._explain(_decode(raw), first_error)
 
     def _explain(self, data, exc: msgspec.ValidationError) -> SchemaError:

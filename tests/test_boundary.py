@@ -37,6 +37,9 @@ PROJECT = {
             {"type": "http", "method": "GET", "path": "/garbage/tuple-key"},
             {"type": "http", "method": "GET", "path": "/garbage/recursive"},
             {"type": "http", "method": "GET", "path": "/garbage/surrogate"},
+            {"type": "http", "method": "GET", "path": "/garbage/header-surrogate"},
+            {"type": "http", "method": "GET", "path": "/garbage/surrogate-key"},
+            {"type": "http", "method": "GET", "path": "/garbage/surrogate-value"},
             {"type": "http", "method": "GET", "path": "/raises"},
             {"type": "http", "method": "GET", "path": "/cond", "condition": cond_raises},
             {"type": "http", "method": "GET", "path": "/mw", "middleware": [mw_raises]},
@@ -68,6 +71,12 @@ PROJECT = {
                 return {"status": 200, "body": looped}
             if kind == "/garbage/surrogate":
                 return {"status": 200, "body": "\\ud800"}
+            if kind == "/garbage/surrogate-key":  # was "dict at $"
+                return {"status": 200, "body": {"ok": 1, "a\\ud800": 2}}
+            if kind == "/garbage/surrogate-value":  # was "str at $.a[1]"
+                return {"status": 200, "body": {"a": ["fine", "x\\udc00"]}}
+            if kind == "/garbage/header-surrogate":  # was a 500 with no body and nothing logged
+                return {"status": 200, "body": {}, "headers": {"x-a": "caf\\xe9 \\ud800"}}
             if kind == "/state/bigint":
                 await ctx.state.set("g", "k", {"n": 2 ** 70})
             if kind == "/state/longkey":
@@ -398,6 +407,12 @@ def logged(server, error_id: str) -> dict:
     # were "Faults failed: RecursionError: maximum recursion depth exceeded ..." / "UnicodeEncodeError"
     ("/garbage/recursive", "Faults: body is not JSON-encodable: dict that contains itself at $.d"),
     ("/garbage/surrogate", "Faults: body is not valid text: '\\ud800' at character 0 has no UTF-8 form"),
+    ("/garbage/surrogate-key", "Faults: body is not JSON-encodable: key with no UTF-8 form ('\\ud800' at "
+                               "character 1) at $"),
+    ("/garbage/surrogate-value", "Faults: body is not JSON-encodable: text with no UTF-8 form ('\\udc00' at "
+                                 "character 1) at $.a[1]"),
+    ("/garbage/header-surrogate", "Faults: handler returned a header value that is not valid text for 'x-a': "
+                                  "'\\ud800' at character 5 has no UTF-8 form"),
     ("/garbage/headers", "Faults: handler returned a header value with a line break: 'a\\r\\nSet-Cookie: b'"),
 ])
 def test_a_garbage_result_is_a_500_that_says_what_was_wrong(client, server, path, message):

@@ -195,6 +195,16 @@ def test_malformed_json(client):
     assert r.json() == {"error": "Malformed JSON", "detail": "Input data was truncated"}
 
 
+def test_json_with_a_lone_surrogate_escape_says_so(client):
+    # msgspec's own words were "Input data was truncated", for a whole document
+    r = client.post("/echo", content=b'{"name": "ada \\ud800"}', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json() == {"error": "Malformed JSON", "detail": "\\ud800 (byte 14) is half of a UTF-16 surrogate "
+                                                             "pair without its other half: it stands for no character"}
+    r = client.post("/echo", content=b'{"name": "ada \\\\ud800"}', headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["got"]["name"] == "ada \\ud800"  # an escaped backslash, then text
+
+
 def test_wrong_content_type_for_schema(client):
     r = client.post("/echo", content=b"name=ada", headers={"content-type": "text/plain"})
     assert r.status_code == 415

@@ -66,10 +66,17 @@ def _unencodable(value: Any, path: str = "$", within: tuple = ()) -> str | None:
         if len(within) >= MAX_DEPTH:
             return f"{type(value).__name__} nested more than {MAX_DEPTH} deep at {clip(path)}"
         within = (*within, id(value))
+    if isinstance(value, str):  # a lone surrogate ("\ud800"): no UTF-8 for it
+        return f"text with {_no_utf8(reason)} at {path}"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, (str, int, float)):
                 return f"key of type {type(key).__name__} at {path}"
+            if type(key) is str and not key.isascii():
+                try:
+                    key.encode()
+                except UnicodeEncodeError as exc:
+                    return f"key with {_no_utf8(exc)} at {path}"
             found = _unencodable(item, f"{path}.{key}", within)
             if found:
                 return found
@@ -81,6 +88,12 @@ def _unencodable(value: Any, path: str = "$", within: tuple = ()) -> str | None:
     if isinstance(reason, OverflowError) or (isinstance(value, int) and "range" in str(reason)):
         return f"integer out of range ({value if isinstance(value, int) else '?'}) at {path}"
     return f"{type(value).__name__} at {path}"
+
+
+def _no_utf8(exc: BaseException) -> str:
+    if not isinstance(exc, UnicodeEncodeError):
+        return "no JSON form"
+    return f"no UTF-8 form ({exc.object[exc.start:exc.end]!r} at character {exc.start})"
 
 
 def json_payload(body: Any) -> bytes:
