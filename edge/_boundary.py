@@ -365,6 +365,8 @@ class Boundary:
         self._limiter: trio.CapacityLimiter | None = None
         #: Runs edge stopped waiting for (past an HTTP timeout) that have not ended yet.
         self.detached: set[asyncio.Task] = set()
+        #: (step, middleware) pairs already told they dropped the handler's answer.
+        self._told: set[tuple[str, str]] = set()
 
     # -- where it runs ----------------------------------------------------------------------
 
@@ -582,15 +584,36 @@ class Boundary:
         """Call the handler through HTTP middleware (``fn(req, ctx, next)``, outermost first).
         A sync middleware runs in the pool (see :meth:`call_user`); its ``next()`` runs the rest
         of the chain on the loop and returns its result to the thread."""
+        answers = {}  # level -> what the rest of the chain below it returned
+
         async def chain(i):
             if i == len(middleware):
-                return await self.call(step, input, ctx)
+                answers[i] = answer = await self.call(step, input, ctx)
+                return answer
             fn = middleware[i]
             blocking = self.host is not None and not _is_async(fn)  # (call_user runs it in the pool)
-            return await self.call_user(fn, input, ctx,
-                                        self._blocking_next(chain, i + 1) if blocking else lambda: chain(i + 1))
+            answers[i] = answer = await self.call_user(
+                fn, input, ctx, self._blocking_next(chain, i + 1) if blocking else lambda: chain(i + 1))
+            if answer is None and answers.get(i + 1) is not None:
+                self._dropped(step, fn, answers[i + 1], ctx)
+            return answer
 
         return await chain(0)
+
+    def _dropped(self, step, fn: Callable, answer: Any, ctx) -> None:
+        """Tell, once per middleware, that it called ``next()`` and returned nothing (a tester:
+        the client got 204 No Content and nothing said why)."""
+        name = getattr(fn, "__name__", None) or type(fn).__name__
+        if (step.name, name) in self._told:
+            return
+        self._told.add((step.name, name))
+        status = answer.get("status") if isinstance(answer, dict) else getattr(answer, "status", None)
+        was = f" (status {status})" if type(status) is int else ""
+        self.tracer.log(
+            "warn", f"{step.name}: middleware {name} called next() but returned None, so the client got "
+            f"204 No Content instead of the handler's answer{was}; return what next() returns: "
+            "`return await next()` in an async middleware, `return next()` in a sync one",
+            trace_id=ctx.trace_id, step=step.name, flows=step.flows)
 
     def _blocking_next(self, chain: Callable, i: int) -> Callable[[], Any]:
         """A sync middleware's ``next``: from its thread, ``chain(i)`` run on the caller's loop

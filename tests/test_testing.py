@@ -1007,3 +1007,34 @@ async def test_middleware_of_every_shape_answers_with_one_pool_thread(tmp_path, 
     async with App(write_project(tmp_path / "app", MIDDLEWARE_SHAPES), threads=1) as app:
         for path in ("/wrapped", "/two-sync"):
             assert (await app.http("GET", path)).json == {"path": path}
+
+
+FORGETFUL = {"steps/forgetful_step.py": """
+    async def audit(req, ctx, next):
+        await next()  # forgot the return
+
+    def timing(req, ctx, next):
+        next()  # forgot the return
+
+    config = {"name": "Forgetful", "triggers": [
+        {"type": "http", "method": "GET", "path": "/async", "middleware": [audit]},
+        {"type": "http", "method": "GET", "path": "/sync", "middleware": [timing]}]}
+
+    async def handler(req, ctx):
+        return {"status": 200, "body": {"path": req.path}}
+"""}
+
+
+@pytest.mark.anyio
+@BOTH
+async def test_a_middleware_that_drops_the_handlers_answer_is_told_once(tmp_path, anyio_backend):
+    # Before: the client got 204 No Content and nothing said why.
+    async with App(write_project(tmp_path / "app", FORGETFUL)) as app:
+        for name, path in (("audit", "/async"), ("timing", "/sync")):
+            for _ in range(2):
+                assert (await app.http("GET", path)).status == 204
+            said = [r["msg"] for r in app.logs if r["level"] == "warn"]
+            assert said.count(
+                f"Forgetful: middleware {name} called next() but returned None, so the client got 204 No "
+                f"Content instead of the handler's answer (status 200); return what next() returns: "
+                f"`return await next()` in an async middleware, `return next()` in a sync one") == 1, said
